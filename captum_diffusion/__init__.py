@@ -1,0 +1,30 @@
+"""diffusion-explain core: generation, scoring, word handling, attributions, segmenters, metrics.
+
+Public names are imported lazily so that ``import captum_diffusion`` stays cheap; each lives in one module.
+"""
+from __future__ import annotations
+
+from captum_diffusion._lazy import lazy_getattr
+
+_EXPORTS = {
+    "split_words": "words",
+    "subprompt": "words",
+    "TextToImage": "generation",
+    "ImageCache": "generation",
+    "CLIPSimilarity": "scores",
+    "LatentSimilarity": "scores",
+    "PromptScore": "scores",
+    "WordAttribution": "attribution",
+    "DAAM": "daam",
+    "SAMSegmenter": "segmentation",
+    "SuperpixelSegmenter": "segmentation",
+    "DAAMKMeansSegmenter": "segmentation",
+    "CLIPSaliency": "saliency",
+    "CLIPConditionedGenerator": "gan",
+    "load_shapes_world": "shapes_world",
+}
+
+__all__ = sorted(_EXPORTS)
+__version__ = "0.1.0"
+
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

@@ -1,0 +1,23 @@
+"""Metrics to judge explanations: rank alignment and RMSE (Gupta & Kanoria), Shapley axioms,
+mask overlap (DAAM: IoU, mIoU, IoD, IoH) and CLIP score (RATLIP)."""
+from __future__ import annotations
+
+from captum_diffusion._lazy import lazy_getattr
+
+_EXPORTS = {
+    "percent_ranks_aligned": "ranking",
+    "rmse": "ranking",
+    "normalize_scores": "ranking",
+    "check_efficiency": "axioms",
+    "check_symmetry": "axioms",
+    "check_null_player": "axioms",
+    "iou": "masks",
+    "miou": "masks",
+    "iod": "masks",
+    "ioh": "masks",
+    "clip_score": "clip_score",
+}
+
+__all__ = sorted(_EXPORTS)
+
+__getattr__ = lazy_getattr(__name__, _EXPORTS)
