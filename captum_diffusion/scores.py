@@ -1,0 +1,134 @@
+"""Payoffs: how close a generated image is to a reference (an image or a text).
+
+- ``CLIPSimilarity``: cosine of CLIP embeddings (image-image, the Gupta & Kanoria payoff, and image-text).
+- ``LatentSimilarity``: cosine of the pipeline's own VAE latents (the paper's "next step", no CLIP needed).
+- ``PromptScore``: the black box ``f(prompts) -> np.ndarray (n,)`` that shap, lime and captum explain: generate
+  each sub-prompt with a ``TextToImage`` and score it against the full prompt's image (or text).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from captum_diffusion.generation import as_rgb_image, as_rgb_images
+
+
+def _batches(items: list, batch_size: int):
+    for start in range(0, len(items), batch_size):
+        yield items[start : start + batch_size]
+
+
+def _check_batch_size(batch_size) -> int:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    return batch_size
+
+
+def _features(output) -> torch.Tensor:
+    """The projected embedding from ``get_image_features`` / ``get_text_features`` (a tensor in transformers 4,
+    a ``BaseModelOutputWithPooling`` whose ``pooler_output`` holds it in transformers 5)."""
+    return output if isinstance(output, torch.Tensor) else output.pooler_output
+
+
+class CLIPSimilarity:
+    """Cosine similarity in CLIP's joint embedding space (transformers ``CLIPModel`` + ``CLIPProcessor``).
+
+    Args:
+        model: a model id or local directory for ``CLIPModel.from_pretrained`` (default
+            ``"openai/clip-vit-base-patch32"``), or a ``transformers.CLIPModel`` instance.
+        processor: a ``CLIPProcessor`` (required with a model instance; loaded from ``model`` when it is a str).
+        device: where the model runs (default: where its weights already are; ``"cpu"`` for a fresh load).
+        dtype: model dtype, e.g. ``torch.float16`` on a GPU (default: unchanged).
+        batch_size: images / texts embedded per forward pass.
+
+    Images may be PIL images (any mode; alpha is composited on white) or uint8 arrays ``(H, W, 3)``.
+    All methods run under ``torch.no_grad()`` on the model's device; embeddings come back as float32 on the CPU.
+    """
+
+    def __init__(
+        self,
+        model="openai/clip-vit-base-patch32",
+        processor=None,
+        *,
+        device=None,
+        dtype=None,
+        batch_size: int = 32,
+    ):
+        from transformers import CLIPModel, CLIPProcessor
+
+        self.batch_size = _check_batch_size(batch_size)
+        if isinstance(model, str):
+            loaded = CLIPModel.from_pretrained(model, **({"dtype": dtype} if dtype is not None else {}))
+            processor = processor if processor is not None else CLIPProcessor.from_pretrained(model)
+            model = loaded
+        elif not isinstance(model, CLIPModel):
+            raise TypeError(
+                f"model must be a model id / local directory (str) or a transformers.CLIPModel, got {type(model).__name__}"
+            )
+        elif processor is None:
+            raise ValueError("processor is required when model is a CLIPModel instance: pass its CLIPProcessor")
+        if not callable(processor):
+            raise TypeError(f"processor must be a transformers CLIPProcessor, got {type(processor).__name__}")
+        if device is not None or dtype is not None:
+            model = model.to(**{k: v for k, v in (("device", device), ("dtype", dtype)) if v is not None})
+        self.model = model.eval()
+        self.processor = processor
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    @torch.no_grad()
+    def embed_images(self, images) -> torch.Tensor:
+        """Unit-norm CLIP image embeddings, shape ``(n, d)`` (``d`` = the model's ``projection_dim``), float32, CPU."""
+        images = as_rgb_images(images)
+        if not images:
+            return torch.zeros(0, self.model.config.projection_dim)
+        chunks = []
+        for batch in _batches(images, self.batch_size):
+            pixels = self.processor(images=batch, return_tensors="pt")["pixel_values"]
+            features = _features(self.model.get_image_features(pixel_values=pixels.to(self.device, self.dtype)))
+            chunks.append(torch.nn.functional.normalize(features.float(), dim=-1).cpu())
+        return torch.cat(chunks)
+
+    @torch.no_grad()
+    def embed_texts(self, texts) -> torch.Tensor:
+        """Unit-norm CLIP text embeddings, shape ``(n, d)``, float32, CPU. Texts past CLIP's token limit are truncated."""
+        texts = _as_texts(texts)
+        if not texts:
+            return torch.zeros(0, self.model.config.projection_dim)
+        chunks = []
+        for batch in _batches(texts, self.batch_size):
+            tokens = self.processor(text=batch, padding=True, truncation=True, return_tensors="pt")
+            tokens = {k: v.to(self.device) for k, v in tokens.items() if k in ("input_ids", "attention_mask")}
+            features = _features(self.model.get_text_features(**tokens))
+            chunks.append(torch.nn.functional.normalize(features.float(), dim=-1).cpu())
+        return torch.cat(chunks)
+
+    def image_similarity(self, images, reference_image) -> np.ndarray:
+        """Cosine between each image and ``reference_image``: float64 array ``(n,)`` in [-1, 1]."""
+        reference = self.embed_images([as_rgb_image(reference_image, "reference_image")])
+        return (self.embed_images(images) @ reference.T)[:, 0].double().numpy()
+
+    def text_similarity(self, images, texts) -> np.ndarray:
+        """Cosine between each image and each text: float64 array ``(n_images, n_texts)`` in [-1, 1]."""
+        return (self.embed_images(images) @ self.embed_texts(texts).T).double().numpy()
+
+
+def _as_texts(texts) -> list[str]:
+    if isinstance(texts, str):
+        return [texts]
+    try:
+        items = list(texts)
+    except TypeError:
+        raise TypeError(f"texts must be a str or a sequence of str, got {type(texts).__name__}") from None
+    for i, text in enumerate(items):
+        if not isinstance(text, str):
+            raise TypeError(f"texts[{i}] must be a str, got {type(text).__name__}")
+    return [str(text) for text in items]
