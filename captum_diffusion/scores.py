@@ -26,6 +26,11 @@ def _check_batch_size(batch_size) -> int:
     return batch_size
 
 
+def _cosine(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
+    """Cosine matrix ``(len(a), len(b))`` of unit-norm rows, in float64, clipped to [-1, 1] (rounding)."""
+    return np.clip((a.double() @ b.double().T).numpy(), -1.0, 1.0)
+
+
 def _features(output) -> torch.Tensor:
     """The projected embedding from ``get_image_features`` / ``get_text_features`` (a tensor in transformers 4,
     a ``BaseModelOutputWithPooling`` whose ``pooler_output`` holds it in transformers 5)."""
@@ -114,11 +119,11 @@ class CLIPSimilarity:
     def image_similarity(self, images, reference_image) -> np.ndarray:
         """Cosine between each image and ``reference_image``: float64 array ``(n,)`` in [-1, 1]."""
         reference = self.embed_images([as_rgb_image(reference_image, "reference_image")])
-        return (self.embed_images(images) @ reference.T)[:, 0].double().numpy()
+        return _cosine(self.embed_images(images), reference)[:, 0]
 
     def text_similarity(self, images, texts) -> np.ndarray:
         """Cosine between each image and each text: float64 array ``(n_images, n_texts)`` in [-1, 1]."""
-        return (self.embed_images(images) @ self.embed_texts(texts).T).double().numpy()
+        return _cosine(self.embed_images(images), self.embed_texts(texts))
 
 
 def _as_texts(texts) -> list[str]:
@@ -132,3 +137,115 @@ def _as_texts(texts) -> list[str]:
         if not isinstance(text, str):
             raise TypeError(f"texts[{i}] must be a str, got {type(text).__name__}")
     return [str(text) for text in items]
+
+
+class LatentSimilarity:
+    """Cosine similarity of the pipeline's own VAE latents (no CLIP needed; the paper's suggested next payoff).
+
+    Each image is resized (bicubic) to the reference image's size, scaled to [-1, 1] and encoded with
+    ``vae.encode(x).latent_dist.mean`` (deterministic); latents ``(C, H/s, W/s)`` are flattened and compared
+    by cosine. Note this payoff is spatial: the same object elsewhere in the image scores lower.
+
+    Args:
+        source: a ``TextToImage`` wrapping a diffusers pipeline, a diffusers pipeline with a ``vae``, or a
+            diffusers ``AutoencoderKL`` (anything whose ``encode`` returns ``latent_dist`` or ``latents``).
+        batch_size: images encoded per forward pass.
+    """
+
+    def __init__(self, source, *, batch_size: int = 8):
+        from captum_diffusion.generation import TextToImage
+
+        vae = source.pipeline if isinstance(source, TextToImage) else source
+        vae = getattr(vae, "vae", vae)
+        if not isinstance(vae, torch.nn.Module) or not callable(getattr(vae, "encode", None)):
+            raise TypeError(
+                "source must be a TextToImage over a diffusers pipeline, a pipeline with a .vae, or a diffusers "
+                f"AutoencoderKL; got {type(source).__name__}"
+            )
+        self.vae = vae
+        self.batch_size = _check_batch_size(batch_size)
+
+    @torch.no_grad()
+    def embed_images(self, images, size: tuple[int, int] | None = None) -> torch.Tensor:
+        """Unit-norm flattened VAE latents, shape ``(n, C * H/s * W/s)``, float32, CPU.
+
+        ``size`` is ``(width, height)`` in pixels to resize to (default: the first image's size)."""
+        images = as_rgb_images(images)
+        if not images:
+            return torch.zeros(0, 0)
+        size = size or images[0].size
+        parameter = next(self.vae.parameters())
+        chunks = []
+        for batch in _batches(images, self.batch_size):
+            pixels = np.stack([np.asarray(image.resize(size, resample=3)) for image in batch])  # 3 = BICUBIC
+            x = torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+            encoded = self.vae.encode(x.to(parameter.device, parameter.dtype))
+            latents = encoded.latent_dist.mean if hasattr(encoded, "latent_dist") else encoded.latents
+            chunks.append(torch.nn.functional.normalize(latents.float().flatten(1), dim=-1).cpu())
+        return torch.cat(chunks)
+
+    def image_similarity(self, images, reference_image) -> np.ndarray:
+        """Cosine between each image's latents and ``reference_image``'s: float64 array ``(n,)``."""
+        reference_image = as_rgb_image(reference_image, "reference_image")
+        reference = self.embed_images([reference_image])
+        return _cosine(self.embed_images(images, size=reference_image.size), reference)[:, 0]
+
+
+class PromptScore:
+    """The black box ``f(prompts) -> np.ndarray (n,)`` that shap, lime and captum explain.
+
+    ``f(sub_prompts)[i]`` generates ``sub_prompts[i]`` with ``generator`` (same seed and settings as the full
+    prompt, cached) and scores it with ``scorer`` against the reference:
+
+    - ``reference="image"`` (default, the Gupta & Kanoria payoff): the image of the full ``prompt``;
+      ``scorer.image_similarity(images, reference_image)`` (``CLIPSimilarity``, ``LatentSimilarity``) or a plain
+      callable ``scorer(images, reference_image) -> (n,)``.
+    - ``reference="text"``: the text of ``prompt``; ``scorer.text_similarity(images, [prompt])``.
+
+    A score that is NaN raises ``ValueError`` naming the sub-prompt(s), so no explainer averages a NaN silently.
+    """
+
+    def __init__(self, generator, scorer, prompt: str, *, reference: str = "image"):
+        from captum_diffusion.generation import TextToImage
+        from captum_diffusion.words import split_words
+
+        if not isinstance(generator, TextToImage):
+            raise TypeError(f"generator must be a captum_diffusion.TextToImage, got {type(generator).__name__}")
+        split_words(prompt)  # raises on an empty / whitespace-only / non-str prompt
+        if reference not in ("image", "text"):
+            raise ValueError(f"reference must be 'image' or 'text', got {reference!r}")
+        method = "image_similarity" if reference == "image" else "text_similarity"
+        if not hasattr(scorer, method) and not (reference == "image" and callable(scorer)):
+            raise TypeError(
+                f"scorer must have a .{method}(images, ...) method (CLIPSimilarity"
+                f"{', LatentSimilarity' if reference == 'image' else ''})"
+                f"{' or be a callable (images, reference_image) -> (n,)' if reference == 'image' else ''}; "
+                f"got {type(scorer).__name__}"
+            )
+        self.generator, self.scorer, self.prompt, self.reference = generator, scorer, prompt, reference
+
+    @property
+    def reference_image(self):
+        """The full prompt's image at the generator's seed and settings (cached after the first call)."""
+        return self.generator([self.prompt])[0]
+
+    def __call__(self, prompts: Sequence[str]) -> np.ndarray:
+        """Scores of ``prompts`` (sub-prompts; ``""`` is the empty coalition): float64 array ``(n,)``."""
+        prompts = prompts if isinstance(prompts, str) else list(prompts)
+        images = self.generator(prompts)
+        if self.reference == "image":
+            score = getattr(self.scorer, "image_similarity", self.scorer)
+            values = np.asarray(score(images, self.reference_image), dtype=np.float64)
+        else:
+            values = np.asarray(self.scorer.text_similarity(images, [self.prompt]), dtype=np.float64)
+            values = values[:, 0] if values.ndim == 2 else values
+        if values.shape != (len(images),):
+            raise ValueError(f"scorer returned shape {values.shape} for {len(images)} images; expected ({len(images)},)")
+        bad = np.flatnonzero(np.isnan(values))
+        if bad.size:
+            names = [prompts[i] for i in bad[:5]]
+            raise ValueError(f"scorer returned NaN for sub-prompt(s) {names}{' ...' if bad.size > 5 else ''}")
+        return values
+
+    def __repr__(self) -> str:
+        return f"PromptScore({self.prompt!r}, reference={self.reference!r}, scorer={type(self.scorer).__name__})"
