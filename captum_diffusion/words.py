@@ -1,7 +1,17 @@
-"""Prompt words as players: the Gupta & Kanoria definition (whitespace split; "cat's" is one word)."""
+"""Prompt words as players: the Gupta & Kanoria definition (whitespace split; "cat's" is one word).
+
+The one place where a black box ``f: Sequence[str] -> np.ndarray (n,)`` is evaluated on word masks: every
+adapter (shap, lime, captum, the axiom checks) goes through :func:`evaluate_masks` / :class:`WordGame`.
+"""
 from __future__ import annotations
 
-from typing import Sequence
+import itertools
+from typing import Callable, Sequence
+
+import numpy as np
+
+#: The black box being explained: a list of prompts in, one finite score per prompt out, shape ``(n,)``.
+PromptFunction = Callable[[Sequence[str]], "np.ndarray"]
 
 
 def split_words(prompt: str) -> list[str]:
@@ -25,3 +35,136 @@ def subprompt(words: Sequence[str], mask: Sequence) -> str:
     if len(mask) != len(words):
         raise ValueError(f"mask has {len(mask)} entries but the prompt has {len(words)} words {list(words)}")
     return " ".join(word for word, keep in zip(words, mask) if keep)
+
+
+def as_words(prompt_or_words: str | Sequence[str]) -> list[str]:
+    """Words of a prompt string (via :func:`split_words`) or a validated copy of a list of words."""
+    if isinstance(prompt_or_words, str):
+        return split_words(prompt_or_words)
+    words = list(prompt_or_words)
+    if not words:
+        raise ValueError("words is empty; give at least one word")
+    for word in words:
+        if not isinstance(word, str) or not word or word.split() != [word]:
+            raise ValueError(f"each word must be a non-empty str without whitespace, got {word!r} in {words}")
+    return words
+
+
+def as_mask_matrix(masks, n_words: int) -> np.ndarray:
+    """Validate word masks and return them as a bool array of shape ``(n, n_words)``.
+
+    ``masks``: array-like or torch tensor of 0/1 (or bool) values, shape ``(n, n_words)`` or ``(n_words,)``.
+    """
+    if hasattr(masks, "detach"):  # torch tensor
+        masks = masks.detach().cpu().numpy()
+    arr = np.asarray(masks)
+    if arr.ndim == 1:
+        arr = arr[None, :]
+    if arr.ndim != 2 or arr.shape[1] != n_words:
+        raise ValueError(f"masks must have shape (n, {n_words}) (one 0/1 column per word), got {np.shape(masks)}")
+    if arr.dtype != bool:
+        if not np.issubdtype(arr.dtype, np.number):
+            raise TypeError(f"masks must be numeric 0/1 or bool, got dtype {arr.dtype}")
+        if not np.isin(arr, (0, 1)).all():
+            bad = arr[~np.isin(arr, (0, 1))][:3]
+            raise ValueError(f"masks must contain only 0 and 1 (word absent/present), got values such as {bad}")
+        arr = arr.astype(bool)
+    return arr
+
+
+def _validated_scores(values, prompts: Sequence[str]) -> np.ndarray:
+    """``f``'s output for ``prompts`` as float64 ``(n,)``; ``(n, 1)`` is accepted; NaN/inf raise."""
+    if hasattr(values, "detach"):
+        values = values.detach().cpu().numpy()
+    try:
+        arr = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"f must return numbers, one per prompt; got {type(values).__name__}") from err
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    if arr.shape != (len(prompts),):
+        raise ValueError(
+            f"f must return an array of shape (n,) = ({len(prompts)},) for {len(prompts)} prompts, got shape {arr.shape}"
+        )
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        examples = ", ".join(f"{prompts[i]!r} -> {arr[i]}" for i in np.flatnonzero(bad)[:3])
+        raise ValueError(f"f returned a non-finite score for {int(bad.sum())} sub-prompt(s): {examples}")
+    return arr
+
+
+def evaluate_prompts(f: PromptFunction, prompts: Sequence[str], memo: dict[str, float] | None = None) -> np.ndarray:
+    """``f`` on ``prompts``, calling it at most once, on the distinct prompts not already in ``memo``.
+
+    Returns float64 ``(len(prompts),)``. New values are added to ``memo`` (when given) only after validation.
+    """
+    memo = {} if memo is None else memo
+    todo = list(dict.fromkeys(p for p in prompts if p not in memo))
+    if todo:
+        memo.update(zip(todo, _validated_scores(f(todo), todo)))
+    return np.array([memo[p] for p in prompts], dtype=np.float64)
+
+
+def evaluate_masks(
+    f: PromptFunction, words: Sequence[str], masks, memo: dict[str, float] | None = None
+) -> np.ndarray:
+    """The core of every adapter: ``f`` on the sub-prompts that 0/1 word ``masks`` keep.
+
+    ``masks``: ``(n, len(words))`` 0/1 (row ``i``, column ``j`` = word ``j`` present in sample ``i``).
+    Returns float64 ``(n,)``. Identical sub-prompts are evaluated once; ``f`` is called once at most.
+    """
+    matrix = as_mask_matrix(masks, len(words))
+    return evaluate_prompts(f, [subprompt(words, row) for row in matrix], memo)
+
+
+class WordGame:
+    """The cooperative game of one prompt: players are its words, ``v(S) = f(sub-prompt of S)``.
+
+    Callable on 0/1 masks ``(n, d)`` (numpy, list or torch) -> float64 ``(n,)``: this is the ``f_masked`` that
+    shap, lime and captum explain. Values are memoised for the life of the game (one prompt, one ``f``), so a
+    sub-prompt is sent to ``f`` once however many times an explainer asks for it.
+
+    Attributes: ``words`` (list[str], length ``d``), ``n_calls`` (calls made to ``f``), ``n_evaluated``
+    (prompts sent to ``f``), ``evaluated`` (those prompts, in order).
+    """
+
+    def __init__(self, f: PromptFunction, prompt: str | Sequence[str]):
+        if not callable(f):
+            raise TypeError(f"f must be callable: Sequence[str] -> np.ndarray (n,), got {type(f).__name__}")
+        self.f = f
+        self.words = as_words(prompt)
+        self.memo: dict[str, float] = {}
+        self.evaluated: list[str] = []
+        self.n_calls = 0
+
+    def _counted_f(self, prompts: Sequence[str]):
+        self.n_calls += 1
+        self.evaluated.extend(prompts)
+        return self.f(list(prompts))
+
+    @property
+    def n_words(self) -> int:
+        return len(self.words)
+
+    @property
+    def n_evaluated(self) -> int:
+        return len(self.evaluated)
+
+    @property
+    def prompt(self) -> str:
+        return " ".join(self.words)
+
+    def __call__(self, masks) -> np.ndarray:
+        return evaluate_masks(self._counted_f, self.words, masks, self.memo)
+
+    def value(self, mask) -> float:
+        """``v`` of one coalition given as a 0/1 mask of length ``d``."""
+        return float(self(mask)[0])
+
+    def all_coalitions(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every coalition: masks bool ``(2**d, d)`` (row ``k`` has word ``j`` iff bit ``j`` of ``k`` is set) and
+        their values float64 ``(2**d,)``, in one call to ``f``. Refuses ``d > 16``."""
+        if self.n_words > 16:
+            raise ValueError(f"enumerating all 2**{self.n_words} coalitions is too many; use at most 16 words")
+        masks = np.array(list(itertools.product((False, True), repeat=self.n_words)), dtype=bool)[:, ::-1]
+        return masks, self(masks)

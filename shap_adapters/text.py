@@ -1,0 +1,152 @@
+"""shap over prompt words: a masker over a 0/1 word row, and :func:`explain_prompt`.
+
+The model shap sees is a :class:`captum_diffusion.words.WordGame` (``f_masked``: 0/1 masks ``(n, d)`` ->
+scores ``(n,)``); a masked word is deleted from the prompt (never replaced by "..."), so the base value is
+``f("")``. The masker hides a word by setting its column to 0 (background row of zeros), and reports the
+words as ``feature_names`` and as the explanation's ``.data``, so stock shap plots label them::
+
+    game = WordGame(f, "a red circle")
+    explainer = shap.Explainer(game, WordMasker(game.words), algorithm="exact")
+    explanation = explainer(np.ones((1, game.n_words)))[0]      # .values (d,), .base_values = f("")
+
+Use :class:`WordPartitionMasker` (words grouped by adjacency) for ``algorithm="partition"``.
+"""
+from __future__ import annotations
+
+from typing import Literal, Sequence
+
+import numpy as np
+import shap
+
+from captum_diffusion.words import PromptFunction, WordGame, as_words
+
+#: Largest prompt (in words) for exact Shapley values: 2**12 = 4096 sub-prompts.
+MAX_EXACT_WORDS = 12
+#: ``algorithm="auto"`` in :func:`explain_prompt` is exact up to this many words (1024 sub-prompts).
+AUTO_EXACT_WORDS = 10
+
+ALGORITHMS = ("auto", "exact", "permutation", "partition")
+
+
+def word_clustering(n_words: int) -> np.ndarray:
+    """A balanced hierarchical clustering of ``n_words`` words in reading order, for Owen/partition values.
+
+    Neighbouring words merge first (pairs, then pairs of pairs, ...). Returns a scipy linkage matrix
+    ``(n_words - 1, 4)`` of ``[left id, right id, height, size]`` (float64).
+    """
+    if not isinstance(n_words, (int, np.integer)) or n_words < 1:
+        raise ValueError(f"n_words must be a positive int, got {n_words!r}")
+    clusters = [(i, 1) for i in range(n_words)]  # (cluster id, number of words)
+    rows, next_id, height = [], n_words, 1.0
+    while len(clusters) > 1:
+        merged = []
+        for k in range(0, len(clusters) - 1, 2):
+            (left, n_left), (right, n_right) = clusters[k], clusters[k + 1]
+            rows.append([left, right, height, n_left + n_right])
+            merged.append((next_id, n_left + n_right))
+            next_id += 1
+        if len(clusters) % 2:
+            merged.append(clusters[-1])
+        clusters, height = merged, height + 1.0
+    return np.array(rows, dtype=np.float64).reshape(-1, 4)
+
+
+class _WordRow:
+    """Mixin: label the 0/1 word row with its words (``feature_names`` and the explanation's ``.data``)."""
+
+    words: list[str]
+
+    def _init_words(self, words: Sequence[str]) -> np.ndarray:
+        self.words = as_words(words)
+        return np.zeros((1, len(self.words)))  # background: every word absent
+
+    def feature_names(self, x):  # called by shap.Explainer once per explained row
+        return [list(self.words)]
+
+    def data_transform(self, x):  # shap puts this in Explanation.data
+        return [np.array(self.words, dtype=object)]
+
+
+class WordMasker(_WordRow, shap.maskers.Independent):
+    """Masker over the 0/1 presence row of ``words``: a hidden word becomes 0 (= deleted from the prompt).
+
+    Explain the row ``np.ones((1, d))`` with a :class:`~captum_diffusion.words.WordGame` as the model.
+    Works with ``algorithm="exact"``, ``"permutation"`` and ``"auto"`` (shap picks exact up to 10 words).
+    """
+
+    def __init__(self, words: str | Sequence[str]):
+        super().__init__(self._init_words(words), max_samples=1)
+
+
+class WordPartitionMasker(_WordRow, shap.maskers.Partition):
+    """Like :class:`WordMasker`, with words grouped by :func:`word_clustering` (or ``clustering``, a linkage
+    matrix ``(d - 1, 4)``), for ``algorithm="partition"`` (Owen values; they equal Shapley values when the
+    game is additive). With ``algorithm="exact"`` shap computes exact Owen values over the same tree."""
+
+    def __init__(self, words: str | Sequence[str], clustering: np.ndarray | None = None):
+        background = self._init_words(words)
+        d = len(self.words)
+        clustering = word_clustering(d) if clustering is None else np.asarray(clustering, dtype=np.float64)
+        if clustering.shape != (d - 1, 4):
+            raise ValueError(f"clustering must be a linkage matrix of shape ({d - 1}, 4) for {d} words, got {clustering.shape}")
+        super().__init__(background, max_samples=1, clustering=clustering)
+
+
+def resolve_algorithm(algorithm: str, n_words: int) -> str:
+    """The shap algorithm :func:`explain_prompt` runs for a prompt of ``n_words`` words.
+
+    ``"auto"``: exact up to :data:`AUTO_EXACT_WORDS` words, else permutation sampling. ``"exact"`` on more than
+    :data:`MAX_EXACT_WORDS` words raises ``ValueError``.
+    """
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
+    if algorithm == "auto":
+        return "exact" if n_words <= AUTO_EXACT_WORDS else "permutation"
+    if algorithm == "exact" and n_words > MAX_EXACT_WORDS:
+        raise ValueError(
+            f"exact Shapley values over {n_words} words need 2**{n_words} = {2 ** n_words} sub-prompts; exact is "
+            f"limited to {MAX_EXACT_WORDS} words. Use algorithm='permutation' (or 'partition') with "
+            f"max_evals=... (e.g. max_evals={20 * n_words + 1}, about 10 permutations)"
+        )
+    return algorithm
+
+
+def explain_prompt(
+    prompt: str,
+    f: PromptFunction,
+    algorithm: Literal["auto", "exact", "permutation", "partition"] = "auto",
+    max_evals: int | None = None,
+    *,
+    batch_size: int | None = None,
+    seed: int | None = 0,
+    progress: bool = True,
+) -> shap.Explanation:
+    """Shapley values of the words of ``prompt`` for the black box ``f`` (sub-prompts -> scores ``(n,)``).
+
+    ``algorithm``: "exact" (every subset, the empty one included; at most :data:`MAX_EXACT_WORDS` words),
+    "permutation" / "partition" (sampling with ``max_evals`` model evaluations; shap's default when None),
+    or "auto" (exact up to :data:`AUTO_EXACT_WORDS` words, permutation above). ``batch_size``: sub-prompts
+    per call to ``f`` (default: all of them, so ``f`` can batch its own work). ``seed`` seeds numpy's global
+    RNG, which shap's permutation sampler draws from (None leaves it alone). ``progress``: shap's progress bar.
+
+    Returns a single-row ``shap.Explanation``: ``.values`` float ``(d,)`` in the units of ``f``,
+    ``.base_values`` = ``f("")``, ``.data`` and ``.feature_names`` = the ``d`` words. With "exact",
+    ``.values.sum() == f(prompt) - f("")``.
+    """
+    game = WordGame(f, prompt)
+    d = game.n_words
+    algorithm = resolve_algorithm(algorithm, d)
+    if max_evals is not None and (not isinstance(max_evals, (int, np.integer)) or max_evals < 1):
+        raise ValueError(f"max_evals must be a positive int or None, got {max_evals!r}")
+    if batch_size is not None and (not isinstance(batch_size, (int, np.integer)) or batch_size < 1):
+        raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
+    masker = WordPartitionMasker(game.words) if algorithm == "partition" else WordMasker(game.words)
+    explainer = shap.Explainer(game, masker, algorithm=algorithm)
+    kwargs = {"silent": not progress, "batch_size": batch_size or max(2**d if algorithm == "exact" else 0, max_evals or 0, 512)}
+    if algorithm == "exact":
+        kwargs["max_evals"] = 2**d if max_evals is None else max_evals
+    elif max_evals is not None:
+        kwargs["max_evals"] = max_evals
+    if seed is not None:
+        np.random.seed(seed)
+    return explainer(np.ones((1, d)), **kwargs)[0]
