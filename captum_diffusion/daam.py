@@ -1,0 +1,475 @@
+"""DAAM (Tang et al., ACL 2023, section 2.2): per-word heat maps from a diffusion UNet's cross-attention.
+
+For word ``k`` and generated image ``x`` the map is
+
+    D_k[x, y] = sum over time steps t, cross-attention layers l, heads h and the word's tokens j of
+                bicubic_upsample(A[t, l, h][:, j])[x, y]
+
+where ``A[t, l, h]`` is the softmax attention of the image positions (the layer's latent grid) over the
+prompt's tokens, upsampled from the layer's grid to the image's ``(H, W)``. Bicubic interpolation is linear,
+so summing the heads, steps and layers of one grid size *before* upsampling gives the same map; the trace
+therefore keeps one running sum of shape ``(images, grid_h * grid_w, tokens)`` per grid size and upsamples
+once at the end: its memory is O(tokens x H x W) whatever the number of steps, layers and heads.
+
+The hook point is diffusers' attention processors: while tracing, every selected cross-attention layer
+(``attn2``) runs :class:`DAAMAttnProcessor`, which computes exactly what diffusers' ``AttnProcessor`` does
+(explicit softmax probabilities, then ``probs @ V``) and adds those probabilities to the trace. The original
+processors come back afterwards, also when generation raises.
+
+Batch layout: with classifier-free guidance the UNet sees ``[unconditional; conditional]`` (the negative
+prompt is the unconditional half), without it only the conditional rows; the trace tells the two apart from
+the batch size, so ``guidance_scale <= 1`` works too.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator, Optional, Sequence, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from captum.attr import Attribution
+
+from captum_diffusion.tokens import WordSpec, WordTokens, resolve_words
+
+Size = tuple[int, int]
+
+
+# --------------------------------------------------------------------------------------------- the trace
+
+class DAAMTrace:
+    """Running sums of cross-attention probabilities during one generation.
+
+    ``n_images``: conditional rows of the UNet batch (prompts x images per prompt). ``latent_size``: the
+    UNet input's ``(h, w)``; a layer's grid is found by halving it (rounding up) until ``h * w`` matches.
+    ``steps``: denoising-step indices to include (``None`` = all; step ``i`` is the ``i``-th UNet call).
+    ``resolutions``: grid sizes ``(h, w)`` to include (``None`` = all). ``keep_uncond``: also sum the
+    unconditional (negative prompt) half when classifier-free guidance is on.
+    """
+
+    def __init__(self, n_images: int, latent_size: Size, *, steps: Optional[Iterable[int]] = None,
+                 resolutions: Optional[Iterable[Size]] = None, keep_uncond: bool = False, depth: int = 8):
+        self.n_images = n_images
+        self.latent_size = tuple(latent_size)
+        self.steps = None if steps is None else frozenset(steps)
+        self.resolutions = None if resolutions is None else frozenset(tuple(r) for r in resolutions)
+        self.keep_uncond = keep_uncond
+        self.grids = grid_ladder(latent_size, depth)
+        self.step = -1  # index of the current UNet call; advanced by a forward pre-hook on the UNet
+        self.sums: dict[Size, list] = {}  # grid -> [cond (n, h*w, T) float32, uncond or None]
+        self.guided: Optional[bool] = None  # classifier-free guidance seen (batch 2n) or not (batch n)
+        self.n_traced = 0  # layer calls added to the sums
+
+    def grid(self, sequence_length: int) -> Optional[Size]:
+        """The ``(h, w)`` grid of a layer whose image sequence has this length, if it is traced now."""
+        if self.steps is not None and self.step not in self.steps:
+            return None
+        for size in self.grids:
+            if size[0] * size[1] == sequence_length:
+                return size if self.resolutions is None or size in self.resolutions else None
+        raise RuntimeError(f"a cross-attention layer sees {sequence_length} image positions, which matches no grid "
+                           f"of the {self.latent_size} latent ({self.grids}); is height/width the generation's?")
+
+    def add(self, probs: torch.Tensor, heads: int, size: Size) -> None:
+        """Add one layer's attention ``probs`` (batch * heads, h * w, tokens), summed over heads."""
+        batch = probs.shape[0] // heads
+        per_row = probs.reshape(batch, heads, probs.shape[1], probs.shape[2]).sum(1, dtype=torch.float32)
+        if batch == 2 * self.n_images:
+            guided, uncond, cond = True, per_row[: self.n_images], per_row[self.n_images:]
+        elif batch == self.n_images:
+            guided, uncond, cond = False, None, per_row
+        else:
+            raise RuntimeError(f"the UNet batch has {batch} rows, expected {self.n_images} (no guidance) or "
+                               f"{2 * self.n_images} (classifier-free guidance) for {self.n_images} images")
+        self.guided = guided
+        entry = self.sums.get(size)
+        if entry is None:
+            entry = self.sums[size] = [torch.zeros_like(cond), None]
+        entry[0] += cond
+        if uncond is not None and self.keep_uncond:
+            if entry[1] is None:
+                entry[1] = torch.zeros_like(uncond)
+            entry[1] += uncond
+        self.n_traced += 1
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the running sums."""
+        return sum(t.numel() * t.element_size() for entry in self.sums.values() for t in entry if t is not None)
+
+    def word_maps(self, image: int, positions: Sequence[Sequence[int]], size: Size, *,
+                  uncond: bool = False) -> torch.Tensor:
+        """Heat maps ``(len(positions), H, W)`` float32 on the CPU for image ``image``: for each group of token
+        positions, the sum of their attention, upsampled bicubically to ``size = (H, W)`` and summed over
+        grids. ``uncond=True`` reads the unconditional half (needs ``keep_uncond`` and guidance)."""
+        out = torch.zeros(len(positions), *size)
+        for (h, w), entry in self.sums.items():
+            sums = entry[1 if uncond else 0]
+            if sums is None:
+                raise ValueError("no unconditional attention was traced: it needs keep_uncond=True and "
+                                 "classifier-free guidance (guidance_scale > 1)")
+            grid = torch.stack([sums[image][:, list(p)].sum(-1) for p in positions]).reshape(1, len(positions), h, w)
+            out += F.interpolate(grid, size=size, mode="bicubic", align_corners=False)[0].cpu()
+        return out
+
+
+def grid_ladder(latent_size: Size, depth: int) -> list[Size]:
+    """Grid sizes of a UNet's levels: ``latent_size`` halved (rounding up, as stride-2 convs do) ``depth - 1`` times."""
+    sizes = [tuple(latent_size)]
+    for _ in range(depth - 1):
+        h, w = sizes[-1]
+        sizes.append((math.ceil(h / 2), math.ceil(w / 2)))
+    return list(dict.fromkeys(sizes))
+
+
+class DAAMAttnProcessor:
+    """A diffusers attention processor that computes ``AttnProcessor``'s output and adds the attention
+    probabilities to a :class:`DAAMTrace`; layers or steps the trace skips go to ``original`` untouched."""
+
+    def __init__(self, trace: DAAMTrace, original):
+        self.trace = trace
+        self.original = original
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None):
+        length = hidden_states.shape[1] if hidden_states.ndim == 3 else hidden_states.shape[2] * hidden_states.shape[3]
+        size = None if encoder_hidden_states is None else self.trace.grid(length)
+        if size is None:
+            extra = {} if temb is None else {"temb": temb}
+            return self.original(attn, hidden_states, encoder_hidden_states=encoder_hidden_states,
+                                 attention_mask=attention_mask, **extra)
+        residual = hidden_states
+        if attn.spatial_norm is not None:
+            hidden_states = attn.spatial_norm(hidden_states, temb)
+        input_ndim = hidden_states.ndim
+        if input_ndim == 4:
+            batch, channel, height, width = hidden_states.shape
+            hidden_states = hidden_states.view(batch, channel, height * width).transpose(1, 2)
+        batch, key_length, _ = encoder_hidden_states.shape
+        attention_mask = attn.prepare_attention_mask(attention_mask, key_length, batch)
+        if attn.group_norm is not None:
+            hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
+        query = attn.to_q(hidden_states)
+        if attn.norm_cross:
+            encoder_hidden_states = attn.norm_encoder_hidden_states(encoder_hidden_states)
+        key = attn.head_to_batch_dim(attn.to_k(encoder_hidden_states))
+        value = attn.head_to_batch_dim(attn.to_v(encoder_hidden_states))
+        probs = attn.get_attention_scores(attn.head_to_batch_dim(query), key, attention_mask)
+        self.trace.add(probs, attn.heads, size)
+        hidden_states = attn.batch_to_head_dim(torch.bmm(probs, value))
+        hidden_states = attn.to_out[1](attn.to_out[0](hidden_states))
+        if input_ndim == 4:
+            hidden_states = hidden_states.transpose(-1, -2).reshape(batch, channel, height, width)
+        if attn.residual_connection:
+            hidden_states = hidden_states + residual
+        return hidden_states / attn.rescale_output_factor
+
+
+# --------------------------------------------------------------------------------------------- the result
+
+@dataclass
+class DAAMResult:
+    """What :meth:`DAAM.attribute` returns; lists run over generated images (prompt-major, as diffusers
+    orders them: prompt 0's images first).
+
+    ``images``: PIL images. ``heatmaps[i]``: float32 tensor ``(len(words[i]), H, W)`` at image ``i``'s size,
+    unnormalised DAAM sums (attention mass, >= 0 up to bicubic overshoot). ``words[i]``: the maps' labels.
+    ``prompts[i]``: image ``i``'s prompt. ``negative_heatmaps`` / ``negative_words``: the same for the
+    negative prompt when requested (else ``None``).
+    """
+
+    images: list
+    heatmaps: list[torch.Tensor]
+    words: list[list[str]]
+    prompts: list[str]
+    negative_heatmaps: Optional[list[torch.Tensor]] = None
+    negative_words: Optional[list[list[str]]] = None
+    trace_bytes: int = field(default=0, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def heatmap(self, word: Union[str, int], image: int = 0) -> torch.Tensor:
+        """The ``(H, W)`` map of ``word`` (a label from ``words[image]`` or its index) in image ``image``."""
+        return self.heatmaps[image][self._word_index(word, image)]
+
+    def threshold(self, tau: float = 0.4) -> list[torch.Tensor]:
+        """Binary masks per image, ``bool`` tensors ``(words, H, W)``: DAAM eq. 7, ``D >= tau * max(D)`` per word."""
+        return [threshold_maps(maps, tau) for maps in self.heatmaps]
+
+    def plot(self, image: int = 0, words: Optional[Sequence[Union[str, int]]] = None, *, alpha: float = 0.5,
+             cmap: str = "jet", panel_size: float = 2.5):
+        """A matplotlib ``Figure``: image ``image``, then one panel per word with its map blended over the
+        image by captum's ``visualize_image_attr``. Never shown; the caller saves or displays it."""
+        from captum.attr import visualization as viz
+        from matplotlib.figure import Figure
+
+        if not 0 <= image < len(self):
+            raise ValueError(f"image must be in 0..{len(self) - 1}, got {image}")
+        indices = range(len(self.words[image])) if words is None else [self._word_index(w, image) for w in words]
+        picture = np.asarray(self.images[image].convert("RGB"))
+        fig = Figure(figsize=(panel_size * (len(indices) + 1), panel_size))
+        axes = fig.subplots(1, len(indices) + 1, squeeze=False)[0]
+        axes[0].imshow(picture)
+        axes[0].set_title(self.prompts[image], fontsize=8)
+        axes[0].axis("off")
+        for ax, index in zip(axes[1:], indices):
+            heat = self.heatmaps[image][index].numpy()
+            method = "blended_heat_map" if heat.max() > 0 else "original_image"  # captum asserts on all-zero maps
+            viz.visualize_image_attr(heat, picture, method=method, sign="positive", plt_fig_axis=(fig, ax),
+                                     cmap=cmap, alpha_overlay=alpha, title=self.words[image][index], use_pyplot=False)
+        return fig
+
+    def _word_index(self, word: Union[str, int], image: int) -> int:
+        labels = self.words[image]
+        if isinstance(word, int) and not isinstance(word, bool):
+            if not -len(labels) <= word < len(labels):
+                raise ValueError(f"word index {word} out of range for words {labels}")
+            return word % len(labels)
+        if word not in labels:
+            raise ValueError(f"word {word!r} has no map for image {image}; its words are {labels}")
+        return labels.index(word)
+
+
+def threshold_maps(maps: torch.Tensor, tau: float = 0.4) -> torch.Tensor:
+    """Binarise heat maps ``(..., H, W)`` per map as DAAM eq. 7: ``maps >= tau * max`` over ``(H, W)``.
+
+    ``tau`` must lie in [0, 1]. A map whose maximum is not positive gives an all-false mask.
+    """
+    if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not 0.0 <= float(tau) <= 1.0:
+        raise ValueError(f"tau must be a number in [0, 1] (the fraction of each map's maximum), got {tau!r}")
+    peak = maps.flatten(-2).amax(-1)[..., None, None]
+    return (maps >= tau * peak) & (peak > 0)
+
+
+# --------------------------------------------------------------------------------------------- DAAM
+
+class DAAM(Attribution):
+    """Diffusion Attentive Attribution Maps for a diffusers UNet text-to-image pipeline.
+
+    ``pipeline``: a ``StableDiffusionPipeline``, ``StableDiffusionXLPipeline`` or another pipeline with a
+    ``unet`` (diffusers UNet with cross-attention), a ``tokenizer`` (CLIP) and a ``vae_scale_factor``.
+    It is captum's ``forward_func``. Raises ``TypeError`` for anything else and ``ValueError`` for a UNet
+    without cross-attention.
+
+    Example::
+
+        daam = DAAM(pipe)
+        result = daam.attribute("a red circle", words=["red", "circle"], generator=torch.Generator().manual_seed(0))
+        masks = result.threshold(0.4)          # list of bool (2, H, W)
+        fig = result.plot()                    # matplotlib Figure
+    """
+
+    def __init__(self, pipeline):
+        unet = getattr(pipeline, "unet", None)
+        if unet is None or not hasattr(unet, "attn_processors") or not hasattr(unet, "set_attn_processor"):
+            raise TypeError(f"DAAM needs a diffusers pipeline with a UNet using attention processors (e.g. "
+                            f"StableDiffusionPipeline, StableDiffusionXLPipeline); got {type(pipeline).__name__}")
+        if getattr(pipeline, "tokenizer", None) is None:
+            raise TypeError(f"DAAM needs the pipeline's tokenizer to map words to tokens; "
+                            f"{type(pipeline).__name__} has none")
+        super().__init__(pipeline)
+        self.pipeline = pipeline
+        if not self.cross_attention_layers:
+            raise ValueError(f"{type(unet).__name__} of {type(pipeline).__name__} has no cross-attention layers, "
+                             f"so there is no word-to-pixel attention to trace")
+
+    @property
+    def cross_attention_layers(self) -> list[str]:
+        """Names of the UNet's cross-attention layers (e.g. ``"up_blocks.1.attentions.0.transformer_blocks.0.attn2"``)."""
+        unet = self.pipeline.unet
+        names = [key[: -len(".processor")] for key in unet.attn_processors]
+        return [n for n in names if getattr(unet.get_submodule(n), "is_cross_attention", False)]
+
+    def _select_layers(self, layers: Optional[Iterable[str]]) -> list[str]:
+        available = self.cross_attention_layers
+        if layers is None:
+            return available
+        if isinstance(layers, str):
+            layers = [layers]
+        chosen = []
+        for pattern in layers:
+            matched = [n for n in available if n == pattern or n.startswith(pattern.rstrip(".") + ".")]
+            if not matched:
+                raise ValueError(f"layers: {pattern!r} matches no cross-attention layer; give full names or dotted "
+                                 f"prefixes (e.g. 'up_blocks', 'down_blocks.1', 'mid_block') of {available}")
+            chosen += [n for n in matched if n not in chosen]
+        return chosen
+
+    @contextlib.contextmanager
+    def tracing(self, n_images: int, height: int, width: int, *, steps: Optional[Iterable[int]] = None,
+                layers: Optional[Iterable[str]] = None, resolutions: Optional[Iterable] = None,
+                keep_uncond: bool = False) -> Iterator[DAAMTrace]:
+        """Context manager: while inside, generations of ``n_images`` images of ``height x width`` pixels
+        with ``self.pipeline`` add their cross-attention to the yielded :class:`DAAMTrace`. Restores the
+        UNet's processors and removes the step counter on exit, also on an exception."""
+        unet = self.pipeline.unet
+        scale = int(getattr(self.pipeline, "vae_scale_factor", 8))
+        depth = len(getattr(unet.config, "down_block_types", ())) or 8
+        latent = (height // scale, width // scale)
+        trace = DAAMTrace(n_images, latent, steps=steps, keep_uncond=keep_uncond, depth=depth,
+                          resolutions=_check_resolutions(resolutions, grid_ladder(latent, depth)))
+        selected = {f"{n}.processor" for n in self._select_layers(layers)}
+        originals = dict(unet.attn_processors)
+        unet.set_attn_processor({k: DAAMAttnProcessor(trace, p) if k in selected else p for k, p in originals.items()})
+        counter = unet.register_forward_pre_hook(lambda module, args: setattr(trace, "step", trace.step + 1))
+        try:
+            yield trace
+        finally:
+            counter.remove()
+            unet.set_attn_processor(dict(originals))
+
+    def attribute(self, prompts: Union[str, Sequence[str]], *, words=None, generator=None,
+                  num_inference_steps: Optional[int] = None, guidance_scale: Optional[float] = None,
+                  height: Optional[int] = None, width: Optional[int] = None,
+                  negative_prompt: Union[None, str, Sequence[str]] = None, num_images_per_prompt: int = 1,
+                  steps: Optional[Iterable[int]] = None, layers: Optional[Iterable[str]] = None,
+                  resolutions: Optional[Iterable] = None, negative_maps: bool = False,
+                  progress: Optional[bool] = None, **pipeline_kwargs) -> DAAMResult:
+        """Generate images for ``prompts`` and return per-word DAAM heat maps with them.
+
+        ``prompts``: a prompt or a list. ``words``: ``None`` (every word), word specs applied to every
+        prompt (``"dog"``, ``"red#1"``, ``("red", 1)``, word index; see :mod:`captum_diffusion.tokens`), or
+        one list of specs per prompt. ``generator``: ``torch.Generator`` or one per image. ``steps``:
+        denoising-step indices (0 = first, noisiest) to sum over, ``None`` = all. ``layers``: names or dotted
+        prefixes of :attr:`cross_attention_layers`. ``resolutions``: attention grid sizes to keep, ``(h, w)``
+        tuples or ``int`` for square grids, in latent positions (e.g. 64, 32, 16, 8 for SD at 512 px).
+        ``negative_maps``: also return maps of ``negative_prompt``'s words (needs guidance). ``progress``:
+        show the pipeline's tqdm bar (``None`` leaves the pipeline's setting). Other keyword arguments go
+        to the pipeline call. Returns a :class:`DAAMResult`.
+        """
+        pipe = self.pipeline
+        prompts = _as_prompts(prompts, "prompts")
+        per_prompt_words = _per_prompt(words, len(prompts))
+        tokenizer = pipe.tokenizer
+        targets = [resolve_words(p, tokenizer, w) for p, w in zip(prompts, per_prompt_words)]
+        negatives = None
+        if negative_prompt is not None:
+            negatives = _as_prompts(negative_prompt, "negative_prompt", allow_empty=True)
+            if len(negatives) == 1:
+                negatives = negatives * len(prompts)
+            if len(negatives) != len(prompts):
+                raise ValueError(f"negative_prompt has {len(negatives)} entries for {len(prompts)} prompts")
+        negative_targets = None
+        if negative_maps:
+            if negatives is None:
+                raise ValueError("negative_maps=True needs a negative_prompt whose words to map")
+            negative_targets = [resolve_words(n, tokenizer) for n in negatives]
+        if isinstance(num_images_per_prompt, bool) or not isinstance(num_images_per_prompt, int) \
+                or num_images_per_prompt < 1:
+            raise ValueError(f"num_images_per_prompt must be a positive int, got {num_images_per_prompt!r}")
+        steps = _check_steps(steps)
+        height, width = self._default_size(height, width)
+        call = dict(prompt=prompts, height=height, width=width, num_images_per_prompt=num_images_per_prompt,
+                    generator=generator, output_type="pil", **pipeline_kwargs)
+        if negatives is not None:
+            call["negative_prompt"] = negatives
+        if num_inference_steps is not None:
+            call["num_inference_steps"] = num_inference_steps
+        if guidance_scale is not None:
+            call["guidance_scale"] = guidance_scale
+        n_images = len(prompts) * num_images_per_prompt
+        with _progress(pipe, progress), self.tracing(n_images, height, width, steps=steps, layers=layers,
+                                                     resolutions=resolutions, keep_uncond=negative_maps) as trace:
+            images = pipe(**call).images
+        if steps is not None and trace.step < max(steps):
+            raise ValueError(f"steps {sorted(steps)} reach past the generation's {trace.step + 1} denoising steps "
+                             f"(indices 0..{trace.step})")
+        if negative_maps and not trace.guided:
+            raise ValueError("negative_maps=True needs classifier-free guidance (guidance_scale > 1): without "
+                             "it the negative prompt is not used")
+        owner = [i // num_images_per_prompt for i in range(n_images)]
+        result = DAAMResult(images=list(images), prompts=[prompts[o] for o in owner], trace_bytes=trace.nbytes,
+                            heatmaps=[trace.word_maps(i, [t.positions for t in targets[o]], (height, width))
+                                      for i, o in enumerate(owner)],
+                            words=[[t.label for t in targets[o]] for o in owner])
+        if negative_targets is not None:
+            result.negative_heatmaps = [trace.word_maps(i, [t.positions for t in negative_targets[o]],
+                                                        (height, width), uncond=True) for i, o in enumerate(owner)]
+            result.negative_words = [[t.label for t in negative_targets[o]] for o in owner]
+        return result
+
+    def _default_size(self, height: Optional[int], width: Optional[int]) -> Size:
+        pipe = self.pipeline
+        scale = int(getattr(pipe, "vae_scale_factor", 8))
+        sample = getattr(pipe, "default_sample_size", None) or pipe.unet.config.sample_size
+        sample = sample if isinstance(sample, int) else sample[0]
+        out = []
+        for name, value in (("height", height), ("width", width)):
+            value = sample * scale if value is None else value
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive int (pixels), got {value!r}")
+            out.append(value)
+        return tuple(out)
+
+
+# --------------------------------------------------------------------------------------------- argument checks
+
+def _as_prompts(prompts, name: str, allow_empty: bool = False) -> list[str]:
+    if isinstance(prompts, str):
+        prompts = [prompts]
+    if not isinstance(prompts, Sequence) or not all(isinstance(p, str) for p in prompts):
+        raise TypeError(f"{name} must be a str or a sequence of str, got {type(prompts).__name__}")
+    if not prompts:
+        raise ValueError(f"{name} is empty; give at least one prompt")
+    if not allow_empty:
+        for p in prompts:
+            if not p.strip():
+                raise ValueError(f"{name} contains an empty prompt {p!r}; DAAM needs words to map")
+    return list(prompts)
+
+
+def _per_prompt(words, n_prompts: int) -> list:
+    """``words`` as one spec list (or ``None``) per prompt: a list of lists (or ``None``) is per prompt."""
+    nested = isinstance(words, (list, tuple)) and len(words) > 0 and all(isinstance(w, (list, type(None))) for w in words)
+    if not nested:
+        return [words] * n_prompts
+    if len(words) != n_prompts:
+        raise ValueError(f"words has {len(words)} per-prompt lists for {n_prompts} prompts")
+    return list(words)
+
+
+def _check_steps(steps) -> Optional[frozenset]:
+    if steps is None:
+        return None
+    if isinstance(steps, int) and not isinstance(steps, bool):
+        steps = [steps]
+    steps = list(steps)
+    if not steps or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in steps):
+        raise ValueError(f"steps must be None or non-negative int step indices (0 = first denoising step), got {steps}")
+    return frozenset(steps)
+
+
+def _check_resolutions(resolutions, grids: list[Size]) -> Optional[list[Size]]:
+    if resolutions is None:
+        return None
+    if isinstance(resolutions, int) or (isinstance(resolutions, tuple) and len(resolutions) == 2
+                                        and all(isinstance(r, int) for r in resolutions)):
+        resolutions = [resolutions]
+    out = []
+    for r in resolutions:
+        size = (r, r) if isinstance(r, int) else tuple(r)
+        if size not in grids:
+            raise ValueError(f"resolutions: {r!r} is not an attention grid of this generation; its grids (h, w) "
+                             f"are {grids}")
+        out.append(size)
+    return out
+
+
+@contextlib.contextmanager
+def _progress(pipe, progress: Optional[bool]):
+    """Temporarily show (True) or hide (False) the pipeline's tqdm bar; ``None`` changes nothing."""
+    if progress is None:
+        yield
+        return
+    missing = object()
+    old = getattr(pipe, "_progress_bar_config", missing)
+    pipe.set_progress_bar_config(**{**({} if old is missing else old), "disable": not progress})
+    try:
+        yield
+    finally:
+        if old is missing:
+            del pipe._progress_bar_config
+        else:
+            pipe._progress_bar_config = old

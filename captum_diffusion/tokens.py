@@ -1,0 +1,133 @@
+"""Prompt words -> text-encoder token positions (for attention maps such as DAAM's).
+
+A *word* is a whitespace-separated word of the prompt (:func:`captum_diffusion.words.split_words`). The
+CLIP tokenizer lowercases, splits punctuation off and cuts rare words into several BPE sub-tokens; a word's
+positions are all the sub-tokens it became. Position 0 is ``<|startoftext|>``, so the first word starts at
+position 1; tokens past the tokenizer's limit (77 for CLIP: start, 75 content tokens, end) are truncated by
+the pipelines and so have no position here.
+
+Addressing words (the ``words`` argument of :func:`resolve_words` and ``DAAM.attribute``):
+
+- ``"dog"``: every occurrence of the whole word ``dog``. Matching ignores case and punctuation at the word's
+  ends (``"dog"`` matches ``"Dog,"``) but never matches inside another word (not in ``"hotdog"``).
+  Several occurrences are merged into one map, labelled ``"dog"``.
+- ``"red#1"`` or ``("red", 1)``: only the second occurrence of ``red`` (occurrences count from 0).
+- ``3`` (an ``int``): the word at index 3 of ``split_words(prompt)``.
+"""
+from __future__ import annotations
+
+import re
+import string
+from dataclasses import dataclass
+from typing import Sequence, Union
+
+from captum_diffusion.words import split_words
+
+WordSpec = Union[str, int, tuple]
+_OCCURRENCE = re.compile(r"^(.+)#(\d+)$")
+
+
+@dataclass(frozen=True)
+class WordTokens:
+    """One addressed word: its ``label``, the indices of the prompt words it covers (in ``split_words``
+    order) and their token positions in the encoded prompt (``0`` is the start token)."""
+
+    label: str
+    word_indices: tuple[int, ...]
+    positions: tuple[int, ...]
+
+
+def _key(word: str) -> str:
+    """Matching key of a word: lowercase, punctuation stripped at both ends (kept if nothing else is left)."""
+    stripped = word.lower().strip(string.punctuation)
+    return stripped or word.lower()
+
+
+def word_token_positions(prompt: str, tokenizer) -> list[tuple[str, tuple[int, ...]]]:
+    """``(word, positions)`` for every word of ``split_words(prompt)``, in order.
+
+    ``positions`` are the word's token indices in ``tokenizer(prompt)`` (start token at 0); a word cut off by
+    truncation at ``tokenizer.model_max_length`` keeps only its surviving positions (possibly none).
+    Raises ``ValueError`` for an empty prompt, or if word-by-word tokenization disagrees with the prompt's.
+    """
+    words = split_words(prompt)
+    pieces = [tokenizer(word, add_special_tokens=False)["input_ids"] for word in words]
+    full = tokenizer(prompt, add_special_tokens=False, verbose=False)["input_ids"]
+    if [t for piece in pieces for t in piece] != list(full):
+        raise ValueError(f"tokenizing {prompt!r} word by word does not reproduce its tokens; this tokenizer "
+                         f"({type(tokenizer).__name__}) merges tokens across whitespace, which is unsupported")
+    last = int(tokenizer.model_max_length) - 2  # last content position: start token + content + end token
+    out, position = [], 1
+    for word, piece in zip(words, pieces):
+        out.append((word, tuple(p for p in range(position, position + len(piece)) if p <= last)))
+        position += len(piece)
+    return out
+
+
+def _parse(spec: WordSpec, words: list[str]) -> tuple[str, Union[int, None], str]:
+    """``(key, occurrence or None, label)`` of a word spec; an ``int`` becomes its word's key/occurrence."""
+    if isinstance(spec, bool) or not isinstance(spec, (str, int, tuple)):
+        raise TypeError(f"a word must be a str like 'dog' or 'red#1', an int index or a (word, occurrence) "
+                        f"tuple; got {spec!r}")
+    if isinstance(spec, int):
+        if not -len(words) <= spec < len(words):
+            raise ValueError(f"word index {spec} is out of range for the prompt's {len(words)} words {words}")
+        index = spec % len(words)
+        key = _key(words[index])
+        occurrence = [_key(w) for w in words[:index]].count(key)
+        return key, occurrence, _label(words[index], occurrence, words)
+    if isinstance(spec, tuple):
+        if len(spec) != 2 or not isinstance(spec[0], str) or not isinstance(spec[1], int):
+            raise TypeError(f"a tuple word must be (word: str, occurrence: int), got {spec!r}")
+        return _key(spec[0]), spec[1], f"{spec[0]}#{spec[1]}"
+    keys = {_key(w) for w in words}
+    match = _OCCURRENCE.match(spec)
+    if match and _key(spec) not in keys:
+        return _key(match.group(1)), int(match.group(2)), spec
+    return _key(spec), None, spec
+
+
+def _label(word: str, occurrence: int, words: list[str]) -> str:
+    repeated = [_key(w) for w in words].count(_key(word)) > 1
+    return f"{word}#{occurrence}" if repeated else word
+
+
+def resolve_words(prompt: str, tokenizer, words: Union[None, Sequence[WordSpec]] = None) -> list[WordTokens]:
+    """The token positions of the addressed ``words`` of ``prompt`` (see the module docstring for specs).
+
+    ``words=None`` gives every word of the prompt in order, repeated ones labelled ``word#k``; words lost
+    to truncation are left out. Raises ``ValueError`` for an empty prompt, a word not in the prompt (the
+    message lists the prompt's words), an occurrence that does not exist, or a word lost to truncation.
+    """
+    aligned = word_token_positions(prompt, tokenizer)
+    prompt_words = [w for w, _ in aligned]
+    if words is None:
+        return [WordTokens(_label(w, [_key(v) for v in prompt_words[:i]].count(_key(w)), prompt_words), (i,), pos)
+                for i, (w, pos) in enumerate(aligned) if pos]
+    if isinstance(words, (str, int)) or (isinstance(words, tuple) and _looks_like_spec_tuple(words)):
+        words = [words]
+    words = list(words)
+    if not words:
+        raise ValueError("words is empty; give None (all words) or at least one word of the prompt")
+    out = []
+    for spec in words:
+        key, occurrence, label = _parse(spec, prompt_words)
+        indices = [i for i, w in enumerate(prompt_words) if _key(w) == key]
+        if not indices:
+            raise ValueError(f"word {spec!r} is not a word of the prompt {prompt!r}; its words are {prompt_words}")
+        if occurrence is not None:
+            if not 0 <= occurrence < len(indices):
+                raise ValueError(f"word {spec!r}: the prompt {prompt!r} has {len(indices)} occurrence(s) of "
+                                 f"{key!r}, numbered 0..{len(indices) - 1}")
+            indices = [indices[occurrence]]
+        positions = tuple(p for i in indices for p in aligned[i][1])
+        if not positions:
+            raise ValueError(f"word {spec!r} lies past the tokenizer's {tokenizer.model_max_length}-token limit "
+                             f"and is truncated away by the pipeline")
+        out.append(WordTokens(label, tuple(indices), positions))
+    return out
+
+
+def _looks_like_spec_tuple(value: tuple) -> bool:
+    """``("red", 1)`` is one word spec, not a sequence of two words."""
+    return len(value) == 2 and isinstance(value[0], str) and isinstance(value[1], int) and not isinstance(value[1], bool)
