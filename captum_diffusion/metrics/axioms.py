@@ -1,0 +1,160 @@
+"""Shapley axiom checks for any per-word attribution (shap, lime, captum, or a plain array).
+
+Each check measures a gap in the units of ``f`` and passes when ``gap <= atol``:
+
+- efficiency: ``|sum(phi) - (v(all words) - v(no words))|``;
+- symmetry: ``max |phi_i - phi_j|`` over word pairs the game treats alike (``v(S + i) == v(S + j)`` for every
+  ``S`` holding neither);
+- null player: ``max |phi_i|`` over words that never change the value (``v(S + i) == v(S)`` for every ``S``).
+
+The game is ``v(S) = f(sub-prompt of S)`` through :class:`~captum_diffusion.words.WordGame`; pass ``f`` and
+``prompt``, or a ``WordGame`` as ``f`` to reuse its memo. Symmetry and null player enumerate all ``2**d``
+coalitions (one batched call to ``f``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import combinations
+from typing import Sequence
+
+import numpy as np
+
+from captum_diffusion.metrics.ranking import as_vector
+from captum_diffusion.words import PromptFunction, WordGame
+
+
+@dataclass(frozen=True)
+class AxiomCheck:
+    """Outcome of one axiom check: ``gap`` (units of ``f``), tolerance ``atol``, ``passed = gap <= atol``,
+    ``players`` (the word indices or index pairs the axiom applies to) and a readable ``detail``."""
+
+    axiom: str
+    gap: float
+    atol: float
+    passed: bool
+    players: tuple
+    detail: str
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+
+def _game(f: PromptFunction | WordGame, prompt: str | Sequence[str] | None) -> WordGame:
+    if isinstance(f, WordGame):
+        if prompt is not None and WordGame(f.f, prompt).words != f.words:
+            raise ValueError(f"prompt {prompt!r} does not match the game's words {f.words}")
+        return f
+    if prompt is None:
+        raise ValueError("prompt is required when f is a prompt function (or pass a WordGame as f)")
+    return WordGame(f, prompt)
+
+
+def _values(attributions, n_words: int) -> np.ndarray:
+    phi = as_vector(attributions, "attributions")
+    if phi.size != n_words:
+        raise ValueError(f"attributions has {phi.size} values but the prompt has {n_words} words")
+    return phi
+
+
+def _check(axiom: str, gap: float, atol: float, players: tuple, detail: str) -> AxiomCheck:
+    if not atol >= 0:
+        raise ValueError(f"atol must be >= 0, got {atol}")
+    return AxiomCheck(axiom, float(gap), float(atol), bool(gap <= atol), players, detail)
+
+
+def check_efficiency(
+    attributions,
+    f: PromptFunction | WordGame | None = None,
+    prompt: str | None = None,
+    *,
+    full_value: float | None = None,
+    base_value: float | None = None,
+    atol: float = 1e-6,
+) -> AxiomCheck:
+    """Efficiency: attributions ``(d,)`` sum to ``v(all words) - v(no words)``.
+
+    Give ``f`` and ``prompt`` (then ``v(all) = f(prompt)``, ``v(none) = f("")``), or ``full_value`` and
+    ``base_value`` directly (``base_value`` defaults to a shap Explanation's ``.base_values``).
+    """
+    if base_value is None and hasattr(attributions, "base_values") and f is None:
+        base_value = float(np.ravel(attributions.base_values)[0])
+    if f is not None:
+        game = _game(f, prompt)
+        phi = _values(attributions, game.n_words)
+        base_value, full_value = game([np.zeros(game.n_words), np.ones(game.n_words)])
+    elif full_value is None or base_value is None:
+        raise ValueError("give f and prompt, or both full_value and base_value")
+    else:
+        phi = as_vector(attributions, "attributions")
+    gap = abs(phi.sum() - (full_value - base_value))
+    detail = f"sum(phi) = {phi.sum():.6g}, v(all) - v(none) = {full_value - base_value:.6g}"
+    return _check("efficiency", gap, atol, tuple(range(phi.size)), detail)
+
+
+def _table(game: WordGame) -> tuple[np.ndarray, dict[bytes, float]]:
+    masks, values = game.all_coalitions()
+    return masks, {m.tobytes(): v for m, v in zip(masks, values)}
+
+
+def _with(mask: np.ndarray, *players: int) -> bytes:
+    out = mask.copy()
+    out[list(players)] = True
+    return out.tobytes()
+
+
+def check_symmetry(
+    attributions,
+    f: PromptFunction | WordGame,
+    prompt: str | None = None,
+    *,
+    pairs: Sequence[tuple[int, int]] | None = None,
+    atol: float = 1e-6,
+    game_atol: float = 1e-9,
+) -> AxiomCheck:
+    """Symmetry: words ``i`` and ``j`` that the game treats alike (values within ``game_atol``) get the same
+    attribution. ``pairs``: the pairs to check (each must be symmetric in the game, else ``ValueError``);
+    default: every symmetric pair found. No symmetric pair -> passes with ``gap = 0``."""
+    game = _game(f, prompt)
+    d = game.n_words
+    phi = _values(attributions, d)
+    masks, v = _table(game)
+
+    def symmetric(i: int, j: int) -> bool:
+        return all(
+            abs(v[_with(m, i)] - v[_with(m, j)]) <= game_atol for m in masks if not (m[i] or m[j])
+        )
+
+    if pairs is None:
+        checked = tuple(p for p in combinations(range(d), 2) if symmetric(*p))
+    else:
+        checked = tuple((int(i), int(j)) for i, j in pairs)
+        for i, j in checked:
+            if not (0 <= i < d and 0 <= j < d) or i == j:
+                raise ValueError(f"pairs must hold two different word indices in 0..{d - 1}, got {(i, j)}")
+            if not symmetric(i, j):
+                raise ValueError(f"words {game.words[i]!r} ({i}) and {game.words[j]!r} ({j}) are not symmetric in this game")
+    gap = max((abs(phi[i] - phi[j]) for i, j in checked), default=0.0)
+    names = ", ".join(f"{game.words[i]}~{game.words[j]}" for i, j in checked) or "none"
+    return _check("symmetry", gap, atol, checked, f"symmetric pairs: {names}")
+
+
+def check_null_player(
+    attributions,
+    f: PromptFunction | WordGame,
+    prompt: str | None = None,
+    *,
+    atol: float = 1e-6,
+    game_atol: float = 1e-9,
+) -> AxiomCheck:
+    """Null player: a word whose addition never changes the value (within ``game_atol``) gets attribution 0.
+    No null word -> passes with ``gap = 0``."""
+    game = _game(f, prompt)
+    phi = _values(attributions, game.n_words)
+    masks, v = _table(game)
+    nulls = tuple(
+        i for i in range(game.n_words)
+        if all(abs(v[_with(m, i)] - v[m.tobytes()]) <= game_atol for m in masks if not m[i])
+    )
+    gap = max((abs(phi[i]) for i in nulls), default=0.0)
+    names = ", ".join(game.words[i] for i in nulls) or "none"
+    return _check("null_player", gap, atol, nulls, f"null words: {names}")
