@@ -1,0 +1,256 @@
+"""Segmenters: an image in, an ``(H, W)`` int64 label map out, labels ``0..n-1``, every pixel labelled.
+
+Each segmenter is a callable ``segmenter(image) -> np.ndarray`` and so works directly as LIME's
+``segmentation_fn``. Images may be PIL images (any mode) or uint8 arrays ``(H, W)``, ``(H, W, 1)``,
+``(H, W, 3)``, ``(H, W, 4)``: grayscale is repeated to RGB and alpha is composited onto white
+(``captum_diffusion.generation.as_rgb_image``); float arrays and other types raise ``TypeError``.
+
+- ``SAMSegmenter``: Segment Anything masks, ranked by predicted quality x area (Gupta & Kanoria 3.2.2), capped.
+- ``SuperpixelSegmenter``: scikit-image slic / quickshift / felzenszwalb.
+- ``DAAMKMeansSegmenter``: k-means over each pixel's vector of per-word heat-map values (Gupta & Kanoria 3.2.1).
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from captum_diffusion.generation import as_rgb_image
+
+
+def to_rgb_array(image, name: str = "image") -> np.ndarray:
+    """``image`` as a uint8 array ``(H, W, 3)`` (conversions as in ``as_rgb_image``)."""
+    return np.asarray(as_rgb_image(image, name), dtype=np.uint8)
+
+
+def relabel(labels) -> np.ndarray:
+    """Any integer label map as int64 labels ``0..n-1`` (order of the original values kept)."""
+    labels = np.asarray(labels)
+    if labels.ndim != 2 or not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"labels must be a 2-D integer array (H, W), got dtype {labels.dtype} shape {labels.shape}")
+    _, inverse = np.unique(labels, return_inverse=True)
+    return inverse.reshape(labels.shape).astype(np.int64)
+
+
+def check_label_map(segments, image_shape: Sequence[int], *, min_segments: int = 2, name: str = "segments") -> np.ndarray:
+    """Validate a label map for an image of shape ``image_shape`` ``(H, W, ...)``; returns it as int64.
+
+    Raises ``ValueError`` when it is not 2-D integer, does not match the image's ``(H, W)``, is not exactly the
+    labels ``0..n-1`` (use ``relabel``), or has fewer than ``min_segments`` segments.
+    """
+    segments = np.asarray(segments)
+    height, width = int(image_shape[0]), int(image_shape[1])
+    if segments.ndim != 2 or not np.issubdtype(segments.dtype, np.integer):
+        raise ValueError(f"{name} must be a 2-D integer label map (H, W); got dtype {segments.dtype} shape {segments.shape}")
+    if segments.shape != (height, width):
+        raise ValueError(f"{name} has shape {segments.shape} but the image is {(height, width)} (H, W): they must match")
+    present = np.unique(segments)
+    if present[0] != 0 or present[-1] != len(present) - 1:
+        raise ValueError(
+            f"{name} must use the labels 0..n-1 with none missing; got {present[:10].tolist()}"
+            f"{'...' if len(present) > 10 else ''}: pass it through captum_diffusion.segmentation.relabel"
+        )
+    if len(present) < min_segments:
+        raise ValueError(
+            f"{name} has {len(present)} segment(s) but at least {min_segments} are needed to attribute between "
+            "regions: use a segmenter that finds more (e.g. more n_segments / clusters, a lower SAM threshold)"
+        )
+    return segments.astype(np.int64, copy=False)
+
+
+def masks_to_label_map(
+    masks: Sequence[Mapping[str, Any]],
+    shape: Sequence[int],
+    *,
+    max_segments: int = 10,
+    rank_by: str = "iou_area",
+    min_area: int = 1,
+) -> np.ndarray:
+    """SAM mask records -> label map ``(H, W)`` int64.
+
+    Args:
+        masks: records as ``SamAutomaticMaskGenerator.generate`` returns them (``output_mode="binary_mask"``):
+            dicts with ``"segmentation"`` (bool ``(H, W)``), ``"area"``, ``"predicted_iou"``, ``"stability_score"``.
+        shape: the image's ``(H, W)``.
+        max_segments: at most this many segments in the result, the background segment included.
+        rank_by: ``"iou_area"`` (predicted_iou x area, default), ``"area"``, ``"predicted_iou"``,
+            ``"stability_area"`` (stability_score x area).
+        min_area: a mask that keeps fewer pixels than this after higher-ranked masks took theirs is dropped.
+
+    Masks are painted best-first; a pixel belongs to the highest-ranked mask that covers it. Label ``k`` is the
+    ``k``-th best kept mask; pixels no kept mask covers form one background segment, the last label.
+    """
+    if rank_by not in _RANK_KEYS:
+        raise ValueError(f"rank_by must be one of {sorted(_RANK_KEYS)}, got {rank_by!r}")
+    if isinstance(max_segments, bool) or not isinstance(max_segments, int) or max_segments < 2:
+        raise ValueError(f"max_segments must be an int >= 2 (objects plus background), got {max_segments!r}")
+    height, width = int(shape[0]), int(shape[1])
+    scores = [float(_RANK_KEYS[rank_by](record)) for record in masks]
+    order = sorted(range(len(masks)), key=lambda i: (-scores[i], i))
+    labels = np.full((height, width), -1, dtype=np.int64)
+    n_objects = 0
+    for i in order:
+        if n_objects == max_segments - 1 or (labels >= 0).all():
+            break
+        mask = np.asarray(masks[i]["segmentation"], dtype=bool)
+        if mask.shape != (height, width):
+            raise ValueError(f"mask {i} has shape {mask.shape}, expected {(height, width)}")
+        claimed = mask & (labels < 0)
+        if claimed.sum() >= max(min_area, 1):
+            labels[claimed] = n_objects
+            n_objects += 1
+    labels[labels < 0] = n_objects
+    return relabel(labels)
+
+
+_RANK_KEYS = {
+    "iou_area": lambda r: r["predicted_iou"] * r["area"],
+    "area": lambda r: r["area"],
+    "predicted_iou": lambda r: r["predicted_iou"],
+    "stability_area": lambda r: r["stability_score"] * r["area"],
+}
+
+
+class SAMSegmenter:
+    """Segment Anything: the automatic mask generator's masks, ranked, capped, overlaps resolved.
+
+    Args:
+        model: a built ``segment_anything.modeling.Sam`` (optional when ``checkpoint`` is given).
+        checkpoint: path of a SAM checkpoint file (e.g. ``sam_vit_b_01ec64.pth``), loaded with
+            ``sam_model_registry[model_type](checkpoint=...)``.
+        model_type: ``"vit_b"``, ``"vit_l"``, ``"vit_h"`` or ``"default"``.
+        max_segments: at most this many segments, the background included (10, as the paper caps objects).
+        rank_by, min_area: see ``masks_to_label_map``.
+        device: where SAM runs (default: where its weights are).
+        **generator_kwargs: passed to ``SamAutomaticMaskGenerator`` (``points_per_side``, ``pred_iou_thresh``, ...).
+
+    ``segmenter(image)`` returns the label map; ``segmenter.generate(image)`` the raw mask records.
+    """
+
+    def __init__(self, model=None, *, checkpoint=None, model_type: str = "vit_b", max_segments: int = 10,
+                 rank_by: str = "iou_area", min_area: int = 1, device=None, **generator_kwargs):
+        from segment_anything import SamAutomaticMaskGenerator, sam_model_registry
+        from segment_anything.modeling import Sam
+
+        if model is None:
+            if checkpoint is None:
+                raise ValueError("give either model (a segment_anything Sam) or checkpoint (a SAM .pth file path)")
+            if model_type not in sam_model_registry:
+                raise ValueError(f"model_type must be one of {sorted(sam_model_registry)}, got {model_type!r}")
+            from pathlib import Path
+
+            if not Path(checkpoint).is_file():
+                raise FileNotFoundError(f"SAM checkpoint not found: {checkpoint!r}")
+            model = sam_model_registry[model_type](checkpoint=str(checkpoint))
+        elif not isinstance(model, Sam):
+            raise TypeError(f"model must be a segment_anything.modeling.Sam, got {type(model).__name__}")
+        if device is not None:
+            model = model.to(device)
+        masks_to_label_map([], (1, 1), max_segments=max_segments, rank_by=rank_by)  # validates the arguments
+        self.model = model.eval()
+        self.max_segments, self.rank_by, self.min_area = max_segments, rank_by, min_area
+        self.generator = SamAutomaticMaskGenerator(model, output_mode="binary_mask", **generator_kwargs)
+
+    def generate(self, image) -> list[dict]:
+        """SAM's raw mask records for ``image`` (see ``SamAutomaticMaskGenerator.generate``)."""
+        return self.generator.generate(to_rgb_array(image))
+
+    def __call__(self, image) -> np.ndarray:
+        rgb = to_rgb_array(image)
+        return masks_to_label_map(self.generator.generate(rgb), rgb.shape[:2], max_segments=self.max_segments,
+                                  rank_by=self.rank_by, min_area=self.min_area)
+
+
+class SuperpixelSegmenter:
+    """scikit-image superpixels: ``method`` in ``"slic"``, ``"quickshift"``, ``"felzenszwalb"``.
+
+    ``**kwargs`` go to the scikit-image function (defaults: slic ``n_segments=10, compactness=10, start_label=0``;
+    quickshift ``kernel_size=4, max_dist=200, ratio=0.2`` as LIME uses; felzenszwalb ``scale=100, sigma=0.5,
+    min_size=50``). Results are relabelled to ``0..n-1``.
+    """
+
+    DEFAULTS = {
+        "slic": {"n_segments": 10, "compactness": 10.0, "start_label": 0},
+        "quickshift": {"kernel_size": 4, "max_dist": 200, "ratio": 0.2, "rng": 0},
+        "felzenszwalb": {"scale": 100, "sigma": 0.5, "min_size": 50},
+    }
+
+    def __init__(self, method: str = "slic", **kwargs):
+        if method not in self.DEFAULTS:
+            raise ValueError(f"method must be one of {sorted(self.DEFAULTS)}, got {method!r}")
+        self.method = method
+        self.kwargs = {**self.DEFAULTS[method], **kwargs}
+
+    def __call__(self, image) -> np.ndarray:
+        import skimage.segmentation as seg
+
+        rgb = to_rgb_array(image)
+        if self.method == "quickshift":
+            labels = seg.quickshift(rgb.astype(np.float64) / 255.0, **self.kwargs)
+        else:
+            labels = getattr(seg, self.method)(rgb, **self.kwargs)
+        return relabel(labels)
+
+
+class DAAMKMeansSegmenter:
+    """Cluster pixels by their vector of per-word heat-map values (DAAM maps) with scikit-learn's ``KMeans``.
+
+    Args:
+        heat_maps: per-word maps ``(n_words, h, w)`` (torch tensor or array, any non-negative scale); bilinearly
+            resized to the image's ``(H, W)`` when called, then each word's map is scaled to [0, 1].
+        n_clusters: k of k-means (the result may have fewer segments if pixels coincide).
+        spatial_weight: weight of the pixel's (row, column) in [0, 1] appended to its feature vector, so that
+            clusters also gather nearby pixels (0 = heat values only).
+        seed: ``KMeans(random_state=seed)``.
+
+    ``segmenter(image)`` returns the ``(H, W)`` label map; the image only supplies the output size.
+    """
+
+    def __init__(self, heat_maps, n_clusters: int = 4, *, spatial_weight: float = 0.25, seed: int = 0):
+        maps = torch.as_tensor(np.asarray(heat_maps) if not isinstance(heat_maps, torch.Tensor) else heat_maps)
+        if maps.ndim != 3 or maps.shape[0] < 1:
+            raise ValueError(f"heat_maps must be (n_words, h, w), got shape {tuple(maps.shape)}")
+        if isinstance(n_clusters, bool) or not isinstance(n_clusters, int) or n_clusters < 2:
+            raise ValueError(f"n_clusters must be an int >= 2, got {n_clusters!r}")
+        self.heat_maps = maps.detach().float().cpu()
+        self.n_clusters, self.spatial_weight, self.seed = n_clusters, float(spatial_weight), seed
+
+    @classmethod
+    def from_daam(cls, result, words: Sequence[str] | None = None, **kwargs) -> "DAAMKMeansSegmenter":
+        """Build from a DAAM result: anything with ``word_heat_maps(words) -> (n_words, h, w)`` or
+        ``heat_maps`` ``(n_words, h, w)``, or a mapping word -> ``(h, w)`` map."""
+        if hasattr(result, "word_heat_maps"):
+            maps = result.word_heat_maps(words) if words is not None else result.word_heat_maps()
+        elif isinstance(result, Mapping):
+            keys = list(words) if words is not None else list(result)
+            maps = torch.stack([torch.as_tensor(np.asarray(result[k])).float() for k in keys])
+        elif hasattr(result, "heat_maps"):
+            maps = result.heat_maps
+        else:
+            raise TypeError(f"cannot read per-word heat maps from {type(result).__name__}")
+        return cls(maps, **kwargs)
+
+    def features(self, height: int, width: int) -> np.ndarray:
+        """Per-pixel features ``(H * W, n_words [+ 2])``: word maps scaled to [0, 1], plus weighted coordinates."""
+        maps = torch.nn.functional.interpolate(self.heat_maps[None], size=(height, width), mode="bilinear",
+                                               align_corners=False)[0]
+        low = maps.flatten(1).min(1).values[:, None, None]
+        span = (maps.flatten(1).max(1).values[:, None, None] - low).clamp_min(1e-12)
+        columns = [((maps - low) / span).flatten(1).T.numpy()]
+        if self.spatial_weight > 0:
+            rows, cols = np.mgrid[0:height, 0:width]
+            coords = np.stack([rows.ravel() / max(height - 1, 1), cols.ravel() / max(width - 1, 1)], 1)
+            columns.append(self.spatial_weight * coords)
+        return np.concatenate(columns, 1).astype(np.float64)
+
+    def __call__(self, image) -> np.ndarray:
+        from sklearn.cluster import KMeans
+
+        height, width = to_rgb_array(image).shape[:2]
+        features = self.features(height, width)
+        k = min(self.n_clusters, len(np.unique(features.round(6), axis=0)))
+        if k < 2:
+            return np.zeros((height, width), dtype=np.int64)
+        labels = KMeans(n_clusters=k, n_init=4, random_state=self.seed).fit_predict(features)
+        return relabel(labels.reshape(height, width))

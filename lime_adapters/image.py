@@ -1,0 +1,114 @@
+"""LIME over image segments, one label per prompt word (``lime.lime_image.LimeImageExplainer``).
+
+``explain_image(image, prompt, scorer, segmenter)`` runs stock LIME with a ``classifier_fn`` that returns, for a
+batch of images with segments hidden, the CLIP cosine similarity to each word: label ``i`` is word ``i``
+(``explanation.words[i]``). Scoring, hiding and the dedup cache live in ``captum_diffusion.segment_scores``.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+from typing import Sequence
+
+import numpy as np
+
+from captum_diffusion.segment_scores import SegmentScorer
+
+
+@contextlib.contextmanager
+def _lime_progress(enabled: bool):
+    """LIME 0.2 always shows a tqdm bar over samples; silence it when ``enabled`` is False."""
+    import lime.lime_image as lime_image
+
+    original = lime_image.tqdm
+    if not enabled:
+        lime_image.tqdm = functools.partial(original, disable=True)
+    try:
+        yield
+    finally:
+        lime_image.tqdm = original
+
+
+def explain_image(
+    image,
+    prompt: str,
+    scorer,
+    segmenter=None,
+    *,
+    segments=None,
+    words: Sequence[str] | None = None,
+    num_samples: int = 500,
+    hide_color="background",
+    text_template: str = "{}",
+    batch_size: int = 50,
+    kernel_width: float = 0.25,
+    random_state: int = 0,
+    progress: bool = True,
+):
+    """Which segments of ``image`` raise each word's CLIP similarity, by LIME.
+
+    Args:
+        image: the generated image (PIL or uint8 array; grayscale -> RGB, alpha composited on white).
+        prompt: its prompt; every whitespace word is a label unless ``words`` picks some (each must be in it).
+        scorer: ``captum_diffusion.CLIPSimilarity`` (anything with ``embed_images`` / ``embed_texts``).
+        segmenter: callable image -> ``(H, W)`` label map (default ``SuperpixelSegmenter("slic")``); or give
+            ``segments`` (a precomputed label map ``0..n-1`` matching the image).
+        num_samples: LIME's perturbation samples; hide_color: see ``segment_scores.fill_color``;
+        text_template: the text each word is embedded as (``"{}"``: the bare word).
+        batch_size: images per ``classifier_fn`` call; kernel_width, random_state: ``LimeImageExplainer``'s.
+        progress: LIME's tqdm bar.
+
+    Returns:
+        ``lime.lime_image.ImageExplanation`` with ``local_exp[i]`` for every word index ``i`` plus attributes
+        ``words`` (label names), ``segment_scorer`` (its ``n_requested`` / ``n_embedded`` counters).
+
+    Raises ``ValueError`` for words not in the prompt, a label map that does not match the image, or fewer
+    than two segments.
+    """
+    from lime.lime_image import LimeImageExplainer
+
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 2:
+        raise ValueError(f"num_samples must be an int >= 2, got {num_samples!r}")
+    segment_scorer = SegmentScorer.from_prompt(image, prompt, scorer, segmenter=segmenter, segments=segments,
+                                               words=words, text_template=text_template, hide_color=hide_color)
+    explainer = LimeImageExplainer(kernel_width=kernel_width, random_state=random_state)
+    labels = segment_scorer.segments
+    with _lime_progress(progress):
+        explanation = explainer.explain_instance(
+            segment_scorer.image, segment_scorer.score_images, labels=tuple(range(len(segment_scorer.words))),
+            top_labels=None, hide_color=tuple(int(c) for c in segment_scorer.fill), num_samples=num_samples,
+            batch_size=batch_size, segmentation_fn=lambda _image: labels, random_seed=random_state,
+        )
+    explanation.words = list(segment_scorer.words)
+    explanation.segment_scorer = segment_scorer
+    return explanation
+
+
+def _label(explanation, word) -> int:
+    if isinstance(word, str):
+        if word not in explanation.words:
+            raise ValueError(f"word {word!r} is not one of the explained words {explanation.words}")
+        return explanation.words.index(word)
+    return int(word)
+
+
+def segment_weights(explanation) -> np.ndarray:
+    """LIME weights per segment and word: ``(n_segments, n_words)`` (rows = segment labels)."""
+    n_segments = int(explanation.segments.max()) + 1
+    weights = np.zeros((n_segments, len(explanation.words)))
+    for label, pairs in explanation.local_exp.items():
+        for segment, weight in pairs:
+            weights[segment, label] = weight
+    return weights
+
+
+def word_weight_maps(explanation) -> np.ndarray:
+    """Each word's LIME weight painted over its segments' pixels: float ``(n_words, H, W)``."""
+    return np.moveaxis(segment_weights(explanation)[explanation.segments], -1, 0)
+
+
+def top_segments(explanation, word, k: int | None = None) -> list[tuple[int, float]]:
+    """``(segment, weight)`` pairs for ``word`` (a word or its label index), highest weight first, ``k`` at most."""
+    column = segment_weights(explanation)[:, _label(explanation, word)]
+    order = np.argsort(-column, kind="stable")[: None if k is None else k]
+    return [(int(s), float(column[s])) for s in order]
