@@ -1,0 +1,168 @@
+"""GAN-style text-to-image generators (GALIP / RATLIP family) as ``prompts -> list[PIL.Image]`` callables.
+
+Such a generator makes an image in one forward pass from a CLIP sentence embedding and a noise vector.
+``CLIPConditionedGenerator`` wraps any of them for the word-level adapters (through ``TextToImage``) and the
+image side: every prompt gets its own noise from its own seeded ``torch.Generator`` and its own forward
+pass (RATLIP's generator mixes the prompts of a batch, so batching prompts would change the images).
+
+``AffineGenerator`` is a small DF-GAN-like network (conditional affine blocks) for tests and examples.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Sequence
+
+import numpy as np
+import PIL.Image
+import torch
+from torch import nn
+
+
+class _AffineBlock(nn.Module):
+    """Upsample x2, 3x3 conv, then a per-channel scale and shift predicted from the condition (DF-GAN's idea)."""
+
+    def __init__(self, in_channels: int, out_channels: int, cond_dim: int):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, 3, padding=1)
+        self.affine = nn.Sequential(nn.Linear(cond_dim, out_channels), nn.ReLU(), nn.Linear(out_channels, 2 * out_channels))
+
+    def forward(self, h: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        h = self.conv(nn.functional.interpolate(h, scale_factor=2, mode="nearest"))
+        gamma, beta = self.affine(cond)[:, :, None, None].chunk(2, dim=1)
+        return nn.functional.leaky_relu(h * (1 + gamma) + beta, 0.2)
+
+
+class AffineGenerator(nn.Module):
+    """``forward(noise (B, z_dim), sentence (B, cond_dim)) -> images (B, 3, S, S)`` in [-1, 1] (tanh).
+
+    A 4x4 seed from the noise, then ``log2(S / 4)`` upsampling blocks each modulated by ``[sentence, noise]``.
+    ``image_size`` must be a power of two >= 8.
+    """
+
+    def __init__(self, cond_dim: int, z_dim: int = 32, channels: int = 32, image_size: int = 32):
+        super().__init__()
+        n_blocks = int(round(math.log2(image_size / 4)))
+        if image_size < 8 or 4 * 2 ** n_blocks != image_size:
+            raise ValueError(f"image_size must be a power of two >= 8, got {image_size}")
+        self.z_dim, self.cond_dim, self.image_size = z_dim, cond_dim, image_size
+        self.seed_layer = nn.Linear(z_dim, channels * 16)
+        self.blocks = nn.ModuleList(_AffineBlock(channels, channels, cond_dim + z_dim) for _ in range(n_blocks))
+        self.to_rgb = nn.Conv2d(channels, 3, 3, padding=1)
+
+    def forward(self, noise: torch.Tensor, sentence: torch.Tensor) -> torch.Tensor:
+        cond = torch.cat([sentence, noise], dim=1)
+        h = self.seed_layer(noise).view(noise.shape[0], -1, 4, 4)
+        for block in self.blocks:
+            h = block(h, cond)
+        return torch.tanh(self.to_rgb(h))
+
+
+class CLIPConditionedGenerator(nn.Module):
+    """A one-pass text-to-image generator as a ``prompts -> list[PIL.Image.Image]`` callable.
+
+    Args:
+        generator: ``generator(noise (1, z_dim), sentence (1, d)) -> (1, 3, H, W)`` images in ``value_range``
+            (an ``nn.Module`` or any callable, e.g. ``lambda z, s: galip_netG(z, s, eval=True)``).
+        text_encoder: a ``transformers.CLIPModel`` / ``CLIPTextModelWithProjection`` (then give ``tokenizer``), or
+            a callable ``texts -> (n, d)`` sentence embeddings (e.g. GALIP's ``CLIP_TXT_ENCODER`` after ``clip.tokenize``).
+        tokenizer: the CLIP tokenizer for a transformers ``text_encoder``.
+        z_dim: noise size (default: ``generator.z_dim``).
+        seed: the seed of every prompt's noise when no ``generator=`` list is passed to ``__call__``.
+        normalize: unit-normalise the sentence embedding first (default False, as GALIP feeds it raw).
+        value_range: the generator's output range, mapped to 0..255.
+        device: where noise and embeddings go (default: the generator's parameters' device, else CPU).
+
+    ``__call__(prompts, generator=None)``: ``generator`` is None (noise from ``seed``), one ``torch.Generator``
+    or a list of one per prompt (``TextToImage`` passes such a list). The empty prompt ``""`` is allowed.
+    Attribute ``n_forward`` counts generator forward passes (one per prompt).
+    """
+
+    def __init__(self, generator: Callable, text_encoder, tokenizer=None, *, z_dim: int | None = None, seed: int = 0,
+                 normalize: bool = False, value_range: tuple[float, float] = (-1.0, 1.0), device=None):
+        super().__init__()
+        if not callable(generator):
+            raise TypeError(f"generator must be callable (noise, sentence) -> images, got {type(generator).__name__}")
+        if not callable(text_encoder):
+            raise TypeError(f"text_encoder must be a transformers CLIP model or a callable texts -> (n, d), "
+                            f"got {type(text_encoder).__name__}")
+        if isinstance(text_encoder, nn.Module) and hasattr(text_encoder, "config") and tokenizer is None:
+            raise ValueError("tokenizer is required with a transformers text_encoder (pass the CLIP tokenizer)")
+        z_dim = getattr(generator, "z_dim", None) if z_dim is None else z_dim
+        if isinstance(z_dim, bool) or not isinstance(z_dim, int) or z_dim < 1:
+            raise ValueError(f"z_dim must be a positive int (the generator's noise size), got {z_dim!r}")
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+        self.generator, self.text_encoder, self.tokenizer = generator, text_encoder, tokenizer
+        self.z_dim, self.seed, self.normalize, self.value_range = z_dim, seed, normalize, tuple(value_range)
+        self._device = device
+        self.n_forward = 0
+
+    @property
+    def device(self) -> torch.device:
+        if self._device is not None:
+            return torch.device(self._device)
+        params = list(self.parameters())
+        return params[0].device if params else torch.device("cpu")
+
+    @torch.no_grad()
+    def encode(self, prompts: Sequence[str]) -> torch.Tensor:
+        """Sentence embeddings ``(n, d)`` float32 for ``prompts``."""
+        prompts = list(prompts)
+        if hasattr(self.text_encoder, "config"):
+            tokens = self.tokenizer(prompts, padding=True, truncation=True, return_tensors="pt").to(self.device)
+            inputs = {"input_ids": tokens["input_ids"], "attention_mask": tokens["attention_mask"]}
+            if hasattr(self.text_encoder, "get_text_features"):
+                out = self.text_encoder.get_text_features(**inputs)
+            else:
+                out = self.text_encoder(**inputs)
+            if not isinstance(out, torch.Tensor):
+                out = out.text_embeds if getattr(out, "text_embeds", None) is not None else out.pooler_output
+        else:
+            out = self.text_encoder(prompts)
+            out = out[0] if isinstance(out, tuple) else out  # GALIP's encoder returns (sentence, words)
+        out = torch.as_tensor(out).float().to(self.device)
+        return nn.functional.normalize(out, dim=-1) if self.normalize else out
+
+    def _generators(self, n: int, generator) -> list[torch.Generator]:
+        if generator is None:
+            return [torch.Generator().manual_seed(self.seed) for _ in range(n)]
+        if isinstance(generator, torch.Generator):
+            return [generator] * n
+        generators = list(generator)
+        if len(generators) != n or not all(isinstance(g, torch.Generator) for g in generators):
+            raise ValueError(f"generator must be None, a torch.Generator or a list of {n} (one per prompt)")
+        return generators
+
+    @torch.no_grad()
+    def images_tensor(self, prompts: Sequence[str], generator=None) -> torch.Tensor:
+        """Images ``(n, 3, H, W)`` float in [0, 1], one forward pass per prompt."""
+        prompts = _as_prompts(prompts)
+        if not prompts:
+            return torch.zeros(0, 3, 1, 1)
+        sentences = self.encode(prompts)
+        rows = []
+        low, high = self.value_range
+        for sentence, gen in zip(sentences, self._generators(len(prompts), generator)):
+            noise = torch.randn(1, self.z_dim, generator=gen).to(self.device)
+            out = self.generator(noise, sentence[None])
+            self.n_forward += 1
+            rows.append(((out.float() - low) / (high - low)).clamp(0, 1).cpu())
+        return torch.cat(rows)
+
+    def __call__(self, prompts: Sequence[str], generator=None) -> list[PIL.Image.Image]:
+        """One RGB PIL image per prompt."""
+        pixels = self.images_tensor(prompts, generator)
+        arrays = (pixels.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
+        return [PIL.Image.fromarray(a) for a in arrays]
+
+    forward = __call__
+
+
+def _as_prompts(prompts) -> list[str]:
+    if isinstance(prompts, str):
+        return [prompts]
+    prompts = list(prompts)
+    for i, prompt in enumerate(prompts):
+        if not isinstance(prompt, str):
+            raise TypeError(f"prompts[{i}] must be a str, got {type(prompt).__name__}")
+    return prompts
