@@ -1,0 +1,84 @@
+"""ShapesWorld: a world of coloured shapes with exact ground truth, and a tiny Stable Diffusion + CLIP
+trained on it and shipped inside the package (``weights/``).
+
+>>> from captum_diffusion.shapes_world import load_shapes_world, DEFAULT_GENERATION
+>>> pipe, scorer = load_shapes_world()
+>>> image = pipe("a red circle on the left", **DEFAULT_GENERATION.pipeline_kwargs()).images[0]  # 64x64 RGB
+
+The training scripts are ``scripts/train_shapes_world_{clip,vae,unet}.py``; the quality figures come from
+``benchmarks/shapes_world_quality.py``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from captum_diffusion.shapes_world.world import (ALL_PROMPTS, COLOURS, FUNCTION_WORDS, HELD_OUT_PROMPTS,
+                                                 IMAGE_SIZE, PAIR_PROMPTS, POSITION_PROMPTS, POSITIONS, SHAPES,
+                                                 SINGLE_PROMPTS, TRAIN_PROMPTS, VOCABULARY, DetectedObject,
+                                                 ObjectSpec, Rendering, analyse, parse_prompt, render)
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+PIPELINE_DIR = WEIGHTS_DIR / "pipeline"
+CLIP_DIR = WEIGHTS_DIR / "clip"
+TOKENIZER_DIR = Path(__file__).resolve().parent / "tokenizer"
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """Default generation settings of the shipped model: DPM-Solver++ steps, guidance scale, seed, size."""
+
+    num_inference_steps: int = 10
+    guidance_scale: float = 3.0
+    seed: int = 0
+    height: int = IMAGE_SIZE
+    width: int = IMAGE_SIZE
+
+    def pipeline_kwargs(self) -> dict:
+        """Keyword arguments for ``pipeline(prompt, **kwargs)`` (everything but the seed)."""
+        return dict(num_inference_steps=self.num_inference_steps, guidance_scale=self.guidance_scale,
+                    height=self.height, width=self.width)
+
+
+DEFAULT_GENERATION = GenerationSettings()
+
+
+def weights_available() -> bool:
+    """Whether the trained pipeline and CLIP are present in the package (tests skip when not)."""
+    return (PIPELINE_DIR / "model_index.json").is_file() and (CLIP_DIR / "config.json").is_file()
+
+
+def load_shapes_world(device=None, dtype=None):
+    """Load the shipped ShapesWorld model: ``(StableDiffusionPipeline, CLIPSimilarity)``.
+
+    device: torch device or string (default CPU); dtype: torch dtype (default float32). Both the pipeline
+    and the CLIP scorer are loaded with ``from_pretrained`` from ``weights/``, the way a hub checkpoint is.
+    The pipeline's progress bar is disabled. Raises ``FileNotFoundError`` when the weights are missing.
+    """
+    import torch
+    from diffusers import StableDiffusionPipeline
+    from transformers import CLIPModel, CLIPProcessor
+
+    if not weights_available():
+        raise FileNotFoundError(f"ShapesWorld weights not found under {WEIGHTS_DIR}; train them with "
+                                "scripts/train_shapes_world_{clip,vae,unet}.py")
+    if dtype is not None and not isinstance(dtype, torch.dtype):
+        raise TypeError(f"dtype must be a torch.dtype or None, got {dtype!r}")
+    device = torch.device(device if device is not None else "cpu")
+    dtype = dtype or torch.float32
+    pipe = StableDiffusionPipeline.from_pretrained(str(PIPELINE_DIR), torch_dtype=dtype, safety_checker=None,
+                                                   requires_safety_checker=False).to(device)
+    pipe.set_progress_bar_config(disable=True)
+    model = CLIPModel.from_pretrained(str(CLIP_DIR), torch_dtype=dtype).eval()
+    processor = CLIPProcessor.from_pretrained(str(CLIP_DIR))
+    from captum_diffusion.scores import CLIPSimilarity
+
+    return pipe, CLIPSimilarity(model=model, processor=processor, device=device, dtype=dtype)
+
+
+__all__ = [
+    "ALL_PROMPTS", "COLOURS", "CLIP_DIR", "DEFAULT_GENERATION", "DetectedObject", "FUNCTION_WORDS",
+    "GenerationSettings", "HELD_OUT_PROMPTS", "IMAGE_SIZE", "ObjectSpec", "PAIR_PROMPTS", "PIPELINE_DIR",
+    "POSITION_PROMPTS", "POSITIONS", "Rendering", "SHAPES", "SINGLE_PROMPTS", "TRAIN_PROMPTS", "VOCABULARY",
+    "analyse", "load_shapes_world", "parse_prompt", "render", "weights_available",
+]

@@ -1,0 +1,150 @@
+"""Train the ShapesWorld UNet and write the StableDiffusionPipeline + CLIP into the package.
+
+diffusers ``UNet2DConditionModel`` on the 16x16x4 latent of the trained VAE (``train_shapes_world_vae.py``),
+conditioned on the frozen CLIP text tower (``CLIPTextModel`` from ``train_shapes_world_clip.py``) last hidden
+states of the prompt padded to 77 tokens, exactly as Stable Diffusion. Noise: DDPM, 1000 steps, SD's
+scaled-linear betas, epsilon prediction. Conditioning per example: 10% the empty prompt "" (unconditional, so
+classifier-free guidance works), 15% a random sub-prompt of the prompt (each word kept with p=1/2; the
+image stays a fair sample of it), else the full prompt; prompts are TRAIN_PROMPTS only. Latents are scaled
+by ``vae.config.scaling_factor = 1 / std(latents)``. An EMA of the weights is what gets shipped.
+
+Every ``--save-minutes`` (and at the end) it writes, atomically: the training state to
+``$SHAPES_WORLD_RUNS/unet_state.pt`` (resume with ``--resume``) and the full pipeline
+(``save_pretrained``: unet, vae, text_encoder, tokenizer, DPMSolverMultistep scheduler, no safety checker)
+to ``captum_diffusion/shapes_world/weights/pipeline`` plus the CLIP to ``.../weights/clip``.
+
+Command (run 2026-11-22 on the shared 2-core machine, under load from other jobs):
+    nohup python scripts/train_shapes_world_unet.py --minutes 70 --threads 2 > /tmp/sw_unet.log 2>&1 &
+Wall time: time-boxed by --minutes; see the report for steps reached and the quality benchmark.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import math
+import shutil
+import time
+
+import torch
+import torch.nn.functional as F
+from diffusers import (AutoencoderKL, DDPMScheduler, DPMSolverMultistepScheduler, StableDiffusionPipeline,
+                       UNet2DConditionModel)
+from transformers import CLIPTextModel
+
+from train_shapes_world_common import (PACKAGE, RUNS, UNET_CONFIG, Log, random_subprompt, render_batch,
+                                       save_atomic, setup, tokenizer, world)
+
+WEIGHTS = PACKAGE / "weights"
+NOISE = dict(num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
+             prediction_type="epsilon", clip_sample=False)
+
+
+class TextCache:
+    """Frozen CLIP text tower last hidden states (77, d) per prompt string, computed once per string."""
+
+    def __init__(self, tok, encoder: CLIPTextModel):
+        self.tok, self.encoder, self.cache = tok, encoder, {}
+
+    @torch.no_grad()
+    def __call__(self, prompts) -> torch.Tensor:
+        missing = sorted({p for p in prompts if p not in self.cache})
+        if missing:
+            ids = self.tok(missing, padding="max_length", max_length=77, truncation=True, return_tensors="pt")
+            for p, h in zip(missing, self.encoder(ids.input_ids)[0]):
+                self.cache[p] = h
+        return torch.stack([self.cache[p] for p in prompts])
+
+
+def conditioning_prompt(prompt: str, rng, p_empty: float, p_sub: float) -> str:
+    u = rng.random()
+    return "" if u < p_empty else random_subprompt(prompt, rng) if u < p_empty + p_sub else prompt
+
+
+@torch.no_grad()
+def latent_std(vae: AutoencoderKL, rng, n: int = 256) -> float:
+    x = render_batch([world.TRAIN_PROMPTS[i] for i in rng.integers(0, len(world.TRAIN_PROMPTS), n)], rng)
+    return float(vae.encode(x).latent_dist.sample().std())
+
+
+def save_pipeline(ema, vae, text_encoder, tok) -> None:
+    scheduler = DPMSolverMultistepScheduler(**NOISE)
+    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tok, unet=ema,
+                                   scheduler=scheduler, safety_checker=None, feature_extractor=None,
+                                   requires_safety_checker=False)
+    save_atomic(pipe.save_pretrained, WEIGHTS / "pipeline")
+    save_atomic(lambda d: shutil.copytree(RUNS / "clip", d), WEIGHTS / "clip")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--minutes", type=float, default=70)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--ema", type=float, default=0.998)
+    ap.add_argument("--p-empty", type=float, default=0.1)
+    ap.add_argument("--p-sub", type=float, default=0.15)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--save-minutes", type=float, default=5)
+    ap.add_argument("--resume", action="store_true")
+    args = ap.parse_args()
+    rng = setup(args.seed, args.threads)
+    tok = tokenizer()
+    text_encoder = CLIPTextModel.from_pretrained(RUNS / "clip").eval().requires_grad_(False)
+    vae = AutoencoderKL.from_pretrained(RUNS / "vae").eval().requires_grad_(False)
+    vae.register_to_config(scaling_factor=1.0 / latent_std(vae, rng))
+    unet = UNet2DConditionModel(**UNET_CONFIG)
+    ema = copy.deepcopy(unet).requires_grad_(False)
+    opt = torch.optim.AdamW(unet.parameters(), lr=args.lr, weight_decay=0.0)
+    step, elapsed = 0, 0.0
+    if args.resume:
+        state = torch.load(RUNS / "unet_state.pt")
+        unet.load_state_dict(state["unet"]), ema.load_state_dict(state["ema"]), opt.load_state_dict(state["opt"])
+        step, elapsed = state["step"], state["elapsed"]
+    noise = DDPMScheduler(**NOISE)
+    texts = TextCache(tok, text_encoder)
+    sf = vae.config.scaling_factor
+    log = Log()
+    print(f"unet params {sum(p.numel() for p in unet.parameters()) / 1e6:.2f}M scaling_factor {sf:.4f}", flush=True)
+    start, last_save, total = time.time() - elapsed, time.time(), 60 * args.minutes
+
+    def checkpoint():
+        state = dict(unet=unet.state_dict(), ema=ema.state_dict(), opt=opt.state_dict(), step=step,
+                     elapsed=time.time() - start)
+        tmp = RUNS / "unet_state.pt.tmp"
+        torch.save(state, tmp)
+        tmp.replace(RUNS / "unet_state.pt")
+        save_pipeline(ema, vae, text_encoder, tok)
+        log(step, saved=1)
+
+    while time.time() - start < total:
+        frac = (time.time() - start) / total
+        for group in opt.param_groups:
+            group["lr"] = args.lr * min(1.0, (step + 1) / 100) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
+        prompts = [world.TRAIN_PROMPTS[i] for i in rng.integers(0, len(world.TRAIN_PROMPTS), args.batch)]
+        with torch.no_grad():
+            latents = vae.encode(render_batch(prompts, rng)).latent_dist.sample() * sf
+        cond = texts([conditioning_prompt(p, rng, args.p_empty, args.p_sub) for p in prompts])
+        eps = torch.randn_like(latents)
+        t = torch.randint(0, noise.config.num_train_timesteps, (len(prompts),))
+        loss = F.mse_loss(unet(noise.add_noise(latents, eps, t), t, cond).sample, eps)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        opt.step()
+        step += 1
+        decay = min(args.ema, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for e, p in zip(ema.parameters(), unet.parameters()):
+                e.lerp_(p, 1 - decay)
+        if step % 20 == 0:
+            log(step, loss=loss.item(), lr=opt.param_groups[0]["lr"])
+        if time.time() - last_save > 60 * args.save_minutes:
+            checkpoint()
+            last_save = time.time()
+    checkpoint()
+    log(step, done=1)
+
+
+if __name__ == "__main__":
+    main()
