@@ -217,18 +217,15 @@ class DAAMKMeansSegmenter:
         self.n_clusters, self.spatial_weight, self.seed = n_clusters, float(spatial_weight), seed
 
     @classmethod
-    def from_daam(cls, result, words: Sequence[str] | None = None, **kwargs) -> "DAAMKMeansSegmenter":
-        """Build from a DAAM result: anything with ``word_heat_maps(words) -> (n_words, h, w)`` or
-        ``heat_maps`` ``(n_words, h, w)``, or a mapping word -> ``(h, w)`` map."""
-        if hasattr(result, "word_heat_maps"):
-            maps = result.word_heat_maps(words) if words is not None else result.word_heat_maps()
-        elif isinstance(result, Mapping):
-            keys = list(words) if words is not None else list(result)
-            maps = torch.stack([torch.as_tensor(np.asarray(result[k])).float() for k in keys])
-        elif hasattr(result, "heat_maps"):
-            maps = result.heat_maps
+    def from_daam(cls, result, image: int = 0, words: Sequence | None = None, **kwargs) -> "DAAMKMeansSegmenter":
+        """Build from a ``captum_diffusion.daam.DAAMResult``: image ``image``'s maps of ``words`` (labels or
+        indices; default all of its words). ``**kwargs`` go to the constructor."""
+        if not (hasattr(result, "heatmaps") and hasattr(result, "heatmap")):
+            raise TypeError(f"result must be a captum_diffusion.daam.DAAMResult, got {type(result).__name__}")
+        if words is None:
+            maps = result.heatmaps[image]
         else:
-            raise TypeError(f"cannot read per-word heat maps from {type(result).__name__}")
+            maps = torch.stack([result.heatmap(word, image) for word in words])
         return cls(maps, **kwargs)
 
     def features(self, height: int, width: int) -> np.ndarray:
