@@ -126,8 +126,8 @@ def explain_prompt(
     ``algorithm``: "exact" (every subset, the empty one included; at most :data:`MAX_EXACT_WORDS` words),
     "permutation" / "partition" (sampling with ``max_evals`` model evaluations; shap's default when None),
     or "auto" (exact up to :data:`AUTO_EXACT_WORDS` words, permutation above). ``batch_size``: sub-prompts
-    per call to ``f`` (default: all of them, so ``f`` can batch its own work). ``seed`` seeds numpy's global
-    RNG, which shap's permutation sampler draws from (None leaves it alone). ``progress``: shap's progress bar.
+    per call to ``f`` (default: all of them, so ``f`` can batch its own work). ``seed``: shap's seed for the
+    permutation sampler (shap seeds numpy's global RNG with it; None leaves it alone). ``progress``: shap's progress bar.
 
     Returns a single-row ``shap.Explanation``: ``.values`` float ``(d,)`` in the units of ``f``,
     ``.base_values`` = ``f("")``, ``.data`` and ``.feature_names`` = the ``d`` words. With "exact",
@@ -141,12 +141,10 @@ def explain_prompt(
     if batch_size is not None and (not isinstance(batch_size, (int, np.integer)) or batch_size < 1):
         raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
     masker = WordPartitionMasker(game.words) if algorithm == "partition" else WordMasker(game.words)
-    explainer = shap.Explainer(game, masker, algorithm=algorithm)
+    explainer = shap.Explainer(game, masker, algorithm=algorithm, **({"seed": seed} if algorithm == "permutation" else {}))
     kwargs = {"silent": not progress, "batch_size": batch_size or max(2**d if algorithm == "exact" else 0, max_evals or 0, 512)}
     if algorithm == "exact":
         kwargs["max_evals"] = 2**d if max_evals is None else max_evals
     elif max_evals is not None:
         kwargs["max_evals"] = max_evals
-    if seed is not None:
-        np.random.seed(seed)
     return explainer(np.ones((1, d)), **kwargs)[0]

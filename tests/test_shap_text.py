@@ -84,6 +84,8 @@ def test_permutation_is_efficient_and_close_to_exact():
     assert expl.values.sum() == pytest.approx(f.value(PROMPT) - 0.1, abs=1e-9)  # every permutation telescopes
     np.testing.assert_allclose(expl.values, exact, atol=0.1)
     assert np.argmax(expl.values) == 3  # "circle"
+    few = [explain_prompt(PROMPT, f, algorithm="permutation", max_evals=39, seed=7, progress=False).values for _ in "ab"]
+    np.testing.assert_array_equal(few[0], few[1])  # seeded: reproducible
 
 
 def test_permutation_and_partition_are_exact_on_an_additive_game():
