@@ -124,10 +124,12 @@ def explain_prompt(
     """Shapley values of the words of ``prompt`` for the black box ``f`` (sub-prompts -> scores ``(n,)``).
 
     ``algorithm``: "exact" (every subset, the empty one included; at most :data:`MAX_EXACT_WORDS` words),
-    "permutation" / "partition" (sampling with ``max_evals`` model evaluations; shap's default when None),
+    "permutation" (sampled permutations) / "partition" (Owen values over :func:`word_clustering`), both with a
+    budget of ``max_evals`` evaluations (shap's default when None),
     or "auto" (exact up to :data:`AUTO_EXACT_WORDS` words, permutation above). ``batch_size``: sub-prompts
     per call to ``f`` (default: all of them, so ``f`` can batch its own work). ``seed``: shap's seed for the
-    permutation sampler (shap seeds numpy's global RNG with it; None leaves it alone). ``progress``: shap's progress bar.
+    permutation sampler (shap seeds numpy's global RNG with it; None leaves it alone). ``progress``: shap's
+    progress bar (shap shows it only for slow runs).
 
     Returns a single-row ``shap.Explanation``: ``.values`` float ``(d,)`` in the units of ``f``,
     ``.base_values`` = ``f("")``, ``.data`` and ``.feature_names`` = the ``d`` words. With "exact",
@@ -141,10 +143,11 @@ def explain_prompt(
     if batch_size is not None and (not isinstance(batch_size, (int, np.integer)) or batch_size < 1):
         raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
     masker = WordPartitionMasker(game.words) if algorithm == "partition" else WordMasker(game.words)
-    explainer = shap.Explainer(game, masker, algorithm=algorithm, **({"seed": seed} if algorithm == "permutation" else {}))
-    kwargs = {"silent": not progress, "batch_size": batch_size or max(2**d if algorithm == "exact" else 0, max_evals or 0, 512)}
-    if algorithm == "exact":
-        kwargs["max_evals"] = 2**d if max_evals is None else max_evals
-    elif max_evals is not None:
-        kwargs["max_evals"] = max_evals
-    return explainer(np.ones((1, d)), **kwargs)[0]
+    seed_kwarg = {"seed": seed} if algorithm == "permutation" else {}
+    explainer = shap.Explainer(game, masker, algorithm=algorithm, **seed_kwarg)
+    if algorithm == "exact" and max_evals is None:
+        max_evals = 2**d
+    call_kwargs = {"silent": not progress, "batch_size": batch_size or max(max_evals or 0, 512)}
+    if max_evals is not None:
+        call_kwargs["max_evals"] = max_evals
+    return explainer(np.ones((1, d)), **call_kwargs)[0]
