@@ -21,6 +21,7 @@ crop, normalise), so gradients reach the original pixels; pixels outside the cen
 from __future__ import annotations
 
 import contextlib
+import warnings
 from typing import Sequence
 
 import numpy as np
@@ -134,6 +135,10 @@ class CLIPSaliency:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    def _pixels(self, rgb: np.ndarray) -> torch.Tensor:
+        """uint8 ``(H, W, 3)`` -> float ``(1, 3, H, W)`` in [0, 1] on the model's device."""
+        return torch.tensor(rgb, dtype=torch.float32, device=self.device).permute(2, 0, 1)[None].div(255)
+
     @torch.no_grad()
     def _text_embeddings(self, words: Sequence[str]) -> torch.Tensor:
         tokens = self.processor.tokenizer([self.text_template.format(w) for w in words], padding=True,
@@ -213,10 +218,12 @@ class CLIPSaliency:
             raise ValueError(f"words must be non-empty strings, got {words!r}")
         rgb = to_rgb_array(image)
         height, width = rgb.shape[:2]
-        x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float().div(255).to(self.device)
+        x = self._pixels(rgb).requires_grad_(True)
         net = _ImageWordSimilarity(self.model, self.processor.image_processor, self._text_embeddings(words)).to(self.device)
         maps = []
         with contextlib.ExitStack() as stack:
+            stack.enter_context(warnings.catch_warnings())
+            warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU")
             if self.method == "gradcam":
                 grid = stack.enter_context(self._patch_grid(net))
                 algorithm = LayerGradCam(net, grid)
@@ -248,7 +255,7 @@ class CLIPSaliency:
     def similarity(self, image, words: Sequence[str] | str) -> torch.Tensor:
         """The explained scores: cosine of ``image`` to each word, ``(n_words,)`` (through the same preprocessing)."""
         words = [words] if isinstance(words, str) else list(words)
-        x = torch.from_numpy(to_rgb_array(image)).permute(2, 0, 1)[None].float().div(255).to(self.device)
+        x = self._pixels(to_rgb_array(image))
         with torch.no_grad():
             net = _ImageWordSimilarity(self.model, self.processor.image_processor, self._text_embeddings(words))
             return net.to(self.device)(x)[0].cpu()
