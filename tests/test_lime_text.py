@@ -88,3 +88,14 @@ def test_bad_inputs():
     expl = explain_prompt(PROMPT, Additive(), num_samples=20)
     with pytest.raises(ValueError, match="no label 1"):
         word_weights(expl, label=1)
+
+
+def test_axiom_checks_take_word_weights_not_the_lime_object():
+    from captum_diffusion.metrics import check_efficiency
+
+    f = Additive()
+    expl = explain_prompt(PROMPT, f, num_samples=200, random_state=0)
+    with pytest.raises(TypeError, match="word_weights"):
+        check_efficiency(expl, f, PROMPT)
+    result = check_efficiency(word_weights(expl), f, PROMPT, atol=0.2)
+    assert result.passed and result.gap > 1e-6  # near, not exactly, efficient: ridge shrinkage

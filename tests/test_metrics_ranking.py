@@ -62,6 +62,8 @@ def test_metric_bad_inputs():
         rmse(CAT_SHAPLEY, CAT_TRUTH, reduction="max")
     with pytest.raises(ValueError, match="shape"):
         rmse([], [])
+    with pytest.raises(TypeError, match="numbers"):
+        normalize_scores(["a", "b"])
 
 
 def test_dataset_ships_and_is_consistent():

@@ -15,9 +15,14 @@ def as_vector(scores, name: str = "scores") -> np.ndarray:
     ``shap.Explanation`` (its ``.values``). Raises on empty, non-1-D or non-finite input."""
     if hasattr(scores, "values") and hasattr(scores, "base_values"):  # shap.Explanation
         scores = scores.values
+    if hasattr(scores, "local_exp"):  # lime Explanation: no word order of its own
+        raise TypeError(f"{name}: pass lime_adapters.word_weights(explanation), not a lime Explanation")
     if hasattr(scores, "detach"):  # torch.Tensor
         scores = scores.detach().cpu().numpy()
-    arr = np.asarray(scores, dtype=np.float64)
+    try:
+        arr = np.asarray(scores, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"{name} must be numbers, one per word; got {type(scores).__name__}") from err
     if arr.ndim == 2 and arr.shape[0] == 1:
         arr = arr[0]
     if arr.ndim != 1 or arr.size == 0:
