@@ -1,18 +1,21 @@
-"""shap adapters: explain prompt words (``text``) with stock shap explainers, maskers and plots."""
-from shap_adapters.text import (
-    AUTO_EXACT_WORDS,
-    MAX_EXACT_WORDS,
-    WordMasker,
-    WordPartitionMasker,
-    explain_prompt,
-    word_clustering,
-)
+"""shap adapters: explain prompt words (``text``) and image segments (``image``) with stock shap explainers,
+maskers and plots. Names are imported lazily from the module listed in ``_EXPORTS``."""
+from __future__ import annotations
 
-__all__ = [
-    "AUTO_EXACT_WORDS",
-    "MAX_EXACT_WORDS",
-    "WordMasker",
-    "WordPartitionMasker",
-    "explain_prompt",
-    "word_clustering",
-]
+from captum_diffusion._lazy import lazy_getattr
+
+_EXPORTS = {
+    "AUTO_EXACT_WORDS": "text",
+    "MAX_EXACT_WORDS": "text",
+    "WordMasker": "text",
+    "WordPartitionMasker": "text",
+    "explain_prompt": "text",
+    "word_clustering": "text",
+    "SegmentMasker": "image",
+    "explain_image": "image",
+    "image_explanation": "image",
+}
+
+__all__ = sorted(_EXPORTS)
+
+__getattr__ = lazy_getattr(__name__, _EXPORTS)
