@@ -216,9 +216,13 @@ class DAAMResult:
         axes[0].axis("off")
         for ax, index in zip(axes[1:], indices):
             heat = self.heatmaps[image][index].numpy()
-            method = "blended_heat_map" if heat.max() > 0 else "original_image"  # captum asserts on all-zero maps
-            viz.visualize_image_attr(heat, picture, method=method, sign="positive", plt_fig_axis=(fig, ax),
-                                     cmap=cmap, alpha_overlay=alpha, title=self.words[image][index], use_pyplot=False)
+            if heat.max() > 0:
+                viz.visualize_image_attr(heat, picture, method="blended_heat_map", sign="positive", cmap=cmap,
+                                         plt_fig_axis=(fig, ax), alpha_overlay=alpha, use_pyplot=False)
+            else:  # captum asserts on a map without positive values: show the bare image
+                ax.imshow(picture)
+                ax.axis("off")
+            ax.set_title(self.words[image][index])
         return fig
 
     def _word_index(self, word: Union[str, int], image: int) -> int:
