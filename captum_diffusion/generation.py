@@ -213,7 +213,7 @@ def _callable_identity(function, cache_key: str | None, persistent: bool) -> str
     owner = function if not isinstance(function, functools.partial) else function.func
     name = f"{getattr(owner, '__module__', '?')}.{getattr(owner, '__qualname__', type(owner).__qualname__)}"
     if cache_key is not None:
-        return f"{cache_key}|{name}"
+        return f"callable:{cache_key}"
     if persistent and "<" in name:
         raise ValueError(
             f"the generator {name!r} is a lambda or local function, so it has no stable identity for the on-disk "
@@ -253,8 +253,13 @@ class TextToImage:
             PIL or uint8 ``(H, W, 3)`` arrays). If the callable accepts a ``generator`` keyword it gets one seeded
             CPU ``torch.Generator`` per prompt (diffusers style); else if it accepts ``seed`` it gets ``seed=seed``;
             otherwise it must be deterministic by itself.
-        seed: every prompt starts from the same noise: its own CPU ``torch.Generator().manual_seed(seed)``, so the
-            image for a prompt never depends on the other prompts in its batch or their order.
+        seed: every prompt starts from the same noise, drawn from its own CPU ``torch.Generator().manual_seed(seed)``
+            and passed as ``latents=``, so nothing random depends on the other prompts in a batch or their order.
+            The images are then identical alone or in any batch up to the rounding of batched float kernels: on one
+            CPU thread they came out bit-identical in our tests; with several threads (or on a GPU) a kernel may
+            round differently for another batch shape or row, moving a few pixels by one grey level (measured on
+            the tiny test models). Use ``batch_size=1`` if you need bit-exact images whatever the batching. Either
+            way the cache fixes each image once made, so all explainers sharing this object see one consistent game.
         num_inference_steps, guidance_scale: passed to the pipeline (``None``: the pipeline's default).
         height, width: image size in pixels (``None``: the pipeline's default, ``unet.config.sample_size *
             vae_scale_factor``); must be multiples of the pipeline's ``vae_scale_factor``.
@@ -262,8 +267,10 @@ class TextToImage:
         device, dtype: move the pipeline (or a callable ``torch.nn.Module``) there, in place (``None``: leave it).
         cache_dir: also keep images on disk there (lossless PNG + JSON metadata); ``None``: memory only.
         progress: show a tqdm bar over the images being generated (the pipeline's own per-step bar is disabled).
-        cache_key: a stable name for a plain callable generator in cache keys (required with ``cache_dir`` for a
-            lambda or local function). Pipelines are identified by a fingerprint of their components.
+        cache_key: a stable name for the generator in cache keys. For a callable it replaces the derived identity
+            (module + qualified name, + a weight fingerprint for a ``torch.nn.Module``) and is required with
+            ``cache_dir`` for a lambda or local function; for a pipeline it is added to the fingerprint of its
+            components (class, config and sampled weights of each).
 
     ``__call__(prompts)`` returns one RGB ``PIL.Image.Image`` per prompt. Images are cached under a key made of the
     generator's identity (class, config and a weight fingerprint of every component, or the callable's name),
@@ -422,8 +429,10 @@ class TextToImage:
         return [torch.Generator("cpu").manual_seed(self.seed) for _ in range(n)]
 
     def _generate(self, prompts: list[str]) -> list[PIL.Image.Image]:
-        if self.pipeline is None:
-            return self._call_function(prompts)
+        """Images for one batch of at most ``batch_size`` prompts."""
+        return self._call_function(prompts) if self.pipeline is None else self._call_pipeline(prompts)
+
+    def _call_pipeline(self, prompts: list[str]) -> list[PIL.Image.Image]:
         kwargs = {"prompt": prompts, "generator": self._generators(len(prompts)), "output_type": "pil",
                   "num_images_per_prompt": 1}
         for name in ("num_inference_steps", "guidance_scale", "height", "width"):
@@ -469,6 +478,8 @@ class TextToImage:
 
 
 def _keyword_parameters(function) -> set[str]:
+    if isinstance(function, torch.nn.Module):  # Module.__call__ is (*args, **kwargs): look at forward
+        function = function.forward
     try:
         return set(inspect.signature(function).parameters)
     except (TypeError, ValueError):

@@ -1,0 +1,345 @@
+"""TextToImage: per-prompt determinism, batching, the memory and disk caches, input validation."""
+from __future__ import annotations
+
+import json
+import os
+import warnings
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+
+from captum_diffusion.generation import ImageCache, TextToImage, _atomic_write, as_rgb_image
+from captum_diffusion.testing import tiny_stable_diffusion
+
+PROMPTS = ["a red circle", "", "a blue square", "red", "a circle on a square"]
+
+
+def pixels(image) -> np.ndarray:
+    return np.asarray(image, dtype=np.int16)
+
+
+def same(a, b) -> bool:
+    return pixels(a).shape == pixels(b).shape and np.array_equal(pixels(a), pixels(b))
+
+
+@pytest.fixture(scope="module")
+def sd1():
+    return tiny_stable_diffusion("sd1", seed=0)
+
+
+@pytest.fixture(scope="module")
+def sd1_other_weights():
+    return tiny_stable_diffusion("sd1", seed=1)
+
+
+def t2i(pipe, **kwargs) -> TextToImage:
+    kwargs = {"num_inference_steps": 2, "progress": False, **kwargs}
+    return TextToImage(pipe, **kwargs)
+
+
+class TinyTorchGenerator(torch.nn.Module):
+    """A deterministic text-to-image callable: bag of byte embeddings + per-prompt seeded noise -> 16x16 RGB.
+
+    Follows the diffusers convention: one ``torch.Generator`` per prompt, processed as one batch."""
+
+    def __init__(self):
+        super().__init__()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            self.embed = torch.nn.Embedding(256, 8)
+            self.conv = torch.nn.Conv2d(9, 3, 3, padding=1)
+        self.calls = []
+
+    @torch.no_grad()
+    def forward(self, prompts, generator):
+        self.calls.append(list(prompts))
+        noise = torch.cat([torch.randn(1, 1, 16, 16, generator=g) for g in generator])
+        codes = [torch.tensor(list(p.encode()) or [0]) for p in prompts]
+        condition = torch.stack([self.embed(c).mean(0) for c in codes])[:, :, None, None].expand(-1, -1, 16, 16)
+        x = torch.sigmoid(self.conv(torch.cat([condition, noise], dim=1)))
+        return [(image.permute(1, 2, 0) * 255).round().to(torch.uint8).numpy() for image in x]
+
+
+# ----------------------------------------------------------------------------------------------- determinism
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Batched CPU kernels are batch-invariant to the last bit on one thread only (see TextToImage's docstring);
+    one thread is also faster than two on this shared machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("layout", ["sd1", "sdxl"])
+def test_image_is_identical_alone_in_any_batch_and_order(layout, sd1):
+    pipe = sd1 if layout == "sd1" else tiny_stable_diffusion("sdxl", seed=0)
+    generator = t2i(pipe, batch_size=3)
+    batched = generator(PROMPTS)  # batches [0, 1, 2] and [3, 4]
+    order = [4, 2, 0, 3, 1]
+    reordered = t2i(pipe, batch_size=2)([PROMPTS[i] for i in order])
+    alone = [t2i(pipe, batch_size=1)([prompt])[0] for prompt in PROMPTS]
+    for i, image in enumerate(batched):
+        assert image.mode == "RGB" and image.size == (32, 32)
+        assert same(image, alone[i]), PROMPTS[i]
+        assert same(image, reordered[order.index(i)]), PROMPTS[i]
+    # the prompt matters and so does the seed
+    assert not same(batched[0], batched[2])
+    assert not same(batched[0], t2i(pipe, seed=1)([PROMPTS[0]])[0])
+
+
+def test_with_threads_batching_changes_at_most_rounding(sd1):
+    """Two threads: a batch shape may move a few pixels by one grey level (kernel rounding), no more."""
+    torch.set_num_threads(2)
+    batched = t2i(sd1, batch_size=3)(PROMPTS[:3])
+    alone = t2i(sd1, batch_size=1)(PROMPTS[:3][::-1])[::-1]
+    for a, b in zip(batched, alone):
+        difference = np.abs(pixels(a) - pixels(b))
+        assert difference.max() <= 1 and (difference > 0).mean() < 0.01
+
+
+def test_latents_are_per_prompt_and_seeded(sd1):
+    generator = t2i(sd1, seed=7, height=48, width=32)
+    latents = generator._latents(3)
+    assert latents.shape == (3, 4, 24, 16)  # (n, unet in_channels, height / vae_scale_factor, width / ...)
+    expected = torch.randn((1, 4, 24, 16), generator=torch.Generator().manual_seed(7))
+    for row in latents:
+        assert torch.equal(row[None], expected)
+    assert generator(["a red circle"])[0].size == (32, 48)  # PIL size is (width, height)
+
+
+def test_empty_prompt_is_an_unconditional_generation(sd1):
+    generator = t2i(sd1)
+    empty, full = generator(["", "a red circle"])
+    assert empty.size == full.size and not same(empty, full)
+
+
+# ------------------------------------------------------------------------------------------------ memory cache
+
+
+def test_cache_hits_misses_and_counters(sd1):
+    generator = t2i(sd1, batch_size=2)
+    first = generator(["a red circle", "red", "a red circle"])
+    assert (generator.n_generated, generator.n_from_cache) == (2, 1)
+    assert same(first[0], first[2])
+    second = generator(["red", "circle", "a red circle"])
+    assert (generator.n_generated, generator.n_from_cache) == (3, 3)
+    assert same(second[0], first[1]) and same(second[2], first[0])
+    # returned images are copies: mutating one does not touch the cache
+    second[0].paste((0, 0, 0), (0, 0, 32, 32))
+    assert same(generator(["red"])[0], first[1])
+    assert generator.n_generated + generator.n_from_cache == 7
+
+
+def test_cache_key_is_generator_settings_seed_and_prompt(sd1, sd1_other_weights):
+    base = t2i(sd1)
+    assert base.key("red") == t2i(sd1).key("red")
+    assert base.key("red") != base.key("red ")
+    assert base.key("red") != t2i(sd1, seed=1).key("red")
+    assert base.key("red") != t2i(sd1, num_inference_steps=3).key("red")
+    assert base.key("red") != t2i(sd1, guidance_scale=1.0).key("red")
+    assert base.key("red") != t2i(sd1, height=48).key("red")
+    assert base.key("red") != t2i(sd1_other_weights).key("red")
+
+
+# -------------------------------------------------------------------------------------------------- disk cache
+
+
+def test_disk_cache_survives_a_new_instance(sd1, tmp_path):
+    first = t2i(sd1, cache_dir=tmp_path, batch_size=4)
+    images = first(PROMPTS)
+    pngs = sorted(tmp_path.rglob("*.png"))
+    assert len(pngs) == len(PROMPTS) and len(list(tmp_path.rglob("*.json"))) == len(PROMPTS)
+    assert not list(tmp_path.rglob("*.tmp"))
+    metadata = json.loads(pngs[0].with_suffix(".json").read_text())
+    assert metadata["prompt"] in PROMPTS and metadata["seed"] == 0 and metadata["num_inference_steps"] == 2
+    with PIL.Image.open(pngs[0]) as png:
+        assert png.format == "PNG" and png.mode == "RGB"
+
+    second = t2i(sd1, cache_dir=tmp_path)
+    again = second(PROMPTS)
+    assert (second.n_generated, second.n_from_cache) == (0, len(PROMPTS))
+    assert all(same(a, b) for a, b in zip(images, again))  # lossless
+
+
+def test_disk_cache_does_not_mix_generators(sd1, sd1_other_weights, tmp_path):
+    other = sd1_other_weights
+    a = t2i(sd1, cache_dir=tmp_path)(["a red circle"])[0]
+    b_generator = t2i(other, cache_dir=tmp_path)
+    b = b_generator(["a red circle"])[0]
+    assert b_generator.n_generated == 1 and not same(a, b)
+
+
+def test_corrupt_png_is_recomputed_with_a_warning(sd1, tmp_path):
+    original = t2i(sd1, cache_dir=tmp_path)(["a red circle"])[0]
+    (png,) = tmp_path.rglob("*.png")
+    png.write_bytes(b"\x89PNG\r\n\x1a\n this is not a png")
+    generator = t2i(sd1, cache_dir=tmp_path)
+    with pytest.warns(UserWarning, match="unreadable"):
+        image = generator(["a red circle"])[0]
+    assert generator.n_generated == 1 and same(image, original)
+    with PIL.Image.open(png) as repaired:
+        assert same(repaired.convert("RGB"), original)
+
+
+def test_interrupted_run_keeps_finished_batches(tmp_path):
+    model = TinyTorchGenerator()
+    prompts = [f"prompt {i}" for i in range(6)]
+
+    def failing(prompts, generator):
+        if any(p.endswith(("4", "5")) for p in prompts):
+            raise KeyboardInterrupt
+        return model(prompts, generator)
+
+    with pytest.raises(KeyboardInterrupt):
+        TextToImage(failing, batch_size=2, cache_dir=tmp_path, cache_key="tiny", progress=False)(prompts)
+    assert len(list(tmp_path.rglob("*.json"))) == 4 and not list(tmp_path.rglob("*.tmp"))
+    resumed = TextToImage(model, batch_size=2, cache_dir=tmp_path, cache_key="tiny", progress=False)
+    resumed(prompts)  # the same cache_key names the same generator: the four finished images are reused
+    assert (resumed.n_generated, resumed.n_from_cache) == (2, 4)
+    assert model.calls[-1] == prompts[4:] and len(model.calls) == 3
+
+
+def test_atomic_write_leaves_old_file_or_nothing(tmp_path):
+    target = tmp_path / "entry.png"
+
+    def broken(file):
+        file.write(b"half an image")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        _atomic_write(target, broken)
+    assert not target.exists() and list(tmp_path.iterdir()) == []
+    _atomic_write(target, lambda file: file.write(b"complete"))
+    with pytest.raises(OSError):
+        _atomic_write(target, broken)
+    assert target.read_bytes() == b"complete" and list(tmp_path.iterdir()) == [target]
+
+
+def test_unwritable_cache_dir_is_an_error_at_construction(sd1, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")
+    with pytest.raises(ValueError, match="cache_dir .* not a writable directory"):
+        t2i(sd1, cache_dir=blocker / "cache")
+    if os.geteuid() != 0:  # root ignores permission bits
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        with pytest.raises(ValueError, match="cache_dir"):
+            ImageCache(locked)
+
+
+# ------------------------------------------------------------------------------------------------- validation
+
+
+def test_prompt_past_token_limit_names_the_limit(sd1):
+    generator = t2i(sd1)
+    assert generator.token_limit == 77
+    with pytest.raises(ValueError, match=r"at most 77 .*model_max_length"):
+        generator(["a red circle", "red " * 80])
+    assert generator.n_generated == 0  # nothing made before the check
+    generator(["red " * 75])  # 75 words + start/end = 77 tokens: allowed
+
+
+@pytest.mark.parametrize(
+    "kwargs, error",
+    [
+        ({"seed": -1}, "seed"),
+        ({"seed": 1.5}, "seed"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"num_inference_steps": 0}, "num_inference_steps"),
+        ({"height": 33}, "height must be a multiple"),
+        ({"guidance_scale": "high"}, "guidance_scale"),
+    ],
+)
+def test_bad_settings(sd1, kwargs, error):
+    with pytest.raises(ValueError, match=error):
+        t2i(sd1, **kwargs)
+
+
+def test_bad_prompts_and_generators(sd1):
+    generator = t2i(sd1)
+    with pytest.raises(TypeError, match="single str"):
+        generator("a red circle")
+    with pytest.raises(TypeError, match=r"prompts\[1\]"):
+        generator(["a", 3])
+    with pytest.raises(TypeError, match="pipeline_or_callable"):
+        TextToImage(42)
+
+
+# ------------------------------------------------------------------------------------------ callable generators
+
+
+def test_callable_with_generators_is_deterministic_per_prompt():
+    model = TinyTorchGenerator()
+    prompts = ["a red circle", "", "blue", "a blue square"]
+    batched = TextToImage(model, seed=3, batch_size=4, progress=False)(prompts)
+    alone = [TextToImage(model, seed=3, batch_size=1, progress=False)([p])[0] for p in reversed(prompts)][::-1]
+    assert [im.size for im in batched] == [(16, 16)] * 4 and batched[0].mode == "RGB"
+    assert all(same(a, b) for a, b in zip(batched, alone))
+    assert not same(batched[0], TextToImage(model, seed=4, progress=False)(["a red circle"])[0])
+    assert model.calls[0] == prompts
+
+
+def test_callable_with_seed_keyword_and_plain_callable():
+    seen = []
+
+    def with_seed(prompts, seed):
+        seen.append(seed)
+        return [PIL.Image.new("L", (8, 8), color=len(p) + seed) for p in prompts]
+
+    images = TextToImage(with_seed, seed=5, progress=False)(["ab", "abc"])
+    assert seen == [5] and images[0].mode == "RGB" and images[1].getpixel((0, 0)) == (8, 8, 8)
+
+    def plain(prompts):
+        return [np.full((4, 4, 3), len(p), np.uint8) for p in prompts]
+
+    generator = TextToImage(plain, progress=False)
+    assert generator.pipeline is None and generator(["abcd"])[0].getpixel((1, 1)) == (4, 4, 4)
+
+
+def test_callable_returning_wrong_types():
+    with pytest.raises(TypeError, match=r"generator output \[0\]"):
+        TextToImage(lambda prompts: [np.zeros((4, 4, 3), np.float32) for _ in prompts], progress=False)(["a"])
+    with pytest.raises(TypeError, match="list of PIL images"):
+        TextToImage(lambda prompts: PIL.Image.new("RGB", (4, 4)), progress=False)(["a"])
+    with pytest.raises(TypeError, match=r"generator output \[0\]"):
+        TextToImage(lambda prompts: ["not an image" for _ in prompts], progress=False)(["a"])
+    with pytest.raises(ValueError, match="returned 1 images for 2 prompts"):
+        TextToImage(lambda prompts: [PIL.Image.new("RGB", (4, 4))], progress=False)(["a", "b"])
+
+
+def test_lambda_needs_cache_key_for_disk_cache(tmp_path):
+    with pytest.raises(ValueError, match="cache_key"):
+        TextToImage(lambda prompts: prompts, cache_dir=tmp_path)
+    keyed = TextToImage(lambda prompts: [PIL.Image.new("RGB", (4, 4))] * len(prompts), cache_dir=tmp_path,
+                        cache_key="blank-v1", progress=False)
+    assert keyed(["x"])[0].size == (4, 4) and len(list(tmp_path.rglob("*.png"))) == 1
+
+
+def test_progress_bar_on_and_off(capsys):
+    model = TinyTorchGenerator()
+    TextToImage(model, progress=True, batch_size=1)(["a", "b"])
+    assert "generating" in capsys.readouterr().err
+    TextToImage(model, progress=False, batch_size=1)(["a", "b"])
+    assert capsys.readouterr().err == ""
+
+
+# ----------------------------------------------------------------------------------------------- image inputs
+
+
+def test_as_rgb_image_conversions():
+    rgb = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
+    assert np.array_equal(np.asarray(as_rgb_image(rgb)), rgb)
+    gray = as_rgb_image(np.full((2, 3), 7, np.uint8))
+    assert gray.mode == "RGB" and gray.getpixel((0, 0)) == (7, 7, 7)
+    transparent = PIL.Image.new("RGBA", (2, 2), (10, 20, 30, 0))
+    assert as_rgb_image(transparent).getpixel((0, 0)) == (255, 255, 255)  # alpha composited on white
+    opaque = PIL.Image.new("RGBA", (2, 2), (10, 20, 30, 255))
+    assert as_rgb_image(opaque).getpixel((0, 0)) == (10, 20, 30)
+    for bad in (np.zeros((2, 2, 3), np.float32), np.zeros((2, 2, 2), np.uint8), torch.zeros(2, 2, 3), "x.png"):
+        with pytest.raises(TypeError, match="image"):
+            as_rgb_image(bad)
