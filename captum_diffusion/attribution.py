@@ -15,6 +15,9 @@ import torch
 
 from captum_diffusion.words import PromptFunction, WordGame
 
+#: captum's ShapleyValues enumerates d! orderings (8 words: 40320, ~30 s of bookkeeping): refused above this.
+MAX_SHAPLEY_VALUES_WORDS = 8
+
 #: method name -> captum class. All are perturbation methods: no gradient of ``f`` is needed.
 METHODS = {
     "feature_ablation": captum.attr.FeatureAblation,
@@ -29,12 +32,21 @@ class WordAttribution:
     """Per-word attributions of a black box ``f: Sequence[str] -> np.ndarray (n,)`` with a captum method.
 
     ``method``: one of :data:`METHODS` ("feature_ablation": ``f(prompt) - f(prompt without word)``;
-    "shapley_values": exact Shapley values by all permutations, small prompts only; "shapley_sampling",
+    "shapley_values": exact Shapley values by all ``d!`` orderings, at most :data:`MAX_SHAPLEY_VALUES_WORDS` words; "shapley_sampling",
     "kernel_shap", "lime": sampled). ``init_kwargs`` go to the captum class (e.g. ``interpretable_model``
-    for Lime). ``dtype``: dtype of the mask tensors and of the result (float64 keeps axioms to 1e-9).
+    for Lime). ``dtype``: dtype of the mask tensors and of the result (captum 0.9 still sums Shapley
+    contributions in float32, so expect ~1e-6 agreement). ``progress``: captum's tqdm bar (``show_progress``).
     """
 
-    def __init__(self, f: PromptFunction, method: str = "shapley_sampling", *, dtype: torch.dtype = torch.float64, **init_kwargs: Any):
+    def __init__(
+        self,
+        f: PromptFunction,
+        method: str = "shapley_sampling",
+        *,
+        dtype: torch.dtype = torch.float64,
+        progress: bool = True,
+        **init_kwargs: Any,
+    ):
         if not callable(f):
             raise TypeError(f"f must be callable: Sequence[str] -> np.ndarray (n,), got {type(f).__name__}")
         if method not in METHODS:
@@ -44,6 +56,7 @@ class WordAttribution:
         self.f = f
         self.method = method
         self.dtype = dtype
+        self.progress = bool(progress)
         self.init_kwargs = init_kwargs
         self.last_game: WordGame | None = None  # the game of the latest attribute() call (counts calls to f)
 
@@ -52,13 +65,21 @@ class WordAttribution:
 
         ``captum_kwargs`` go to the captum method's ``attribute`` (``n_samples``, ``perturbations_per_eval``,
         ``show_progress``, ...); ``inputs`` and ``baselines`` are set here. ``perturbations_per_eval``
-        defaults to 16 (captum's is 1) so that ``f`` gets sub-prompts in batches.
+        defaults to 16 (captum's is 1) so that ``f`` gets sub-prompts in batches; ``show_progress`` defaults
+        to the ``progress`` given at construction.
         """
         fixed = {"inputs", "baselines", "target", "additional_forward_args"} & set(captum_kwargs)
         if fixed:
             raise TypeError(f"WordAttribution.attribute sets {sorted(fixed)} itself; do not pass them")
         captum_kwargs.setdefault("perturbations_per_eval", 16)
+        captum_kwargs.setdefault("show_progress", self.progress)
         game = WordGame(self.f, prompt)
+        if self.method == "shapley_values" and game.n_words > MAX_SHAPLEY_VALUES_WORDS:
+            raise ValueError(
+                f"captum's ShapleyValues walks all {game.n_words}! orderings; use at most {MAX_SHAPLEY_VALUES_WORDS} "
+                "words, or method='shapley_sampling' with n_samples=..., or shap_adapters.explain_prompt("
+                "algorithm='exact') for exact values over 2**d sub-prompts (up to 12 words)"
+            )
         self.last_game = game
 
         def forward(masks: torch.Tensor) -> torch.Tensor:

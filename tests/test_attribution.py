@@ -123,6 +123,8 @@ def test_bad_inputs():
         WordAttribution(BagOfWords()).attribute(PROMPT, baselines=torch.zeros(1, 6))
     with pytest.raises(ValueError, match="empty"):
         WordAttribution(BagOfWords()).attribute("")
+    with pytest.raises(ValueError, match="shapley_sampling"):
+        WordAttribution(BagOfWords(), "shapley_values").attribute("one two three four five six seven eight nine")
     with pytest.raises(ValueError, match="non-finite score for 1 sub-prompt.*'a' -> nan"):
         WordAttribution(lambda ps: np.array([np.nan if p == "a" else 1.0 for p in ps]), "feature_ablation").attribute("a b")
     with pytest.raises(ValueError, match=r"must list each of the 2\*\*2"):
