@@ -203,6 +203,8 @@ class PromptScore:
     - ``reference="text"``: the text of ``prompt``; ``scorer.text_similarity(images, [prompt])``.
 
     A score that is NaN raises ``ValueError`` naming the sub-prompt(s), so no explainer averages a NaN silently.
+    Scores are remembered per sub-prompt (images are cached by the generator), so shap, lime and captum
+    explaining the same ``PromptScore`` play exactly the same game.
     """
 
     def __init__(self, generator, scorer, prompt: str, *, reference: str = "image"):
@@ -223,6 +225,7 @@ class PromptScore:
                 f"got {type(scorer).__name__}"
             )
         self.generator, self.scorer, self.prompt, self.reference = generator, scorer, prompt, reference
+        self._scores: dict[str, float] = {}
 
     @property
     def reference_image(self):
@@ -230,8 +233,21 @@ class PromptScore:
         return self.generator([self.prompt])[0]
 
     def __call__(self, prompts: Sequence[str]) -> np.ndarray:
-        """Scores of ``prompts`` (sub-prompts; ``""`` is the empty coalition): float64 array ``(n,)``."""
+        """Scores of ``prompts`` (sub-prompts; ``""`` is the empty coalition): float64 array ``(n,)``.
+
+        Each sub-prompt's score is computed once and remembered, so ``f`` is a function of the sub-prompt alone
+        (a batched scorer may otherwise round the last bits differently with the batch it is in)."""
         prompts = prompts if isinstance(prompts, str) else list(prompts)
+        new = [p for p in dict.fromkeys(self.generator._check_prompts(prompts)) if p not in self._scores]
+        if new:
+            values = self._score(new)
+            bad = [p for p, v in zip(new, values) if np.isnan(v)]
+            if bad:
+                raise ValueError(f"scorer returned NaN for sub-prompt(s) {bad[:5]}{' ...' if len(bad) > 5 else ''}")
+            self._scores.update(zip(new, values.tolist()))
+        return np.array([self._scores[p] for p in prompts], dtype=np.float64)
+
+    def _score(self, prompts: list[str]) -> np.ndarray:
         images = self.generator(prompts)
         if self.reference == "image":
             score = getattr(self.scorer, "image_similarity", self.scorer)
@@ -241,10 +257,6 @@ class PromptScore:
             values = values[:, 0] if values.ndim == 2 else values
         if values.shape != (len(images),):
             raise ValueError(f"scorer returned shape {values.shape} for {len(images)} images; expected ({len(images)},)")
-        bad = np.flatnonzero(np.isnan(values))
-        if bad.size:
-            names = [prompts[i] for i in bad[:5]]
-            raise ValueError(f"scorer returned NaN for sub-prompt(s) {names}{' ...' if bad.size > 5 else ''}")
         return values
 
     def __repr__(self) -> str:
