@@ -32,8 +32,8 @@ class WordAttribution:
     """Per-word attributions of a black box ``f: Sequence[str] -> np.ndarray (n,)`` with a captum method.
 
     ``method``: one of :data:`METHODS` ("feature_ablation": ``f(prompt) - f(prompt without word)``;
-    "shapley_values": exact Shapley values by all ``d!`` orderings, at most :data:`MAX_SHAPLEY_VALUES_WORDS` words; "shapley_sampling",
-    "kernel_shap", "lime": sampled). ``init_kwargs`` go to the captum class (e.g. ``interpretable_model``
+    "shapley_values": exact Shapley values by all ``d!`` orderings, at most :data:`MAX_SHAPLEY_VALUES_WORDS`
+    words; "shapley_sampling", "kernel_shap", "lime": sampled). ``init_kwargs`` go to the captum class (e.g. ``interpretable_model``
     for Lime). ``dtype``: dtype of the mask tensors and of the result (captum 0.9 still sums Shapley
     contributions in float32, so expect ~1e-6 agreement). ``progress``: captum's tqdm bar (``show_progress``).
     """

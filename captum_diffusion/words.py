@@ -84,7 +84,8 @@ def _validated_scores(values, prompts: Sequence[str]) -> np.ndarray:
         arr = arr[:, 0]
     if arr.shape != (len(prompts),):
         raise ValueError(
-            f"f must return an array of shape (n,) = ({len(prompts)},) for {len(prompts)} prompts, got shape {arr.shape}"
+            f"f must return an array of shape (n,) = ({len(prompts)},) for {len(prompts)} prompts, "
+            f"got shape {arr.shape}"
         )
     bad = ~np.isfinite(arr)
     if bad.any():

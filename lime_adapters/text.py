@@ -87,7 +87,9 @@ def explain_prompt(
     game = WordGame(f, prompt)
     if not isinstance(num_samples, (int, np.integer)) or num_samples < 2:
         raise ValueError(f"num_samples must be an int >= 2 (the prompt plus perturbations), got {num_samples!r}")
-    explainer = word_explainer(random_state=random_state, kernel_width=kernel_width, feature_selection=feature_selection)
+    explainer = word_explainer(
+        random_state=random_state, kernel_width=kernel_width, feature_selection=feature_selection
+    )
     return explainer.explain_instance(
         game.prompt, WordClassifierFn(game), labels=(0,), num_features=game.n_words, num_samples=num_samples
     )

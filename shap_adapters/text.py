@@ -88,7 +88,9 @@ class WordPartitionMasker(_WordRow, shap.maskers.Partition):
         d = len(self.words)
         clustering = word_clustering(d) if clustering is None else np.asarray(clustering, dtype=np.float64)
         if clustering.shape != (d - 1, 4):
-            raise ValueError(f"clustering must be a linkage matrix of shape ({d - 1}, 4) for {d} words, got {clustering.shape}")
+            raise ValueError(
+                f"clustering must be a linkage matrix of shape ({d - 1}, 4) for {d} words, got {clustering.shape}"
+            )
         super().__init__(background, max_samples=1, clustering=clustering)
 
 

@@ -132,7 +132,9 @@ def check_symmetry(
             if not (0 <= i < d and 0 <= j < d) or i == j:
                 raise ValueError(f"pairs must hold two different word indices in 0..{d - 1}, got {(i, j)}")
             if not symmetric(i, j):
-                raise ValueError(f"words {game.words[i]!r} ({i}) and {game.words[j]!r} ({j}) are not symmetric in this game")
+                raise ValueError(
+                    f"words {game.words[i]!r} ({i}) and {game.words[j]!r} ({j}) are not symmetric in this game"
+                )
     gap = max((abs(phi[i] - phi[j]) for i, j in checked), default=0.0)
     names = ", ".join(f"{game.words[i]}~{game.words[j]}" for i, j in checked) or "none"
     return _check("symmetry", gap, atol, checked, f"symmetric pairs: {names}")

@@ -72,7 +72,9 @@ def rmse(scores, ground_truth, *, normalize: bool = True, reduction: Literal["me
     'a lamp with flowers' 0.25 = sqrt(0.0361 + 0.01 + 0.0169)); we do not reproduce that.
     """
     if reduction not in ("mean", "sum"):
-        raise ValueError(f"reduction must be 'mean' (the paper's formula) or 'sum' (its printed numbers), got {reduction!r}")
+        raise ValueError(
+            f"reduction must be 'mean' (the paper's formula) or 'sum' (its printed numbers), got {reduction!r}"
+        )
     scores, ground_truth = _pair(scores, ground_truth)
     if normalize:
         scores = normalize_scores(scores)
