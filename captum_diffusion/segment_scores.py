@@ -99,12 +99,16 @@ class SegmentScorer:
         texts: the texts (one per word) the image is compared to.
         scorer: ``CLIPSimilarity`` or any object with ``embed_images`` / ``embed_texts`` (unit-norm, ``(n, d)``).
         hide_color: see ``fill_color``.
+        deduplicate: embed each distinct masked image once (default); False embeds every requested image
+            (for benchmarking the cache).
 
     Attributes:
-        n_requested: images asked for so far; n_embedded: CLIP image forward passes (one per distinct image).
+        n_requested: images asked for so far; n_distinct: distinct masked images among them;
+        n_embedded: images sent through CLIP's image tower (= n_distinct with deduplication).
     """
 
-    def __init__(self, image, segments, texts: Sequence[str], scorer, *, hide_color="background"):
+    def __init__(self, image, segments, texts: Sequence[str], scorer, *, hide_color="background",
+                 deduplicate: bool = True):
         _check_scorer(scorer)
         self.image = to_rgb_array(image)
         self.segments = check_label_map(segments, self.image.shape)
@@ -115,13 +119,19 @@ class SegmentScorer:
         self.scorer = scorer
         self.fill = fill_color(self.image, hide_color)
         self._text_embeddings = scorer.embed_texts(self.texts).double().cpu().numpy()  # (k, d)
+        self.deduplicate = bool(deduplicate)
         self._cache: dict[bytes, np.ndarray] = {}
+        self._seen: set[bytes] = set()
         self.n_requested = 0
         self.n_embedded = 0
 
+    @property
+    def n_distinct(self) -> int:
+        return len(self._seen)
+
     @classmethod
     def from_prompt(cls, image, prompt: str, scorer, *, segmenter=None, segments=None, words=None,
-                    text_template: str = "{}", hide_color="background") -> "SegmentScorer":
+                    text_template: str = "{}", hide_color="background", deduplicate: bool = True) -> "SegmentScorer":
         """Segment ``image`` (with ``segmenter``, or take the given ``segments``) and compare it with each word of
         ``prompt`` (or the given ``words``, each of which must be in the prompt), formatted by ``text_template``."""
         words = resolve_words(prompt, words)
@@ -138,7 +148,8 @@ class SegmentScorer:
             raise ValueError("give segmenter or segments, not both")
         if "{}" not in text_template:
             raise ValueError(f"text_template must contain '{{}}' where the word goes, got {text_template!r}")
-        scorer_ = cls(rgb, segments, [text_template.format(w) for w in words], scorer, hide_color=hide_color)
+        scorer_ = cls(rgb, segments, [text_template.format(w) for w in words], scorer, hide_color=hide_color,
+                      deduplicate=deduplicate)
         scorer_.words = words
         return scorer_
 
@@ -157,17 +168,25 @@ class SegmentScorer:
             raise ValueError(f"images must be (n, {', '.join(map(str, self.image.shape))}), got {images.shape}")
         images = images.astype(np.uint8, copy=False)
         keys = [hashlib.blake2b(img.tobytes(), digest_size=16).digest() for img in images]
+        self._seen.update(keys)
+        self.n_requested += len(images)
+        if not self.deduplicate:
+            self.n_embedded += len(images)
+            return self._embed(images)
         new = {}
         for i, key in enumerate(keys):
             if key not in self._cache and key not in new:
                 new[key] = i
         if new:
-            embeddings = self.scorer.embed_images(images[list(new.values())]).double().cpu().numpy()
-            for key, row in zip(new, embeddings @ self._text_embeddings.T):
+            for key, row in zip(new, self._embed(images[list(new.values())])):
                 self._cache[key] = row
             self.n_embedded += len(new)
-        self.n_requested += len(images)
         return np.stack([self._cache[key] for key in keys]) if keys else np.zeros((0, len(self.texts)))
+
+    def _embed(self, images: np.ndarray) -> np.ndarray:
+        if not len(images):
+            return np.zeros((0, len(self.texts)))
+        return self.scorer.embed_images(images).double().cpu().numpy() @ self._text_embeddings.T
 
     def __call__(self, keep) -> np.ndarray:
         """Cosine similarity ``(n, n_texts)`` of the image with the segments not kept hidden, ``keep`` ``(n, n_segments)``."""

@@ -40,6 +40,7 @@ def explain_image(
     num_samples: int = 500,
     hide_color="background",
     text_template: str = "{}",
+    deduplicate: bool = True,
     batch_size: int = 50,
     kernel_width: float = 0.25,
     random_state: int = 0,
@@ -55,6 +56,7 @@ def explain_image(
             ``segments`` (a precomputed label map ``0..n-1`` matching the image).
         num_samples: LIME's perturbation samples; hide_color: see ``segment_scores.fill_color``;
         text_template: the text each word is embedded as (``"{}"``: the bare word).
+        deduplicate: embed each distinct masked image once (LIME draws many repeats when segments are few).
         batch_size: images per ``classifier_fn`` call; kernel_width, random_state: ``LimeImageExplainer``'s.
         progress: LIME's tqdm bar.
 
@@ -70,7 +72,8 @@ def explain_image(
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 2:
         raise ValueError(f"num_samples must be an int >= 2, got {num_samples!r}")
     segment_scorer = SegmentScorer.from_prompt(image, prompt, scorer, segmenter=segmenter, segments=segments,
-                                               words=words, text_template=text_template, hide_color=hide_color)
+                                               words=words, text_template=text_template, hide_color=hide_color,
+                                               deduplicate=deduplicate)
     explainer = LimeImageExplainer(kernel_width=kernel_width, random_state=random_state)
     labels = segment_scorer.segments
     with _lime_progress(progress):

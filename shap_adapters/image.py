@@ -52,6 +52,7 @@ def explain_image(
     max_evals: int | None = None,
     hide_color="background",
     text_template: str = "{}",
+    deduplicate: bool = True,
     batch_size: int = 64,
     seed: int = 0,
     progress: bool = True,
@@ -59,7 +60,7 @@ def explain_image(
     """Shapley value of every segment of ``image`` for every word's CLIP similarity.
 
     Args:
-        image, prompt, scorer, segmenter, segments, words, hide_color, text_template: as
+        image, prompt, scorer, segmenter, segments, words, hide_color, text_template, deduplicate: as
             ``lime_adapters.image.explain_image`` (the same ``SegmentScorer`` underneath).
         algorithm: ``"exact"`` (all ``2**n_segments`` coalitions; at most 12 segments), ``"permutation"``
             (sampling, ``max_evals`` model calls, default 500), or ``"auto"`` (exact up to 12 segments).
@@ -74,7 +75,8 @@ def explain_image(
     if algorithm not in ALGORITHMS:
         raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
     segment_scorer = SegmentScorer.from_prompt(image, prompt, scorer, segmenter=segmenter, segments=segments,
-                                               words=words, text_template=text_template, hide_color=hide_color)
+                                               words=words, text_template=text_template, hide_color=hide_color,
+                                               deduplicate=deduplicate)
     n = segment_scorer.n_segments
     if algorithm == "auto":
         algorithm = "exact" if n <= MAX_EXACT_SEGMENTS else "permutation"
