@@ -11,6 +11,7 @@ _EXPORTS = {
     "WordPartitionMasker": "text",
     "explain_prompt": "text",
     "word_clustering": "text",
+    "word_explanation": "text",
     "SegmentMasker": "image",
     "explain_image": "image",
     "image_explanation": "image",

@@ -153,3 +153,18 @@ def explain_prompt(
     if max_evals is not None:
         call_kwargs["max_evals"] = max_evals
     return explainer(np.ones((1, d)), **call_kwargs)[0]
+
+
+def word_explanation(values, prompt: str | Sequence[str], base_value: float = 0.0) -> shap.Explanation:
+    """Wrap per-word attributions from elsewhere (a captum tensor, LIME weights, an array) as a single-row
+    ``shap.Explanation`` (``.values`` ``(d,)``, ``.data`` = ``.feature_names`` = the words) so stock shap plots
+    draw them. ``base_value``: the value with every word deleted, ``f("")``, for waterfall plots."""
+    words = as_words(prompt)
+    if hasattr(values, "detach"):
+        values = values.detach().cpu().numpy()
+    values = np.asarray(values, dtype=np.float64).reshape(-1)
+    if values.shape != (len(words),):
+        raise ValueError(f"values has {values.size} entries but the prompt has {len(words)} words {words}")
+    return shap.Explanation(
+        values=values, base_values=float(base_value), data=np.array(words, dtype=object), feature_names=list(words)
+    )

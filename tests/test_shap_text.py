@@ -11,7 +11,13 @@ import shap  # noqa: E402
 from captum_diffusion.attribution import shapley_from_values  # noqa: E402
 from captum_diffusion.metrics import check_efficiency, check_null_player, check_symmetry  # noqa: E402
 from captum_diffusion.words import WordGame  # noqa: E402
-from shap_adapters import WordMasker, WordPartitionMasker, explain_prompt, word_clustering  # noqa: E402
+from shap_adapters import (  # noqa: E402
+    WordMasker,
+    WordPartitionMasker,
+    explain_prompt,
+    word_clustering,
+    word_explanation,
+)
 from shap_adapters.text import resolve_algorithm  # noqa: E402
 
 PROMPT = "a big red circle on grass"
@@ -174,3 +180,22 @@ def test_nan_and_wrong_shapes_from_f():
         explain_prompt("red circle", nan_without_circle, algorithm="exact", progress=False)
     with pytest.raises(ValueError, match=r"shape \(n,\)"):
         explain_prompt("red circle", lambda ps: np.zeros((len(ps), 2)), progress=False)
+
+
+def test_word_explanation_lets_shap_plots_draw_captum_results():
+    import torch
+
+    from captum_diffusion.attribution import WordAttribution
+
+    f = BagOfWords()
+    phi = WordAttribution(f, "feature_ablation", progress=False).attribute(PROMPT)
+    expl = word_explanation(phi, PROMPT, base_value=f.value(""))
+    np.testing.assert_allclose(expl.values, phi.numpy())
+    assert list(expl.data) == PROMPT.split() and expl.base_values == pytest.approx(0.1)
+    plt.close("all")
+    shap.plots.bar(expl, show=False)
+    labels = " ".join(t.get_text() for t in plt.gcf().axes[0].get_yticklabels())
+    assert "circle" in labels
+    plt.close("all")
+    with pytest.raises(ValueError, match="6 words"):
+        word_explanation(torch.zeros(3), PROMPT)
