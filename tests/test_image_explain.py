@@ -78,7 +78,7 @@ def test_segment_scorer_matches_clip_and_deduplicates(scene, scorer):
     seg(keep)                                                              # all cached now
     assert seg.n_requested == 10 and seg.n_embedded == 2 and seg.n_distinct == 2
     plain = SegmentScorer(image, segments, words, scorer, deduplicate=False)
-    np.testing.assert_allclose(plain(keep), values, atol=1e-9)
+    np.testing.assert_allclose(plain(keep), values, atol=1e-5)  # batch composition moves float32 digits
     assert plain.n_embedded == plain.n_requested == 5 and plain.n_distinct == 2
     with pytest.raises(ValueError, match="images must be"):
         seg.score_images(np.zeros((1, 32, 32, 3), np.uint8))
