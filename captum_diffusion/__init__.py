@@ -9,6 +9,9 @@ from captum_diffusion._lazy import lazy_getattr
 _EXPORTS = {
     "split_words": "words",
     "subprompt": "words",
+    "WordGame": "words",
+    "evaluate_masks": "words",
+    "load_gupta_kanoria": "datasets",
     "TextToImage": "generation",
     "ImageCache": "generation",
     "CLIPSimilarity": "scores",
