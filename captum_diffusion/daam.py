@@ -153,9 +153,14 @@ class DAAMAttnProcessor:
         query = attn.to_q(hidden_states)
         if attn.norm_cross:
             encoder_hidden_states = attn.norm_encoder_hidden_states(encoder_hidden_states)
+        query = attn.head_to_batch_dim(query)
         key = attn.head_to_batch_dim(attn.to_k(encoder_hidden_states))
         value = attn.head_to_batch_dim(attn.to_v(encoder_hidden_states))
-        probs = attn.get_attention_scores(attn.head_to_batch_dim(query), key, attention_mask)
+        if getattr(attn, "norm_q", None) is not None:  # per-head norms act on the last (head) dimension
+            query = attn.norm_q(query)
+        if getattr(attn, "norm_k", None) is not None:
+            key = attn.norm_k(key)
+        probs = attn.get_attention_scores(query, key, attention_mask)
         self.trace.add(probs, attn.heads, size)
         hidden_states = attn.batch_to_head_dim(torch.bmm(probs, value))
         hidden_states = attn.to_out[1](attn.to_out[0](hidden_states))
@@ -344,6 +349,9 @@ class DAAM(Attribution):
         to the pipeline call. Returns a :class:`DAAMResult`.
         """
         pipe = self.pipeline
+        for reserved in ("prompt", "output_type", "prompt_embeds"):
+            if reserved in pipeline_kwargs:
+                raise TypeError(f"attribute() got {reserved!r}: DAAM passes the prompts itself and returns PIL images")
         prompts = _as_prompts(prompts, "prompts")
         per_prompt_words = _per_prompt(words, len(prompts))
         tokenizer = pipe.tokenizer

@@ -293,63 +293,67 @@ def test_bad_input_is_a_clear_error(kwargs, error, match):
 # ------------------------------------------------------------------ meaning, on the trained ShapesWorld model
 
 @lru_cache(maxsize=None)
+def _load_shapes_world():
+    from captum_diffusion.shapes_world import DEFAULT_GENERATION, load_shapes_world
+
+    pipe, _ = load_shapes_world()
+    return pipe, DEFAULT_GENERATION.pipeline_kwargs()
+
+
 def _shapes_world():
     try:
-        from captum_diffusion.shapes_world import load_shapes_world
-        pipe, _ = load_shapes_world()
+        return _load_shapes_world()
     except (ImportError, FileNotFoundError, OSError) as error:
         pytest.skip(f"ShapesWorld weights not available yet: {error}")
-    return pipe
 
 
-def _shape_masks(result, image, words, tau=0.4):
-    masks = result.threshold(tau)[image]
-    return {w: masks[result.words[image].index(w)].numpy() for w in words}
+def _object(objects, colour, side=None):
+    found = [o for o in objects if o.colour == colour and (side is None or o.horizontal == side)]
+    return max(found, key=lambda o: o.area).mask if found else None
 
 
 def test_shapes_world_shape_word_map_overlaps_its_object():
     from captum_diffusion.metrics import iou
     from captum_diffusion.shapes_world import analyse
 
-    pipe = _shapes_world()
-    daam = DAAM(pipe)
+    pipe, settings = _shapes_world()
     rng = np.random.default_rng(0)
     prompts = ["a red circle", "a blue square", "a green triangle", "a yellow circle", "a red square on the left",
-               "a blue triangle on the right"]
+               "a blue triangle on the right", "a green circle on the top", "a yellow square on the bottom"]
+    result = DAAM(pipe).attribute(prompts, words=[[p.split()[2]] for p in prompts],
+                                  generator=[_gen(100 + i) for i in range(len(prompts))], **settings)
+    masks = result.threshold(0.4)
     scores, random_scores = [], []
     for i, prompt in enumerate(prompts):
-        shape = prompt.split()[2]
-        result = daam.attribute(prompt, words=[shape], generator=_gen(100 + i))
-        objects = analyse(result.images[0])
-        if not objects:
+        truth = _object(analyse(result.images[i]), prompt.split()[1])
+        if truth is None:
             continue
-        truth = max(objects, key=lambda o: o.mask.sum()).mask
-        mask = result.threshold(0.4)[0][0].numpy()
+        mask = masks[i][0].numpy()
         scores.append(iou(mask, truth))
         random_scores.append(iou(rng.random(truth.shape) < mask.mean(), truth))
-    assert len(scores) >= 4
+    assert len(scores) >= 6, "the model drew too few of the asked objects"
     assert np.mean(scores) > np.mean(random_scores) + 0.2, (scores, random_scores)
 
 
 def test_shapes_world_two_object_prompt_each_shape_word_covers_its_own_object():
     from captum_diffusion.shapes_world import analyse
 
-    pipe = _shapes_world()
-    daam = DAAM(pipe)
+    pipe, settings = _shapes_world()
     prompts = ["a red circle and a blue square", "a green triangle and a yellow circle",
-               "a blue square and a red triangle", "a yellow triangle and a green square"]
+               "a blue square and a red triangle", "a yellow triangle and a green square",
+               "a red square and a green circle", "a blue circle and a yellow triangle"]
+    words = [[p.split()[2], p.split()[6]] for p in prompts]
+    result = DAAM(pipe).attribute(prompts, words=words, generator=[_gen(200 + i) for i in range(len(prompts))],
+                                  **settings)
     wins, trials = 0, 0
     for i, prompt in enumerate(prompts):
-        words = prompt.split()
-        first, second = words[2], words[6]
-        result = daam.attribute(prompt, words=[first, second], generator=_gen(200 + i))
-        objects = {o.colour: o.mask for o in analyse(result.images[0])}
-        if words[1] not in objects or words[5] not in objects:
+        colours = prompt.split()[1], prompt.split()[5]
+        objects = analyse(result.images[i])
+        left, right = _object(objects, colours[0], "left"), _object(objects, colours[1], "right")
+        if left is None or right is None:
             continue
-        heat = result.heatmaps[0]
-        own = [float(heat[0][objects[words[1]]].mean()), float(heat[1][objects[words[5]]].mean())]
-        other = [float(heat[0][objects[words[5]]].mean()), float(heat[1][objects[words[1]]].mean())]
+        heat = result.heatmaps[i]
         trials += 2
-        wins += (own[0] > other[0]) + (own[1] > other[1])
-    assert trials >= 4
+        wins += int(heat[0][left].mean() > heat[0][right].mean()) + int(heat[1][right].mean() > heat[1][left].mean())
+    assert trials >= 6, "the model drew too few of the asked object pairs"
     assert wins / trials >= 0.75, (wins, trials)
