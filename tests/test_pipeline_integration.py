@@ -98,26 +98,22 @@ def test_d5_shap_then_lime_generate_exactly_2_to_the_d_images(pipe, clip):
 
 
 def _shapes_world():
-    from pathlib import Path
+    from captum_diffusion import shapes_world
 
-    import captum_diffusion
-
-    weights = Path(captum_diffusion.__file__).resolve().parent / "shapes_world" / "weights"
-    if not weights.is_dir() or not any(weights.iterdir()):
+    if not shapes_world.weights_available():
         pytest.skip("ShapesWorld weights are not present (captum_diffusion/shapes_world/weights/)")
-    from captum_diffusion.shapes_world import load_shapes_world
-
-    try:
-        return load_shapes_world()
-    except (FileNotFoundError, OSError) as error:  # an interim checkpoint may be incomplete
-        pytest.skip(f"ShapesWorld weights could not be loaded: {error}")
+    pipe, clip = shapes_world.load_shapes_world()
+    settings = shapes_world.DEFAULT_GENERATION
+    generator = TextToImage(pipe, seed=settings.seed, num_inference_steps=settings.num_inference_steps,
+                            guidance_scale=settings.guidance_scale, height=settings.height, width=settings.width,
+                            batch_size=8, progress=False)
+    return generator, clip
 
 
 def test_shapes_world_content_words_beat_the_article():
-    """On the trained model, the colour and the shape decide the image: each outranks the article 'a'."""
-    pipe, clip = _shapes_world()
-    generator = TextToImage(pipe, num_inference_steps=20, batch_size=8, progress=False)
-    for prompt in ("a red circle", "a blue square"):
+    """On the trained model the colour and the shape decide the image: each outranks the article 'a'."""
+    generator, clip = _shapes_world()
+    for prompt in ("a red circle", "a blue square", "a yellow triangle"):
         values = shap_text.explain_prompt(prompt, PromptScore(generator, clip, prompt), algorithm="exact",
                                           progress=False).values
         article, colour, shape = values
