@@ -7,8 +7,9 @@ duplicate prompts in a batch are not pushed apart. Saves ``CLIPModel`` + ``CLIPP
 ``--save-every`` steps and at the end.
 
 Command (run 2026-11-22 on the shared 2-core machine, under load from other jobs):
-    nohup python scripts/train_shapes_world_clip.py --minutes 25 --threads 1 > /tmp/sw_clip.log 2>&1 &
-Wall time: 25 minutes (time-boxed by --minutes); see the report for steps reached and top-1 accuracy.
+    nohup python scripts/train_shapes_world_clip.py --minutes 20 --threads 1 > /tmp/sw_clip.log 2>&1 &
+Measured (run with --minutes 20, load average 5-8 from other jobs): 472 steps of batch 128 in 20 minutes;
+top-1 among the 12 "a {colour} {shape}" prompts on 120 fresh renders: 0.60 at step 100, 0.97 at the end.
 """
 from __future__ import annotations
 

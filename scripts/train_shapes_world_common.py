@@ -37,10 +37,10 @@ VAE_CONFIG = dict(in_channels=3, out_channels=3, latent_channels=4, sample_size=
                   block_out_channels=(16, 16, 32), layers_per_block=1, norm_num_groups=8)
 
 UNET_CONFIG = dict(sample_size=16, in_channels=4, out_channels=4, layers_per_block=1,
-                   block_out_channels=(64, 128, 128),
+                   block_out_channels=(32, 64, 64),
                    down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
                    up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-                   cross_attention_dim=CLIP_TEXT["hidden_size"], attention_head_dim=16, norm_num_groups=32)
+                   cross_attention_dim=CLIP_TEXT["hidden_size"], attention_head_dim=8, norm_num_groups=32)
 
 
 def setup(seed: int, threads: int = 2) -> np.random.Generator:

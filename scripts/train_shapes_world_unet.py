@@ -24,6 +24,7 @@ import copy
 import math
 import shutil
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -66,19 +67,19 @@ def latent_std(vae: AutoencoderKL, rng, n: int = 256) -> float:
     return float(vae.encode(x).latent_dist.sample().std())
 
 
-def save_pipeline(ema, vae, text_encoder, tok) -> None:
-    scheduler = DPMSolverMultistepScheduler(**NOISE)
+def save_pipeline(ema, vae, text_encoder, tok, out) -> None:
+    scheduler = DPMSolverMultistepScheduler.from_config(DDPMScheduler(**NOISE).config)
     pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tok, unet=ema,
                                    scheduler=scheduler, safety_checker=None, feature_extractor=None,
                                    requires_safety_checker=False)
-    save_atomic(pipe.save_pretrained, WEIGHTS / "pipeline")
-    save_atomic(lambda d: shutil.copytree(RUNS / "clip", d), WEIGHTS / "clip")
+    save_atomic(pipe.save_pretrained, out / "pipeline")
+    save_atomic(lambda d: shutil.copytree(RUNS / "clip", d), out / "clip")
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--minutes", type=float, default=70)
-    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--ema", type=float, default=0.998)
     ap.add_argument("--p-empty", type=float, default=0.1)
@@ -87,6 +88,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--save-minutes", type=float, default=5)
     ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--out", type=Path, default=WEIGHTS, help="where pipeline/ and clip/ are written")
     args = ap.parse_args()
     rng = setup(args.seed, args.threads)
     tok = tokenizer()
@@ -114,7 +116,7 @@ def main():
         tmp = RUNS / "unet_state.pt.tmp"
         torch.save(state, tmp)
         tmp.replace(RUNS / "unet_state.pt")
-        save_pipeline(ema, vae, text_encoder, tok)
+        save_pipeline(ema, vae, text_encoder, tok, args.out)
         log(step, saved=1)
 
     while time.time() - start < total:

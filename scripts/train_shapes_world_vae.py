@@ -6,9 +6,11 @@ the right colour and shape in the reconstruction) and saves ``save_pretrained`` 
 ``$SHAPES_WORLD_RUNS/vae`` (default /tmp/shapes_world_runs). The latent scaling factor is set later by the
 UNet script from the latent standard deviation.
 
-Command (run 2026-11-22 on the shared 2-core machine, under load from other jobs):
-    nohup python scripts/train_shapes_world_vae.py --minutes 35 --threads 1 > /tmp/sw_vae.log 2>&1 &
-Wall time: 35 minutes (time-boxed by --minutes); see the report for steps reached and fidelity.
+Command (run 2026-11-22 on the shared 2-core machine, load average 5-8 from other jobs):
+    nohup python scripts/train_shapes_world_vae.py --minutes 32 --threads 1 > /tmp/sw_vae.log 2>&1 &
+Measured: ~1.5 s/step (batch 16); the fidelity check read recovered=1.0 (every object back with the right
+colour and shape, mask IoU >= 0.8), mean |error| 2.5/255 at step 600 (15.6 min), so the run was stopped
+there and the step-600 checkpoint is the shipped VAE.
 """
 from __future__ import annotations
 

@@ -69,7 +69,7 @@ def load_shapes_world(device=None, dtype=None):
     pipe = StableDiffusionPipeline.from_pretrained(str(PIPELINE_DIR), torch_dtype=dtype, safety_checker=None,
                                                    requires_safety_checker=False).to(device)
     pipe.set_progress_bar_config(disable=True)
-    model = CLIPModel.from_pretrained(str(CLIP_DIR), torch_dtype=dtype).eval()
+    model = CLIPModel.from_pretrained(str(CLIP_DIR)).eval()
     processor = CLIPProcessor.from_pretrained(str(CLIP_DIR))
     from captum_diffusion.scores import CLIPSimilarity
 

@@ -1,0 +1,118 @@
+"""Quality of the shipped ShapesWorld model, measured with the analyser (the world's ground truth).
+
+Figures (issue 3 targets in brackets), on prompts the UNet training never saw (HELD_OUT_PROMPTS):
+- single object "a {colour} {shape} on the {position}", 12 held-out prompts x ``--single-seeds`` seeds:
+  right colour [>= 90%], right shape [>= 75%], right position [>= 75%] of the largest object found;
+- two objects "a {c1} {s1} and a {c2} {s2}", 36 held-out prompts x ``--pair-seeds`` seeds: both present with
+  the right colours [>= 70%] (an object of colour c1 and one of colour c2, distinct; also reported with the
+  layout: c1 in the left half and c2 in the right half, and with both shapes right);
+- CLIP top-1 among the 12 "a {colour} {shape}" prompts on rendered single objects [>= 90%];
+- seconds per image at DEFAULT_GENERATION (one prompt per call, median of ``--repeats``) [<= 0.5 s].
+For comparison the same single/pair figures on as many training prompts are printed too.
+
+Command: ``python benchmarks/shapes_world_quality.py`` (default 10 x 12 single + 4 x 36 pair = 264 held-out
+images). Each generation uses its own ``torch.Generator().manual_seed(seed)``; seeds are 1000 + index.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import numpy as np
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from captum_diffusion.shapes_world import (DEFAULT_GENERATION, HELD_OUT_PROMPTS, PAIR_PROMPTS, POSITION_PROMPTS,
+                                           SINGLE_PROMPTS, TRAIN_PROMPTS, analyse, load_shapes_world, parse_prompt,
+                                           render)
+
+
+def generate(pipe, prompt_seed_pairs, batch_size=16):
+    """One image per (prompt, seed), batched, each from its own seeded generator."""
+    images = []
+    for i in range(0, len(prompt_seed_pairs), batch_size):
+        chunk = prompt_seed_pairs[i:i + batch_size]
+        images += pipe([p for p, _ in chunk], generator=[torch.Generator().manual_seed(s) for _, s in chunk],
+                       **DEFAULT_GENERATION.pipeline_kwargs()).images
+    return images
+
+
+def single_scores(prompt, image) -> tuple[bool, bool, bool]:
+    spec = parse_prompt(prompt)[0]
+    found = analyse(image)
+    if not found:
+        return False, False, False
+    main = max(found, key=lambda o: o.area)
+    return main.colour == spec.colour, main.shape == spec.shape, spec.region is None or main.in_region(spec.region)
+
+
+def pair_scores(prompt, image) -> tuple[bool, bool, bool]:
+    """(both colours present as distinct objects, ... with c1 left and c2 right, ... and both shapes right)."""
+    (a, b), found = parse_prompt(prompt), analyse(image)
+    present = any(o.colour == a.colour and p.colour == b.colour for o in found for p in found if o is not p)
+    left = [o for o in found if o.horizontal == "left"]
+    right = [o for o in found if o.horizontal == "right"]
+    laid = any(o.colour == a.colour for o in left) and any(o.colour == b.colour for o in right)
+    shaped = (any((o.colour, o.shape) == (a.colour, a.shape) for o in left)
+              and any((o.colour, o.shape) == (b.colour, b.shape) for o in right))
+    return present, laid, shaped
+
+
+def evaluate(pipe, prompts, seeds, score):
+    pairs = [(p, 1000 + s) for p in prompts for s in range(seeds)]
+    images = generate(pipe, pairs)
+    return np.array([score(p, im) for (p, _), im in zip(pairs, images)], dtype=float).mean(0), len(pairs)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--single-seeds", type=int, default=10)
+    ap.add_argument("--pair-seeds", type=int, default=4)
+    ap.add_argument("--clip-renders", type=int, default=25, help="renders per prompt for the CLIP top-1")
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    pipe, scorer = load_shapes_world()
+    print(f"default generation: {DEFAULT_GENERATION}")
+
+    held_single = [p for p in HELD_OUT_PROMPTS if p in POSITION_PROMPTS]
+    held_pair = [p for p in HELD_OUT_PROMPTS if p in PAIR_PROMPTS]
+    rng = np.random.default_rng(0)
+    train_single = [p for p in TRAIN_PROMPTS if p in POSITION_PROMPTS]
+    train_single = list(rng.choice(train_single, len(held_single), replace=False))
+    train_pair = list(rng.choice([p for p in TRAIN_PROMPTS if p in PAIR_PROMPTS], len(held_pair), replace=False))
+
+    for name, single, pair in (("held-out", held_single, held_pair), ("training", train_single, train_pair)):
+        (colour, shape, position), n1 = evaluate(pipe, single, args.single_seeds, single_scores)
+        (present, laid, shaped), n2 = evaluate(pipe, pair, args.pair_seeds, pair_scores)
+        print(f"[{name}] single object ({len(single)} prompts x {args.single_seeds} seeds = {n1} images): "
+              f"right colour {colour:.1%} (>= 90%), right shape {shape:.1%} (>= 75%), "
+              f"right position {position:.1%} (>= 75%)")
+        print(f"[{name}] two objects ({len(pair)} prompts x {args.pair_seeds} seeds = {n2} images): "
+              f"both present with the right colours {present:.1%} (>= 70%); "
+              f"also left/right as stated {laid:.1%}; also both shapes right {shaped:.1%}")
+    (colour, shape, _), n = evaluate(pipe, SINGLE_PROMPTS, args.single_seeds, single_scores)
+    print(f"[training] 'a {{colour}} {{shape}}' ({n} images): right colour {colour:.1%}, right shape {shape:.1%}")
+
+    truth = np.repeat(np.arange(len(SINGLE_PROMPTS)), args.clip_renders)
+    images = [render(p, rng).image for p in SINGLE_PROMPTS for _ in range(args.clip_renders)]
+    top1 = (scorer.text_similarity(images, SINGLE_PROMPTS).argmax(1) == truth).mean()
+    print(f"CLIP top-1 among the 12 'a {{colour}} {{shape}}' prompts on {len(images)} rendered images: "
+          f"{top1:.1%} (>= 90%)")
+
+    generate(pipe, [("a red circle", 0)])  # warm-up
+    times = []
+    for r in range(args.repeats):
+        start = time.perf_counter()
+        generate(pipe, [("a blue square on the left", r)])
+        times.append(time.perf_counter() - start)
+    print(f"seconds per image at the default settings ({DEFAULT_GENERATION.num_inference_steps} steps, "
+          f"guidance {DEFAULT_GENERATION.guidance_scale}, {args.threads} threads): median {np.median(times):.3f} s, "
+          f"min {min(times):.3f} s over {args.repeats} (<= 0.5 s)")
+
+
+if __name__ == "__main__":
+    main()
