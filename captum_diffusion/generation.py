@@ -252,7 +252,8 @@ class TextToImage:
             ``StableDiffusionXLPipeline``, ...), or any callable ``fn(prompts: list[str]) -> list[image]`` (images as
             PIL or uint8 ``(H, W, 3)`` arrays). If the callable accepts a ``generator`` keyword it gets one seeded
             CPU ``torch.Generator`` per prompt (diffusers style); else if it accepts ``seed`` it gets ``seed=seed``;
-            otherwise it must be deterministic by itself.
+            otherwise it must be deterministic by itself. The settings below that are not ``None`` are passed
+            to it as keywords when its signature names them (``height=``, ``num_inference_steps=``, ...).
         seed: every prompt starts from the same noise, drawn from its own CPU ``torch.Generator().manual_seed(seed)``
             and passed as ``latents=``, so nothing random depends on the other prompts in a batch or their order.
             The images are then identical alone or in any batch up to the rounding of batched float kernels: on one
@@ -458,12 +459,13 @@ class TextToImage:
 
     def _call_function(self, prompts: list[str]) -> list[PIL.Image.Image]:
         parameters = _keyword_parameters(self._function)
+        kwargs = {name: getattr(self, name) for name in ("num_inference_steps", "guidance_scale", "height", "width")
+                  if name in parameters and getattr(self, name) is not None}
         if "generator" in parameters:
-            output = self._function(prompts, generator=self._generators(len(prompts)))
+            kwargs["generator"] = self._generators(len(prompts))
         elif "seed" in parameters:
-            output = self._function(prompts, seed=self.seed)
-        else:
-            output = self._function(prompts)
+            kwargs["seed"] = self.seed
+        output = self._function(prompts, **kwargs)
         if isinstance(output, PIL.Image.Image | np.ndarray) or not isinstance(output, Sequence):
             raise TypeError(
                 f"the generator must return a list of PIL images (one per prompt); got {type(output).__name__}"

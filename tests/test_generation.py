@@ -75,9 +75,9 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-@pytest.mark.parametrize("layout", ["sd1", "sdxl"])
+@pytest.mark.parametrize("layout", ["sd1", "sd2", "sdxl"])
 def test_image_is_identical_alone_in_any_batch_and_order(layout, sd1):
-    pipe = sd1 if layout == "sd1" else tiny_stable_diffusion("sdxl", seed=0)
+    pipe = sd1 if layout == "sd1" else tiny_stable_diffusion(layout, seed=0)
     generator = t2i(pipe, batch_size=3)
     batched = generator(PROMPTS)  # batches [0, 1, 2] and [3, 4]
     order = [4, 2, 0, 3, 1]
@@ -287,12 +287,13 @@ def test_callable_with_generators_is_deterministic_per_prompt():
 def test_callable_with_seed_keyword_and_plain_callable():
     seen = []
 
-    def with_seed(prompts, seed):
+    def with_seed(prompts, seed, height=8, width=8):
         seen.append(seed)
-        return [PIL.Image.new("L", (8, 8), color=len(p) + seed) for p in prompts]
+        return [PIL.Image.new("L", (width, height), color=len(p) + seed) for p in prompts]
 
-    images = TextToImage(with_seed, seed=5, progress=False)(["ab", "abc"])
+    images = TextToImage(with_seed, seed=5, height=6, progress=False)(["ab", "abc"])
     assert seen == [5] and images[0].mode == "RGB" and images[1].getpixel((0, 0)) == (8, 8, 8)
+    assert images[0].size == (8, 6)  # height was passed, width left to the callable's default
 
     def plain(prompts):
         return [np.full((4, 4, 3), len(p), np.uint8) for p in prompts]
