@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from captum_diffusion.segment_scores import fill_color
+from captum_diffusion.segment_scores import OUTPUTS, clip_logit_scale, fill_color, word_scores
 from captum_diffusion.segmentation import to_rgb_array
 
 METHODS = ("saliency", "integrated_gradients", "smoothgrad", "guided_backprop", "gradcam")
@@ -57,11 +57,13 @@ class _GuidedActivation(nn.ReLU):
 
 
 class _ImageWordSimilarity(nn.Module):
-    """``forward(x)``: images ``(B, 3, H, W)`` in [0, 1] -> cosine to each word ``(B, n_words)``."""
+    """``forward(x)``: images ``(B, 3, H, W)`` in [0, 1] -> score of each word ``(B, n_words)`` (cosine, or the
+    zero-shot (log-)probability among the words, see ``segment_scores.word_scores``)."""
 
-    def __init__(self, model, image_processor, text_embeddings: torch.Tensor):
+    def __init__(self, model, image_processor, text_embeddings: torch.Tensor, words=(), output: str = "cosine"):
         super().__init__()
         self.model = model
+        self.words, self.output = list(words), output
         self.register_buffer("text_embeddings", text_embeddings)
         size = image_processor.size
         crop = image_processor.crop_size
@@ -90,7 +92,10 @@ class _ImageWordSimilarity(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pixels = self.pixel_values(x).to(next(self.model.parameters()).dtype)
         embedding = nn.functional.normalize(_features(self.model.get_image_features(pixel_values=pixels)).float(), dim=-1)
-        return embedding @ self.text_embeddings.T
+        cosine = embedding @ self.text_embeddings.T
+        if self.output == "cosine":
+            return cosine
+        return word_scores(cosine, self.words, self.output, clip_logit_scale(self.model))
 
 
 class CLIPSaliency:
@@ -106,11 +111,14 @@ class CLIPSaliency:
             segment hiding uses), ``"black"``, a grey level in [0, 1], or a tensor ``(3, H, W)`` in [0, 1].
         n_steps: IG steps; nt_samples, stdevs: SmoothGrad's sample count and noise std (pixel units in [0, 1]).
         text_template: how each word is embedded (``"{}"``: the bare word).
+        output: the explained score: ``"cosine"`` (default), ``"probability"`` or ``"log_probability"`` (CLIP's
+            zero-shot classification among the given words; see ``segment_scores.SegmentScorer`` for why).
         device: where to compute (default: the model's device).
     """
 
     def __init__(self, model, processor=None, method: str = "saliency", *, layer: int = -2, baseline="background",
-                 n_steps: int = 32, nt_samples: int = 16, stdevs: float = 0.1, text_template: str = "{}", device=None):
+                 n_steps: int = 32, nt_samples: int = 16, stdevs: float = 0.1, text_template: str = "{}",
+                 output: str = "cosine", device=None):
         from transformers import CLIPModel
 
         if processor is None and hasattr(model, "processor"):
@@ -126,6 +134,9 @@ class CLIPSaliency:
             raise ValueError(f"layer must index the {len(layers)} vision encoder layers, got {layer}")
         if "{}" not in text_template:
             raise ValueError(f"text_template must contain '{{}}', got {text_template!r}")
+        if output not in OUTPUTS:
+            raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
+        self.output = output
         self.model = model.eval() if device is None else model.to(device).eval()
         self.processor, self.method, self.layer = processor, method, layer
         self.baseline, self.n_steps, self.nt_samples, self.stdevs = baseline, n_steps, nt_samples, stdevs
@@ -208,7 +219,7 @@ class CLIPSaliency:
         Args:
             words: the words (a str is one word); each is embedded through ``text_template``.
         Returns:
-            float32 CPU tensor ``(n_words, H, W)``; units: similarity (cosine) per pixel, channels summed
+            float32 CPU tensor ``(n_words, H, W)``; units: the ``output`` score per pixel, channels summed
             (Grad-CAM: non-negative, relative units).
         """
         from captum.attr import (GuidedBackprop, IntegratedGradients, LayerGradCam, NoiseTunnel, Saliency)
@@ -219,7 +230,8 @@ class CLIPSaliency:
         rgb = to_rgb_array(image)
         height, width = rgb.shape[:2]
         x = self._pixels(rgb).requires_grad_(True)
-        net = _ImageWordSimilarity(self.model, self.processor.image_processor, self._text_embeddings(words)).to(self.device)
+        net = _ImageWordSimilarity(self.model, self.processor.image_processor, self._text_embeddings(words), words,
+                                   self.output).to(self.device)
         maps = []
         with contextlib.ExitStack() as stack:
             stack.enter_context(warnings.catch_warnings())
@@ -253,11 +265,12 @@ class CLIPSaliency:
         return torch.stack(maps).detach().float().cpu()
 
     def similarity(self, image, words: Sequence[str] | str) -> torch.Tensor:
-        """The explained scores: cosine of ``image`` to each word, ``(n_words,)`` (through the same preprocessing)."""
+        """The explained scores of ``image`` for each word, ``(n_words,)`` (``output``; same preprocessing)."""
         words = [words] if isinstance(words, str) else list(words)
         x = self._pixels(to_rgb_array(image))
         with torch.no_grad():
-            net = _ImageWordSimilarity(self.model, self.processor.image_processor, self._text_embeddings(words))
+            net = _ImageWordSimilarity(self.model, self.processor.image_processor, self._text_embeddings(words), words,
+                                       self.output)
             return net.to(self.device)(x)[0].cpu()
 
     def plot(self, image, attributions: torch.Tensor, words: Sequence[str], **kwargs):

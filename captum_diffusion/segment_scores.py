@@ -25,6 +25,34 @@ from captum_diffusion.segmentation import check_label_map, to_rgb_array
 from captum_diffusion.words import split_words
 
 HIDE_COLORS = ("background", "mean", "gray")
+OUTPUTS = ("cosine", "probability", "log_probability")
+
+
+def word_scores(cosine, texts: Sequence[str], output: str = "cosine", logit_scale: float = 100.0):
+    """Turn CLIP cosines ``(n, n_texts)`` (torch tensor) into the explained scores.
+
+    ``"cosine"``: unchanged (the paper's CLIP similarity). ``"probability"`` / ``"log_probability"``: CLIP's
+    zero-shot classification among the distinct texts, ``softmax(logit_scale * cosine)`` (repeated texts share one
+    class and get the same value). Differentiable; returns a tensor of the same shape.
+    """
+    import torch
+
+    if output not in OUTPUTS:
+        raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
+    if output == "cosine":
+        return cosine
+    distinct = list(dict.fromkeys(texts))
+    columns = torch.tensor([distinct.index(t) for t in texts], device=cosine.device)
+    first = torch.tensor([texts.index(t) for t in distinct], device=cosine.device)
+    logits = logit_scale * cosine[:, first]
+    scores = torch.log_softmax(logits, dim=1) if output == "log_probability" else torch.softmax(logits, dim=1)
+    return scores[:, columns]
+
+
+def clip_logit_scale(model, default: float = 100.0) -> float:
+    """``model.logit_scale.exp()`` of a transformers ``CLIPModel`` (``default`` when it has none)."""
+    scale = getattr(model, "logit_scale", None)
+    return float(scale.detach().exp()) if scale is not None else default
 
 
 def fill_color(image, hide_color="background") -> np.ndarray:
@@ -101,6 +129,11 @@ class SegmentScorer:
         hide_color: see ``fill_color``.
         deduplicate: embed each distinct masked image once (default); False embeds every requested image
             (for benchmarking the cache).
+        output: ``"cosine"`` (default, the paper's CLIP similarity of the image to each word), ``"probability"``
+            or ``"log_probability"`` (CLIP zero-shot classification of the image among the words, see
+            ``word_scores``; the logit scale is the scorer model's). Single words are often far from what a CLIP
+            saw in training (whole captions): the cosine of *every* word can be highest for a blank image, so
+            removing the word's own object raises it; the probabilities compare the words with each other.
 
     Attributes:
         n_requested: images asked for so far; n_distinct: distinct masked images among them;
@@ -108,7 +141,7 @@ class SegmentScorer:
     """
 
     def __init__(self, image, segments, texts: Sequence[str], scorer, *, hide_color="background",
-                 deduplicate: bool = True):
+                 deduplicate: bool = True, output: str = "cosine"):
         _check_scorer(scorer)
         self.image = to_rgb_array(image)
         self.segments = check_label_map(segments, self.image.shape)
@@ -120,6 +153,10 @@ class SegmentScorer:
         self.fill = fill_color(self.image, hide_color)
         self._text_embeddings = scorer.embed_texts(self.texts).double().cpu().numpy()  # (k, d)
         self.deduplicate = bool(deduplicate)
+        if output not in OUTPUTS:
+            raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
+        self.output = output
+        self.logit_scale = clip_logit_scale(getattr(scorer, "model", None))
         self._cache: dict[bytes, np.ndarray] = {}
         self._seen: set[bytes] = set()
         self.n_requested = 0
@@ -131,7 +168,8 @@ class SegmentScorer:
 
     @classmethod
     def from_prompt(cls, image, prompt: str, scorer, *, segmenter=None, segments=None, words=None,
-                    text_template: str = "{}", hide_color="background", deduplicate: bool = True) -> "SegmentScorer":
+                    text_template: str = "{}", hide_color="background", deduplicate: bool = True,
+                    output: str = "cosine") -> "SegmentScorer":
         """Segment ``image`` (with ``segmenter``, or take the given ``segments``) and compare it with each word of
         ``prompt`` (or the given ``words``, each of which must be in the prompt), formatted by ``text_template``."""
         words = resolve_words(prompt, words)
@@ -149,7 +187,7 @@ class SegmentScorer:
         if "{}" not in text_template:
             raise ValueError(f"text_template must contain '{{}}' where the word goes, got {text_template!r}")
         scorer_ = cls(rgb, segments, [text_template.format(w) for w in words], scorer, hide_color=hide_color,
-                      deduplicate=deduplicate)
+                      deduplicate=deduplicate, output=output)
         scorer_.words = words
         return scorer_
 
@@ -162,7 +200,7 @@ class SegmentScorer:
         return hide_segments(self.image, self.segments, keep, self.fill)
 
     def score_images(self, images) -> np.ndarray:
-        """Cosine similarity ``(n, n_texts)`` float64 of each image ``(n, H, W, 3)`` uint8 to each text."""
+        """Scores ``(n, n_texts)`` float64 (cosine unless ``output`` says otherwise) of images ``(n, H, W, 3)`` uint8."""
         images = np.asarray(images)
         if images.ndim != 4 or images.shape[1:] != self.image.shape:
             raise ValueError(f"images must be (n, {', '.join(map(str, self.image.shape))}), got {images.shape}")
@@ -172,7 +210,7 @@ class SegmentScorer:
         self.n_requested += len(images)
         if not self.deduplicate:
             self.n_embedded += len(images)
-            return self._embed(images)
+            return self._scores(self._embed(images))
         new = {}
         for i, key in enumerate(keys):
             if key not in self._cache and key not in new:
@@ -181,7 +219,12 @@ class SegmentScorer:
             for key, row in zip(new, self._embed(images[list(new.values())])):
                 self._cache[key] = row
             self.n_embedded += len(new)
-        return np.stack([self._cache[key] for key in keys]) if keys else np.zeros((0, len(self.texts)))
+        return self._scores(np.stack([self._cache[key] for key in keys]) if keys else np.zeros((0, len(self.texts))))
+
+    def _scores(self, cosine: np.ndarray) -> np.ndarray:
+        import torch
+
+        return word_scores(torch.from_numpy(cosine), self.texts, self.output, self.logit_scale).numpy()
 
     def _embed(self, images: np.ndarray) -> np.ndarray:
         if not len(images):
@@ -204,6 +247,7 @@ class SegmentWordTable:
     words: list[str]
     image: np.ndarray = field(repr=False)
     segments: np.ndarray = field(repr=False)
+    output: str = "cosine"
 
     @property
     def segment_names(self) -> list[str]:
@@ -238,19 +282,19 @@ class SegmentWordTable:
         ax_tab.set_yticks(range(len(self.values)), self.segment_names)
         for (r, c), v in np.ndenumerate(self.values):
             ax_tab.text(c, r, f"{v:.2f}", ha="center", va="center", fontsize=7, color="white")
-        ax_tab.set_title("CLIP similarity of each segment alone")
-        fig.colorbar(im, ax=ax_tab, label="cosine")
+        ax_tab.set_title("CLIP score of each segment alone")
+        fig.colorbar(im, ax=ax_tab, label=self.output.replace("_", " "))
         fig.tight_layout()
         return fig
 
 
 def segment_word_table(image, prompt: str, scorer, *, segmenter=None, segments=None, words=None,
-                       text_template: str = "{}", hide_color="background") -> SegmentWordTable:
+                       text_template: str = "{}", hide_color="background", output: str = "cosine") -> SegmentWordTable:
     """Gupta & Kanoria's table: CLIP cosine of each segment alone (others hidden) to each word of ``prompt``.
 
-    Arguments as ``SegmentScorer.from_prompt``. Returns a ``SegmentWordTable`` (``values`` ``(n_segments, n_words)``).
+    Arguments as ``SegmentScorer.from_prompt`` (``output="probability"`` gives the zero-shot probabilities instead). Returns a ``SegmentWordTable`` (``values`` ``(n_segments, n_words)``).
     """
     scorer_ = SegmentScorer.from_prompt(image, prompt, scorer, segmenter=segmenter, segments=segments, words=words,
-                                        text_template=text_template, hide_color=hide_color)
+                                        text_template=text_template, hide_color=hide_color, output=output)
     values = scorer_(np.eye(scorer_.n_segments, dtype=bool))
-    return SegmentWordTable(values, list(scorer_.words), scorer_.image, scorer_.segments)
+    return SegmentWordTable(values, list(scorer_.words), scorer_.image, scorer_.segments, output)

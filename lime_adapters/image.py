@@ -41,6 +41,7 @@ def explain_image(
     hide_color="background",
     text_template: str = "{}",
     deduplicate: bool = True,
+    output: str = "cosine",
     batch_size: int = 50,
     kernel_width: float = 0.25,
     random_state: int = 0,
@@ -57,6 +58,8 @@ def explain_image(
         num_samples: LIME's perturbation samples; hide_color: see ``segment_scores.fill_color``;
         text_template: the text each word is embedded as (``"{}"``: the bare word).
         deduplicate: embed each distinct masked image once (LIME draws many repeats when segments are few).
+        output: ``"cosine"`` (CLIP similarity to each word, default), ``"probability"`` or ``"log_probability"``
+            (zero-shot classification among the words; see ``segment_scores.SegmentScorer``).
         batch_size: images per ``classifier_fn`` call; kernel_width, random_state: ``LimeImageExplainer``'s.
         progress: LIME's tqdm bar.
 
@@ -73,7 +76,7 @@ def explain_image(
         raise ValueError(f"num_samples must be an int >= 2, got {num_samples!r}")
     segment_scorer = SegmentScorer.from_prompt(image, prompt, scorer, segmenter=segmenter, segments=segments,
                                                words=words, text_template=text_template, hide_color=hide_color,
-                                               deduplicate=deduplicate)
+                                               deduplicate=deduplicate, output=output)
     explainer = LimeImageExplainer(kernel_width=kernel_width, random_state=random_state)
     labels = segment_scorer.segments
     with _lime_progress(progress):

@@ -53,6 +53,7 @@ def explain_image(
     hide_color="background",
     text_template: str = "{}",
     deduplicate: bool = True,
+    output: str = "cosine",
     batch_size: int = 64,
     seed: int = 0,
     progress: bool = True,
@@ -60,7 +61,7 @@ def explain_image(
     """Shapley value of every segment of ``image`` for every word's CLIP similarity.
 
     Args:
-        image, prompt, scorer, segmenter, segments, words, hide_color, text_template, deduplicate: as
+        image, prompt, scorer, segmenter, segments, words, hide_color, text_template, deduplicate, output: as
             ``lime_adapters.image.explain_image`` (the same ``SegmentScorer`` underneath).
         algorithm: ``"exact"`` (all ``2**n_segments`` coalitions; at most 12 segments), ``"permutation"``
             (sampling, ``max_evals`` model calls, default 500), or ``"auto"`` (exact up to 12 segments).
@@ -76,7 +77,7 @@ def explain_image(
         raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
     segment_scorer = SegmentScorer.from_prompt(image, prompt, scorer, segmenter=segmenter, segments=segments,
                                                words=words, text_template=text_template, hide_color=hide_color,
-                                               deduplicate=deduplicate)
+                                               deduplicate=deduplicate, output=output)
     n = segment_scorer.n_segments
     if algorithm == "auto":
         algorithm = "exact" if n <= MAX_EXACT_SEGMENTS else "permutation"

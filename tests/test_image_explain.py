@@ -17,7 +17,7 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from captum_diffusion.scores import CLIPSimilarity  # noqa: E402
 from captum_diffusion.segment_scores import (SegmentScorer, fill_color, hide_segments, resolve_words,  # noqa: E402
-                                             segment_word_table)
+                                             segment_word_table, word_scores)
 from captum_diffusion.shapes_world import render  # noqa: E402
 from lime_adapters.image import explain_image as lime_explain  # noqa: E402
 from lime_adapters.image import segment_weights, top_segments, word_weight_maps  # noqa: E402
@@ -84,6 +84,28 @@ def test_segment_scorer_matches_clip_and_deduplicates(scene, scorer):
         seg.score_images(np.zeros((1, 32, 32, 3), np.uint8))
     with pytest.raises(TypeError, match="embed_images"):
         SegmentScorer(image, segments, words, object())
+
+
+def test_probability_outputs_classify_among_the_distinct_words(scene, scorer):
+    import torch
+
+    cosine = torch.tensor([[0.2, 0.5, 0.2, 0.1]], dtype=torch.float64)
+    texts = ["a", "red", "a", "circle"]
+    probs = word_scores(cosine, texts, "probability", logit_scale=10.0)
+    expected = torch.softmax(10 * torch.tensor([[0.2, 0.5, 0.1]], dtype=torch.float64), 1)[:, [0, 1, 0, 2]]
+    torch.testing.assert_close(probs, expected)                           # "a" counted once, both copies equal
+    torch.testing.assert_close(word_scores(cosine, texts, "log_probability", 10.0), probs.log())
+    assert word_scores(cosine, texts) is cosine
+    with pytest.raises(ValueError, match="output must be one of"):
+        word_scores(cosine, texts, "logits")
+    image, segments = scene
+    words = ["red", "circle", "blue", "square"]
+    seg = SegmentScorer(image, segments, words, scorer, output="probability")
+    values = seg(np.ones((3, 4), bool))
+    np.testing.assert_allclose(values.sum(1), 1.0, atol=1e-9)
+    cos = SegmentScorer(image, segments, words, scorer)(np.ones((1, 4), bool))
+    scale = scorer.model.logit_scale.exp().item()
+    np.testing.assert_allclose(values[0], np.exp(scale * cos[0]) / np.exp(scale * cos[0]).sum(), atol=1e-6)
 
 
 def test_words_must_be_in_the_prompt():
@@ -260,15 +282,16 @@ def word_objects(prompt):
     return pairs
 
 
-def test_shapes_world_top_segment_is_the_words_object(shapes_world):
+@pytest.mark.parametrize("output", ["log_probability"])
+def test_shapes_world_top_segment_is_the_words_object(output, shapes_world):
     pipeline, scorer = shapes_world
     scenes = generated_scenes(pipeline, PAIR_PROMPTS)
     rendered = [(p, np.asarray(render(p, generator=3).image), None) for p in PAIR_PROMPTS]
     scenes += [(p, image, object_segments(image, p)) for p, image, _ in rendered]
     assert len(scenes) >= len(PAIR_PROMPTS), "too few generated images show both objects"
     for prompt, image, segments in scenes:
-        lime = lime_explain(image, prompt, scorer, segments=segments, num_samples=200, progress=False)
-        values = shap_explain(image, prompt, scorer, segments=segments, progress=False).values
+        lime = lime_explain(image, prompt, scorer, segments=segments, num_samples=200, progress=False, output=output)
+        values = shap_explain(image, prompt, scorer, segments=segments, progress=False, output=output).values
         for word, obj in word_objects(prompt):
             assert top_segments(lime, word, k=1)[0][0] == obj, (prompt, prompt.split()[word], "lime")
             assert int(np.argmax(values[:, word])) == obj, (prompt, prompt.split()[word], "shap")

@@ -37,6 +37,20 @@ def test_explained_score_is_clip_similarity(clip, picture):
     assert CLIPSaliency(CLIPSimilarity(model, processor)).model is model   # a CLIPSimilarity is accepted too
 
 
+def test_probability_output_is_clips_zero_shot_classification(clip, picture):
+    model, processor = clip
+    words = ["red", "circle", "red"]
+    probs = CLIPSaliency(model, processor, output="probability").similarity(picture, words)
+    assert probs[0] == probs[2] and float(probs[:2].sum()) == pytest.approx(1.0, abs=1e-5)
+    log_maps = CLIPSaliency(model, processor, "integrated_gradients", output="log_probability", n_steps=64)
+    maps = log_maps.attribute(picture, words)
+    white = np.full_like(picture, 255)
+    torch.testing.assert_close(maps.sum((1, 2)), log_maps.similarity(picture, words) - log_maps.similarity(white, words),
+                               rtol=0.05, atol=1e-3)
+    with pytest.raises(ValueError, match="output"):
+        CLIPSaliency(model, processor, output="logits")
+
+
 @pytest.mark.parametrize("method", METHODS)
 def test_every_method_gives_one_map_per_word(method, clip, picture):
     model, processor = clip
@@ -137,10 +151,11 @@ def shapes_world():
     return shapes_world.load_shapes_world()
 
 
-@pytest.mark.parametrize("method", ["integrated_gradients", "gradcam"])
+@pytest.mark.parametrize("method", ["saliency", "integrated_gradients", "smoothgrad", "guided_backprop"])
 def test_shapes_world_maps_concentrate_on_the_words_object(method, shapes_world):
+    """Mass per pixel inside the word's object exceeds mass per pixel outside it (objects cover ~6% of the image)."""
     _, scorer = shapes_world
-    saliency = CLIPSaliency(scorer.model, scorer.processor, method)
+    saliency = CLIPSaliency(scorer.model, scorer.processor, method, output="log_probability")
     for seed, prompt in enumerate(["a red circle and a blue square", "a green triangle and a yellow circle"]):
         rendering = render(prompt, generator=seed)
         words = prompt.split()
@@ -148,5 +163,5 @@ def test_shapes_world_maps_concentrate_on_the_words_object(method, shapes_world)
         for i, mask in enumerate(rendering.word_masks):
             if mask is None:
                 continue
-            inside, outside = maps[i][torch.from_numpy(mask)].sum(), maps[i][~torch.from_numpy(mask)].sum()
+            inside, outside = maps[i][torch.from_numpy(mask)].mean(), maps[i][~torch.from_numpy(mask)].mean()
             assert inside > outside, (method, prompt, words[i], float(inside), float(outside))
