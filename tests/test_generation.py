@@ -67,39 +67,37 @@ class TinyTorchGenerator(torch.nn.Module):
 
 @pytest.fixture(autouse=True)
 def one_thread():
-    """Batched CPU kernels are batch-invariant to the last bit on one thread only (see TextToImage's docstring);
-    one thread is also faster than two on this shared machine."""
+    """One torch thread: faster than two on this shared 2-core machine."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
 
 
+def test_one_at_a_time_images_are_bit_identical_in_any_order_and_call(sd1):
+    """batch_size=1: each image comes from its prompt and seed alone, whatever else is asked and in what order."""
+    forward = t2i(sd1, batch_size=1)(PROMPTS)
+    backward = t2i(sd1, batch_size=1)(PROMPTS[::-1])[::-1]
+    alone = [t2i(sd1, batch_size=1)([prompt])[0] for prompt in PROMPTS]
+    for a, b, c in zip(forward, backward, alone):
+        assert a.mode == "RGB" and a.size == (32, 32)
+        assert same(a, b) and same(a, c)
+    assert not same(forward[0], forward[2])  # the prompt matters
+    assert not same(forward[0], t2i(sd1, seed=1)([PROMPTS[0]])[0])  # and so does the seed
+
+
 @pytest.mark.parametrize("layout", ["sd1", "sd2", "sdxl"])
-def test_image_is_identical_alone_in_any_batch_and_order(layout, sd1):
+def test_batched_image_equals_alone_up_to_kernel_rounding(layout, sd1):
+    """Batched, in any grouping and order, an image is the one made alone up to float rounding of batched kernels:
+    at most one grey level, on under 1% of the values (most come out bit-identical)."""
     pipe = sd1 if layout == "sd1" else tiny_stable_diffusion(layout, seed=0)
-    generator = t2i(pipe, batch_size=3)
-    batched = generator(PROMPTS)  # batches [0, 1, 2] and [3, 4]
+    alone = t2i(pipe, batch_size=1)(PROMPTS)
     order = [4, 2, 0, 3, 1]
-    reordered = t2i(pipe, batch_size=2)([PROMPTS[i] for i in order])
-    alone = [t2i(pipe, batch_size=1)([prompt])[0] for prompt in PROMPTS]
-    for i, image in enumerate(batched):
-        assert image.mode == "RGB" and image.size == (32, 32)
-        assert same(image, alone[i]), PROMPTS[i]
-        assert same(image, reordered[order.index(i)]), PROMPTS[i]
-    # the prompt matters and so does the seed
-    assert not same(batched[0], batched[2])
-    assert not same(batched[0], t2i(pipe, seed=1)([PROMPTS[0]])[0])
-
-
-def test_with_threads_batching_changes_at_most_rounding(sd1):
-    """Two threads: a batch shape may move a few pixels by one grey level (kernel rounding), no more."""
-    torch.set_num_threads(2)
-    batched = t2i(sd1, batch_size=3)(PROMPTS[:3])
-    alone = t2i(sd1, batch_size=1)(PROMPTS[:3][::-1])[::-1]
-    for a, b in zip(batched, alone):
-        difference = np.abs(pixels(a) - pixels(b))
-        assert difference.max() <= 1 and (difference > 0).mean() < 0.01
+    for batch_size, prompts in ((5, PROMPTS), (3, PROMPTS), (2, [PROMPTS[i] for i in order])):
+        images = t2i(pipe, batch_size=batch_size)(prompts)
+        for prompt, image in zip(prompts, images):
+            difference = np.abs(pixels(image) - pixels(alone[PROMPTS.index(prompt)]))
+            assert difference.max() <= 1 and (difference > 0).mean() < 0.01, (layout, batch_size, prompt)
 
 
 def test_latents_are_per_prompt_and_seeded(sd1):

@@ -73,6 +73,17 @@ def test_exact_shap_equals_brute_force_shapley_on_a_real_pipeline(pipe, clip, pa
     assert generator.n_generated == 2 ** len(words)
 
 
+def test_shapley_values_do_not_depend_on_batching(pipe, clip):
+    prompt = "a red circle above"
+    values = []
+    for batch_size in (1, 16):
+        generator = TextToImage(pipe, num_inference_steps=2, batch_size=batch_size, progress=False)
+        values.append(shap_text.explain_prompt(prompt, PromptScore(generator, clip, prompt), algorithm="exact",
+                                               progress=False).values)
+    np.testing.assert_allclose(values[0], values[1], atol=1e-6)
+    assert np.abs(values[0]).max() > 1e-6  # the values themselves are not all ~0
+
+
 def test_shap_then_lime_then_captum_generate_each_subprompt_once(pipe, clip):
     prompt = "a blue square"  # d = 3
     generator = TextToImage(pipe, num_inference_steps=2, batch_size=4, progress=False)
