@@ -4,7 +4,10 @@ Prints wall time, the masked images each explainer asked for, how many of them w
 CLIP image forward passes were run, with deduplication on and off side by side (same image, same segments).
 Uses the embedded ShapesWorld CLIP when its weights are present, else the tiny random CLIP (marked in the output).
 
-    OMP_NUM_THREADS=1 python benchmarks/image_explain.py [--repeats 1]
+    OMP_NUM_THREADS=1 python benchmarks/image_explain.py [--repeats 1] [--figures DIR]
+
+``--figures DIR`` also saves the figures of one explanation of each kind (LIME word maps, shap image plot,
+segment-by-word table, Captum saliency maps) for the same picture.
 """
 from __future__ import annotations
 
@@ -51,6 +54,7 @@ def run(name, explain, **kwargs):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--figures", default=None, help="directory to save example figures into")
     args = parser.parse_args()
     from lime_adapters.image import explain_image as lime_explain
     from shap_adapters.image import explain_image as shap_explain
@@ -83,6 +87,44 @@ def main():
             pick = lambda d: [r["seconds"] for r in rows if r["name"] == (kind, hide, d)]  # noqa: E731
             print(f"{kind} hide={hide}: dedup speed-up {np.median(pick(False)) / np.median(pick(True)):.2f}x "
                   f"(median of {args.repeats})")
+    if args.figures:
+        save_figures(args.figures, scorer)
+
+
+def save_figures(directory, scorer):
+    """One figure per explainer for PROMPT's picture with its objects + background as segments."""
+    from pathlib import Path
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import shap
+
+    from captum_diffusion.saliency import CLIPSaliency, plot_attributions
+    from captum_diffusion.segment_scores import segment_word_table
+    from lime_adapters.image import explain_image as lime_explain
+    from lime_adapters.image import word_weight_maps
+    from shap_adapters.image import explain_image as shap_explain
+    from shap_adapters.image import image_explanation
+
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    image, tiles = scene()
+    segments = np.where(tiles > 1, 0, tiles + 1)                      # 0 background, 1 circle, 2 square
+    words = [w for w in PROMPT.split() if w not in ("a", "and")]
+    common = dict(segments=segments, words=words, output="log_probability", progress=False)
+    lime = lime_explain(image, PROMPT, scorer, num_samples=500, **common)
+    plot_attributions(image, word_weight_maps(lime), words, sign="all").savefig(out / "lime_word_maps.png", dpi=120)
+    shap.plots.image(image_explanation(shap_explain(image, PROMPT, scorer, **common)), show=False)
+    plt.gcf().savefig(out / "shap_image.png", dpi=120)
+    table = segment_word_table(image, PROMPT, scorer, segments=segments, words=words, output="log_probability")
+    table.plot().savefig(out / "segment_word_table.png", dpi=120)
+    for method in ("integrated_gradients", "gradcam"):
+        saliency = CLIPSaliency(scorer.model, scorer.processor, method, output="log_probability")
+        saliency.plot(image, saliency.attribute(image, words), words).savefig(out / f"saliency_{method}.png", dpi=120)
+    plt.close("all")
+    print(f"figures saved under {out}")
 
 
 if __name__ == "__main__":
