@@ -124,6 +124,11 @@ def grid_ladder(latent_size: Size, depth: int) -> list[Size]:
     return list(dict.fromkeys(sizes))
 
 
+# diffusers processors that compute plain softmax(QK^T * scale) V attention, which DAAMAttnProcessor reproduces
+_PLAIN_PROCESSORS = frozenset({"AttnProcessor", "AttnProcessor2_0", "SlicedAttnProcessor", "XFormersAttnProcessor",
+                               "AttnProcessorNPU"})
+
+
 class DAAMAttnProcessor:
     """A diffusers attention processor that computes ``AttnProcessor``'s output and adds the attention
     probabilities to a :class:`DAAMTrace`; layers or steps the trace skips go to ``original`` untouched."""
@@ -321,6 +326,12 @@ class DAAM(Attribution):
                           resolutions=_check_resolutions(resolutions, grid_ladder(latent, depth)))
         selected = {f"{n}.processor" for n in self._select_layers(layers)}
         originals = dict(unet.attn_processors)
+        for key in selected:
+            kind = type(originals[key]).__name__
+            if kind not in _PLAIN_PROCESSORS:
+                raise ValueError(f"layer {key[: -len('.processor')]} runs {kind}; DAAM traces only plain attention "
+                                 f"processors {sorted(_PLAIN_PROCESSORS)} (not IP-Adapter, fused QKV or an active "
+                                 f"DAAM trace)")
         unet.set_attn_processor({k: DAAMAttnProcessor(trace, p) if k in selected else p for k, p in originals.items()})
         counter = unet.register_forward_pre_hook(lambda module, args: setattr(trace, "step", trace.step + 1))
         try:

@@ -182,6 +182,10 @@ def test_processors_are_restored_when_generation_raises():
     with pytest.raises(ValueError, match="steps"):
         daam.attribute("a red circle", num_inference_steps=STEPS, height=32, width=32, steps=[STEPS])
     assert all(pipe.unet.attn_processors[k] is p for k, p in before.items())
+    with daam.tracing(1, 32, 32):
+        with pytest.raises(ValueError, match="DAAMAttnProcessor"):  # no trace inside a trace
+            daam.attribute("a red circle", num_inference_steps=STEPS, height=32, width=32)
+    assert all(pipe.unet.attn_processors[k] is p for k, p in before.items())
 
 
 # ------------------------------------------------------------------ words
