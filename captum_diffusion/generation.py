@@ -6,6 +6,7 @@ Every explainer that shares a ``TextToImage`` shares its cache, so one sub-promp
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import hashlib
@@ -121,11 +122,14 @@ class ImageCache:
     Args:
         directory: where to persist images (created if missing); ``None`` keeps them in memory only. A directory
             that cannot be created or written raises ``ValueError`` here, before any generation.
+        max_in_memory: keep at most this many images in memory, dropping the least recently used (they are
+            reloaded from ``directory`` when there is one, else generated again); ``None``: no limit.
     """
 
-    def __init__(self, directory=None):
+    def __init__(self, directory=None, max_in_memory: int | None = None):
         self.directory = None if directory is None else _check_writable_dir(directory)
-        self._memory: dict[str, PIL.Image.Image] = {}
+        self.max_in_memory = _optional_positive_int(max_in_memory, "max_in_memory")
+        self._memory: collections.OrderedDict[str, PIL.Image.Image] = collections.OrderedDict()
 
     def __len__(self) -> int:
         return len(self._memory)
@@ -137,6 +141,7 @@ class ImageCache:
     def get(self, key: str) -> PIL.Image.Image | None:
         """The cached RGB image for ``key`` (memory first, then disk), or ``None``."""
         if key in self._memory:
+            self._memory.move_to_end(key)
             return self._memory[key]
         if self.directory is None:
             return None
@@ -152,12 +157,12 @@ class ImageCache:
         except Exception as error:  # noqa: BLE001 - any unreadable entry is recomputed
             warnings.warn(f"image cache entry {png} is unreadable ({error}); it will be regenerated", stacklevel=3)
             return None
-        self._memory[key] = image
+        self._remember(key, image)
         return image
 
     def put(self, key: str, image: PIL.Image.Image, metadata: dict | None = None) -> None:
         """Store ``image`` (RGB) under ``key`` in memory and, with a directory, on disk (PNG + JSON metadata)."""
-        self._memory[key] = image
+        self._remember(key, image)
         if self.directory is None:
             return
         png, meta = self._paths(key)
@@ -165,6 +170,12 @@ class ImageCache:
         _atomic_write(png, lambda file: image.save(file, format="PNG"))
         payload = json.dumps({"key": key, **(metadata or {})}, sort_keys=True, indent=1, default=str)
         _atomic_write(meta, lambda file: file.write(payload.encode()))
+
+    def _remember(self, key: str, image: PIL.Image.Image) -> None:
+        self._memory[key] = image
+        self._memory.move_to_end(key)
+        while self.max_in_memory is not None and len(self._memory) > self.max_in_memory:
+            self._memory.popitem(last=False)
 
     def clear(self) -> None:
         """Forget the in-memory images (files on disk stay)."""
@@ -268,6 +279,8 @@ class TextToImage:
         batch_size: prompts per pipeline call (with classifier-free guidance the UNet sees twice as many).
         device, dtype: move the pipeline (or a callable ``torch.nn.Module``) there, in place (``None``: leave it).
         cache_dir: also keep images on disk there (lossless PNG + JSON metadata); ``None``: memory only.
+        max_in_memory: bound the in-memory cache to this many images (least recently used dropped; see
+            ``ImageCache``); useful with ``cache_dir`` for thousands of large images. ``None``: no bound.
         progress: show a tqdm bar over the images being generated (the pipeline's own per-step bar is disabled).
         cache_key: a stable name for the generator in cache keys. For a callable it replaces the derived identity
             (module + qualified name, + a weight fingerprint for a ``torch.nn.Module``) and is required with
@@ -297,6 +310,7 @@ class TextToImage:
         cache_dir=None,
         progress: bool = True,
         cache_key: str | None = None,
+        max_in_memory: int | None = None,
     ):
         if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
             raise ValueError(f"seed must be a non-negative int, got {seed!r}")
@@ -343,7 +357,7 @@ class TextToImage:
             "height": self.height, "width": self.width, **placement,
             "versions": {"torch": torch.__version__, "diffusers": _diffusers_version()},
         }
-        self.cache = ImageCache(cache_dir)
+        self.cache = ImageCache(cache_dir, max_in_memory=max_in_memory)
 
     # ---------------------------------------------------------------------------------------------------------
     def __repr__(self) -> str:

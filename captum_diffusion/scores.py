@@ -204,10 +204,11 @@ class PromptScore:
 
     A score that is NaN raises ``ValueError`` naming the sub-prompt(s), so no explainer averages a NaN silently.
     Scores are remembered per sub-prompt (images are cached by the generator), so shap, lime and captum
-    explaining the same ``PromptScore`` play exactly the same game.
+    explaining the same ``PromptScore`` play exactly the same game. New sub-prompts are generated and scored
+    ``chunk_size`` at a time, so at most that many images are held at once.
     """
 
-    def __init__(self, generator, scorer, prompt: str, *, reference: str = "image"):
+    def __init__(self, generator, scorer, prompt: str, *, reference: str = "image", chunk_size: int = 256):
         from captum_diffusion.generation import TextToImage
         from captum_diffusion.words import split_words
 
@@ -225,6 +226,7 @@ class PromptScore:
                 f"got {type(scorer).__name__}"
             )
         self.generator, self.scorer, self.prompt, self.reference = generator, scorer, prompt, reference
+        self.chunk_size = _check_batch_size(chunk_size)
         self._scores: dict[str, float] = {}
 
     @property
@@ -239,12 +241,12 @@ class PromptScore:
         (a batched scorer may otherwise round the last bits differently with the batch it is in)."""
         prompts = prompts if isinstance(prompts, str) else list(prompts)
         new = [p for p in dict.fromkeys(self.generator._check_prompts(prompts)) if p not in self._scores]
-        if new:
-            values = self._score(new)
-            bad = [p for p, v in zip(new, values) if np.isnan(v)]
+        for chunk in _batches(new, self.chunk_size):  # bounded memory: images of one chunk at a time
+            values = self._score(chunk)
+            bad = [p for p, v in zip(chunk, values) if np.isnan(v)]
             if bad:
                 raise ValueError(f"scorer returned NaN for sub-prompt(s) {bad[:5]}{' ...' if len(bad) > 5 else ''}")
-            self._scores.update(zip(new, values.tolist()))
+            self._scores.update(zip(chunk, values.tolist()))
         return np.array([self._scores[p] for p in prompts], dtype=np.float64)
 
     def _score(self, prompts: list[str]) -> np.ndarray:

@@ -342,3 +342,17 @@ def test_as_rgb_image_conversions():
     for bad in (np.zeros((2, 2, 3), np.float32), np.zeros((2, 2, 2), np.uint8), torch.zeros(2, 2, 3), "x.png"):
         with pytest.raises(TypeError, match="image"):
             as_rgb_image(bad)
+
+
+def test_bounded_memory_cache_reloads_from_disk(sd1, tmp_path):
+    generator = t2i(sd1, cache_dir=tmp_path, max_in_memory=2)
+    first = generator(PROMPTS)
+    assert len(generator.cache) == 2 and generator.n_generated == len(PROMPTS)
+    again = generator(PROMPTS)  # the three dropped ones come back from disk, not from the pipeline
+    assert generator.n_generated == len(PROMPTS) and all(same(a, b) for a, b in zip(first, again))
+    memory_only = t2i(sd1, max_in_memory=1)
+    memory_only(["red", "blue"])
+    memory_only(["red"])  # dropped without a disk copy: generated again, and counted
+    assert memory_only.n_generated == 3
+    with pytest.raises(ValueError, match="max_in_memory"):
+        ImageCache(max_in_memory=0)

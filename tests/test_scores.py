@@ -180,3 +180,16 @@ def test_prompt_score_bad_input(generator, clip):
         PromptScore(generator, LatentSimilarity(generator), "a red circle", reference="text")
     with pytest.raises(TypeError, match="single str"):
         PromptScore(generator, clip, "a red circle")("red")
+
+
+def test_prompt_score_scores_in_chunks(generator, clip):
+    sizes = []
+
+    def recording(images, reference):
+        sizes.append(len(images))
+        return clip.image_similarity(images, reference)
+
+    subprompts = ["", "a", "red", "circle", "a red", "red circle", "a circle"]
+    chunked = PromptScore(generator, recording, "a red circle", chunk_size=3)(subprompts)
+    assert sizes == [3, 3, 1]
+    np.testing.assert_allclose(chunked, PromptScore(generator, clip, "a red circle")(subprompts), atol=1e-6)
