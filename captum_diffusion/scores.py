@@ -20,9 +20,9 @@ def _batches(items: list, batch_size: int):
         yield items[start : start + batch_size]
 
 
-def _check_batch_size(batch_size) -> int:
+def _check_batch_size(batch_size, name: str = "batch_size") -> int:
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        raise ValueError(f"{name} must be a positive int, got {batch_size!r}")
     return batch_size
 
 
@@ -226,7 +226,7 @@ class PromptScore:
                 f"got {type(scorer).__name__}"
             )
         self.generator, self.scorer, self.prompt, self.reference = generator, scorer, prompt, reference
-        self.chunk_size = _check_batch_size(chunk_size)
+        self.chunk_size = _check_batch_size(chunk_size, "chunk_size")
         self._scores: dict[str, float] = {}
 
     @property
