@@ -47,6 +47,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--dtype", choices=sorted(DTYPES), default=None,
                         help="model dtype (default: float16 on cuda, float32 otherwise)")
     parser.add_argument("--out", type=Path, default=Path("outputs/gupta_kanoria"), help="output directory")
+    parser.add_argument("--no-safety-checker", action="store_true",
+                        help="load SD 1.x without its safety checker (its false positives turn images black)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser.parse_args(argv)
 
@@ -126,7 +128,8 @@ def main(argv=None) -> dict:
 
     dtype = DTYPES[args.dtype] if args.dtype else (torch.float16 if str(args.device).startswith("cuda") else torch.float32)
     started = time.perf_counter()
-    pipe = DiffusionPipeline.from_pretrained(str(args.model), dtype=dtype).to(args.device)
+    extra = {"safety_checker": None, "requires_safety_checker": False} if args.no_safety_checker else {}
+    pipe = DiffusionPipeline.from_pretrained(str(args.model), dtype=dtype, **extra).to(args.device)
     clip = CLIPSimilarity(str(args.clip), device=args.device, dtype=dtype)
     args.out.mkdir(parents=True, exist_ok=True)
     generator = TextToImage(pipe, seed=args.seed, num_inference_steps=args.steps, guidance_scale=args.guidance,
