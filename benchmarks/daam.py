@@ -2,6 +2,7 @@
 
     OMP_NUM_THREADS=1 python benchmarks/daam.py                  # overhead + memory (+ mIoU if weights exist)
     OMP_NUM_THREADS=1 python benchmarks/daam.py --skip-miou      # overhead + memory only
+    OMP_NUM_THREADS=1 python benchmarks/daam.py --only-miou      # ShapesWorld mIoU only (--limit N: first N prompts)
     OMP_NUM_THREADS=1 python benchmarks/daam.py --model tiny     # overhead/memory on the random tiny SD 1.x
 
 1. Wall time of a traced generation over a plain one (same prompt, seed and settings), interleaved
@@ -174,7 +175,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", choices=("auto", "shapes-world", "tiny"), default="auto")
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--skip-miou", action="store_true")
+    parser.add_argument("--skip-miou", action="store_true", help="only the overhead and memory figures")
+    parser.add_argument("--only-miou", action="store_true", help="only the ShapesWorld mIoU")
     parser.add_argument("--batch", type=int, default=12, help="prompts per DAAM call in the mIoU run")
     parser.add_argument("--limit", type=int, default=0, help="use only the first N prompts (0 = all 204)")
     args = parser.parse_args()
@@ -182,8 +184,9 @@ def main() -> None:
     pipe, kwargs, name = load_model(args.model)
     pipe.set_progress_bar_config(disable=True)
     print(f"model: {name}; torch threads: {torch.get_num_threads()}")
-    overhead(pipe, kwargs, args.repeats)
-    memory(pipe, kwargs)
+    if not args.only_miou:
+        overhead(pipe, kwargs, args.repeats)
+        memory(pipe, kwargs)
     if not args.skip_miou:
         if name != "ShapesWorld":
             print("mIoU: skipped (needs the ShapesWorld weights)")

@@ -204,9 +204,10 @@ class DAAMResult:
         """The ``(H, W)`` map of ``word`` (a label from ``words[image]`` or its index) in image ``image``."""
         return self.heatmaps[image][self._word_index(word, image)]
 
-    def threshold(self, tau: float = 0.4) -> list[torch.Tensor]:
-        """Binary masks per image, ``bool`` tensors ``(words, H, W)``: DAAM eq. 7, ``D >= tau * max(D)`` per word."""
-        return [threshold_maps(maps, tau) for maps in self.heatmaps]
+    def threshold(self, tau: float = 0.4, normalization: str = "minmax") -> list[torch.Tensor]:
+        """Binary masks per image, ``bool`` tensors ``(words, H, W)``: each word's map normalised to [0, 1],
+        then ``> tau`` (DAAM eq. 7; see :func:`threshold_maps`)."""
+        return [threshold_maps(maps, tau, normalization) for maps in self.heatmaps]
 
     def plot(self, image: int = 0, words: Optional[Sequence[Union[str, int]]] = None, *, alpha: float = 0.5,
              cmap: str = "jet", panel_size: float = 2.5):
@@ -246,15 +247,23 @@ class DAAMResult:
         return labels.index(word)
 
 
-def threshold_maps(maps: torch.Tensor, tau: float = 0.4) -> torch.Tensor:
-    """Binarise heat maps ``(..., H, W)`` per map as DAAM eq. 7: ``maps >= tau * max`` over ``(H, W)``.
+def threshold_maps(maps: torch.Tensor, tau: float = 0.4, normalization: str = "minmax") -> torch.Tensor:
+    """Binarise heat maps ``(..., H, W)`` per map (DAAM eq. 7): normalise each map, then keep pixels ``> tau``.
 
-    ``tau`` must lie in [0, 1]. A map whose maximum is not positive gives an all-false mask.
+    ``normalization="minmax"`` (default, as the DAAM authors' code): ``(D - min) / (max - min)``, so the
+    threshold is relative to the map's own range and a constant offset (attention every pixel gets) does not
+    matter. ``"max"``: ``D / max``, the equation as printed. ``tau`` must lie in [0, 1]. A constant map (or,
+    with ``"max"``, one without positive values) gives an all-false mask. Returns a ``bool`` tensor.
     """
     if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not 0.0 <= float(tau) <= 1.0:
-        raise ValueError(f"tau must be a number in [0, 1] (the fraction of each map's maximum), got {tau!r}")
-    peak = maps.flatten(-2).amax(-1)[..., None, None]
-    return (maps >= tau * peak) & (peak > 0)
+        raise ValueError(f"tau must be a number in [0, 1] (a fraction of each normalised map), got {tau!r}")
+    if normalization not in ("minmax", "max"):
+        raise ValueError(f"normalization must be 'minmax' or 'max', got {normalization!r}")
+    flat = maps.flatten(-2)
+    high = flat.amax(-1)[..., None, None]
+    low = flat.amin(-1)[..., None, None] if normalization == "minmax" else torch.zeros_like(high)
+    span = high - low
+    return ((maps - low) > tau * span) & (span > 0)
 
 
 # --------------------------------------------------------------------------------------------- DAAM

@@ -231,14 +231,20 @@ def test_heatmap_of_a_word_is_the_sum_of_its_tokens_and_occurrences():
 
 # ------------------------------------------------------------------ threshold and plot
 
-def test_threshold_is_daam_equation_7():
-    maps = torch.tensor([[[0.0, 1.0], [2.0, 4.0]], [[0.0, 0.0], [0.0, 0.0]]])
+def test_threshold_normalises_each_map_then_keeps_pixels_above_tau():
+    maps = torch.tensor([[[1.0, 2.0], [3.0, 5.0]], [[2.0, 2.0], [2.0, 2.0]]])
+    # min-max: (0, .25, .5, 1) -> > 0.4 keeps the bottom row
     np.testing.assert_array_equal(threshold_maps(maps, 0.4)[0].numpy(), [[False, False], [True, True]])
-    np.testing.assert_array_equal(threshold_maps(maps, 1.0)[0].numpy(), [[False, False], [False, True]])
-    assert threshold_maps(maps, 0.0)[0].all() and not threshold_maps(maps, 0.4)[1].any()
+    np.testing.assert_array_equal(threshold_maps(maps, 0.0)[0].numpy(), [[False, True], [True, True]])
+    assert not threshold_maps(maps, 1.0)[0].any()
+    # divide by the max: (.2, .4, .6, 1) -> > 0.4 keeps the bottom row; > 0.3 also keeps 2.0
+    np.testing.assert_array_equal(threshold_maps(maps, 0.3, "max")[0].numpy(), [[False, True], [True, True]])
+    assert not threshold_maps(maps, 0.4)[1].any()  # a constant map has no region
     for tau in (-0.1, 1.5, float("nan"), "0.4"):
         with pytest.raises(ValueError, match="tau"):
             threshold_maps(maps, tau)
+    with pytest.raises(ValueError, match="normalization"):
+        threshold_maps(maps, 0.4, "softmax")
 
 
 def test_result_threshold_and_plot():
