@@ -113,15 +113,16 @@ def save_figures(directory, scorer):
     image, tiles = scene()
     segments = np.where(tiles > 1, 0, tiles + 1)                      # 0 background, 1 circle, 2 square
     words = [w for w in PROMPT.split() if w not in ("a", "and")]
-    common = dict(segments=segments, words=words, output="log_probability", progress=False)
+    # the ShapesWorld CLIP saw two-object captions only: embed each word in a caption-shaped template
+    common = dict(segments=segments, words=words, text_template="a {} and a", progress=False)
     lime = lime_explain(image, PROMPT, scorer, num_samples=500, **common)
     plot_attributions(image, word_weight_maps(lime), words, sign="all").savefig(out / "lime_word_maps.png", dpi=120)
     shap.plots.image(image_explanation(shap_explain(image, PROMPT, scorer, **common)), show=False)
     plt.gcf().savefig(out / "shap_image.png", dpi=120)
-    table = segment_word_table(image, PROMPT, scorer, segments=segments, words=words, output="log_probability")
+    table = segment_word_table(image, PROMPT, scorer, segments=segments, words=words, text_template="a {} and a")
     table.plot().savefig(out / "segment_word_table.png", dpi=120)
     for method in ("integrated_gradients", "gradcam"):
-        saliency = CLIPSaliency(scorer.model, scorer.processor, method, output="log_probability")
+        saliency = CLIPSaliency(scorer.model, scorer.processor, method, baseline=0.5)
         saliency.plot(image, saliency.attribute(image, words), words).savefig(out / f"saliency_{method}.png", dpi=120)
     plt.close("all")
     print(f"figures saved under {out}")
