@@ -24,7 +24,8 @@ class _AffineBlock(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, cond_dim: int):
         super().__init__()
         self.conv = nn.Conv2d(in_channels, out_channels, 3, padding=1)
-        self.affine = nn.Sequential(nn.Linear(cond_dim, out_channels), nn.ReLU(), nn.Linear(out_channels, 2 * out_channels))
+        self.affine = nn.Sequential(nn.Linear(cond_dim, out_channels), nn.ReLU(),
+                                    nn.Linear(out_channels, 2 * out_channels))
 
     def forward(self, h: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         h = self.conv(nn.functional.interpolate(h, scale_factor=2, mode="nearest"))
@@ -64,7 +65,8 @@ class CLIPConditionedGenerator(nn.Module):
         generator: ``generator(noise (1, z_dim), sentence (1, d)) -> (1, 3, H, W)`` images in ``value_range``
             (an ``nn.Module`` or any callable, e.g. ``lambda z, s: galip_netG(z, s, eval=True)``).
         text_encoder: a ``transformers.CLIPModel`` / ``CLIPTextModelWithProjection`` (then give ``tokenizer``), or
-            a callable ``texts -> (n, d)`` sentence embeddings (e.g. GALIP's ``CLIP_TXT_ENCODER`` after ``clip.tokenize``).
+            a callable ``texts -> (n, d)`` sentence embeddings (e.g. GALIP's ``CLIP_TXT_ENCODER`` after
+            ``clip.tokenize``).
         tokenizer: the CLIP tokenizer for a transformers ``text_encoder``.
         z_dim: noise size (default: ``generator.z_dim``).
         seed: the seed of every prompt's noise when no ``generator=`` list is passed to ``__call__``.

@@ -67,7 +67,8 @@ class _ImageWordSimilarity(nn.Module):
         self.register_buffer("text_embeddings", text_embeddings)
         size = image_processor.size
         crop = image_processor.crop_size
-        self.shortest_edge = int(size["shortest_edge"] if "shortest_edge" in size else min(size["height"], size["width"]))
+        edge = size["shortest_edge"] if "shortest_edge" in size else min(size["height"], size["width"])
+        self.shortest_edge = int(edge)
         self.crop = (int(crop["height"]), int(crop["width"]))
         self.register_buffer("mean", torch.tensor(image_processor.image_mean).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(image_processor.image_std).view(1, 3, 1, 1))
@@ -91,7 +92,8 @@ class _ImageWordSimilarity(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pixels = self.pixel_values(x).to(next(self.model.parameters()).dtype)
-        embedding = nn.functional.normalize(_features(self.model.get_image_features(pixel_values=pixels)).float(), dim=-1)
+        features = _features(self.model.get_image_features(pixel_values=pixels))
+        embedding = nn.functional.normalize(features.float(), dim=-1)
         cosine = embedding @ self.text_embeddings.T
         if self.output == "cosine":
             return cosine
@@ -171,11 +173,13 @@ class CLIPSaliency:
             return torch.zeros_like(x)
         if isinstance(self.baseline, (int, float)) and 0 <= self.baseline <= 1:
             return torch.full_like(x, float(self.baseline))
-        raise ValueError(f"baseline must be 'background', 'black', a level in [0, 1] or a (3, H, W) tensor, got {self.baseline!r}")
+        raise ValueError("baseline must be 'background', 'black', a level in [0, 1] or a (3, H, W) tensor, "
+                         f"got {self.baseline!r}")
 
     @contextlib.contextmanager
     def _guided_activations(self):
-        mlps = [m for m in self.model.vision_model.modules() if isinstance(getattr(m, "activation_fn", None), nn.Module)]
+        mlps = [m for m in self.model.vision_model.modules()
+                if isinstance(getattr(m, "activation_fn", None), nn.Module)]
         originals = [m.activation_fn for m in mlps]
         try:
             for mlp in mlps:
@@ -205,7 +209,7 @@ class CLIPSaliency:
             handle.remove()
 
     def _gradcam_to_image(self, cam: torch.Tensor, net: _ImageWordSimilarity, height: int, width: int) -> torch.Tensor:
-        """A Grad-CAM map ``(1, 1, h, w)`` on the patch grid -> ``(H, W)`` on the original image (0 outside the crop)."""
+        """Grad-CAM ``(1, 1, h, w)`` on the patch grid -> ``(H, W)`` on the original image (0 outside the crop)."""
         rh, rw = net.resized_size(height, width)
         top, left = net.crop_box(height, width)
         frame = torch.zeros(1, 1, rh, rw, dtype=cam.dtype, device=cam.device)

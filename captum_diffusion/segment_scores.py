@@ -200,7 +200,7 @@ class SegmentScorer:
         return hide_segments(self.image, self.segments, keep, self.fill)
 
     def score_images(self, images) -> np.ndarray:
-        """Scores ``(n, n_texts)`` float64 (cosine unless ``output`` says otherwise) of images ``(n, H, W, 3)`` uint8."""
+        """Scores ``(n, n_texts)`` float64 (per ``output``) of images ``(n, H, W, 3)`` uint8."""
         images = np.asarray(images)
         if images.ndim != 4 or images.shape[1:] != self.image.shape:
             raise ValueError(f"images must be (n, {', '.join(map(str, self.image.shape))}), got {images.shape}")
@@ -232,7 +232,7 @@ class SegmentScorer:
         return self.scorer.embed_images(images).double().cpu().numpy() @ self._text_embeddings.T
 
     def __call__(self, keep) -> np.ndarray:
-        """Cosine similarity ``(n, n_texts)`` of the image with the segments not kept hidden, ``keep`` ``(n, n_segments)``."""
+        """Scores ``(n, n_texts)`` of the image with the segments not in ``keep`` ``(n, n_segments)`` hidden."""
         return self.score_images(self.images(keep))
 
 
@@ -292,7 +292,8 @@ def segment_word_table(image, prompt: str, scorer, *, segmenter=None, segments=N
                        text_template: str = "{}", hide_color="background", output: str = "cosine") -> SegmentWordTable:
     """Gupta & Kanoria's table: CLIP cosine of each segment alone (others hidden) to each word of ``prompt``.
 
-    Arguments as ``SegmentScorer.from_prompt`` (``output="probability"`` gives the zero-shot probabilities instead). Returns a ``SegmentWordTable`` (``values`` ``(n_segments, n_words)``).
+    Arguments as ``SegmentScorer.from_prompt`` (``output="probability"`` gives the zero-shot probabilities
+    instead). Returns a ``SegmentWordTable`` (``values`` ``(n_segments, n_words)``).
     """
     scorer_ = SegmentScorer.from_prompt(image, prompt, scorer, segmenter=segmenter, segments=segments, words=words,
                                         text_template=text_template, hide_color=hide_color, output=output)

@@ -33,7 +33,8 @@ def relabel(labels) -> np.ndarray:
     return inverse.reshape(labels.shape).astype(np.int64)
 
 
-def check_label_map(segments, image_shape: Sequence[int], *, min_segments: int = 2, name: str = "segments") -> np.ndarray:
+def check_label_map(segments, image_shape: Sequence[int], *, min_segments: int = 2,
+                    name: str = "segments") -> np.ndarray:
     """Validate a label map for an image of shape ``image_shape`` ``(H, W, ...)``; returns it as int64.
 
     Raises ``ValueError`` when it is not 2-D integer, does not match the image's ``(H, W)``, is not exactly the
@@ -42,9 +43,11 @@ def check_label_map(segments, image_shape: Sequence[int], *, min_segments: int =
     segments = np.asarray(segments)
     height, width = int(image_shape[0]), int(image_shape[1])
     if segments.ndim != 2 or not np.issubdtype(segments.dtype, np.integer):
-        raise ValueError(f"{name} must be a 2-D integer label map (H, W); got dtype {segments.dtype} shape {segments.shape}")
+        raise ValueError(f"{name} must be a 2-D integer label map (H, W); got dtype {segments.dtype} "
+                         f"shape {segments.shape}")
     if segments.shape != (height, width):
-        raise ValueError(f"{name} has shape {segments.shape} but the image is {(height, width)} (H, W): they must match")
+        raise ValueError(f"{name} has shape {segments.shape} but the image is {(height, width)} (H, W): "
+                         "they must match")
     present = np.unique(segments)
     if present[0] != 0 or present[-1] != len(present) - 1:
         raise ValueError(

@@ -109,8 +109,8 @@ def image_explanation(explanation: shap.Explanation, image=None, segments=None) 
     """A segment-level explanation spread over pixels for ``shap.plots.image``.
 
     Returns ``shap.Explanation`` with ``values`` ``(1, H, W, 3, n_words)`` (shap's image layout: each pixel's
-    three channels sum to its segment's value), ``data`` uint8 ``(1, H, W, 3)`` and the words as ``output_names``. ``image`` / ``segments`` default to the
-    ones ``explain_image`` attached.
+    three channels sum to its segment's value), ``data`` uint8 ``(1, H, W, 3)`` and the words as ``output_names``.
+    ``image`` / ``segments`` default to the ones ``explain_image`` attached.
     """
     image = to_rgb_array(getattr(explanation, "image", None) if image is None else image)
     segments = getattr(explanation, "segments", None) if segments is None else segments

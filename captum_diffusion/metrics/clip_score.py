@@ -30,7 +30,8 @@ def clip_score(images, prompts: Sequence[str] | str, scorer, *, reduction: str =
     if reduction not in ("mean", "none"):
         raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
     if not (callable(getattr(scorer, "embed_images", None)) and callable(getattr(scorer, "embed_texts", None))):
-        raise TypeError(f"scorer must have embed_images and embed_texts (e.g. CLIPSimilarity), got {type(scorer).__name__}")
+        raise TypeError("scorer must have embed_images and embed_texts (e.g. CLIPSimilarity), "
+                        f"got {type(scorer).__name__}")
     images = as_rgb_images(images)
     prompts = [prompts] * len(images) if isinstance(prompts, str) else list(prompts)
     if len(prompts) != len(images):
