@@ -196,3 +196,30 @@ def test_daam_kmeans_from_a_real_daam_result():
     assert labels.max() >= 1
     with pytest.raises(TypeError, match="DAAMResult"):
         DAAMKMeansSegmenter.from_daam({"red": np.ones((4, 4))})
+
+
+# ------------------------------------------------------------------------------------------ as LIME's segmentation_fn
+
+def test_every_segmenter_plugs_into_stock_lime(picture):
+    """Stock ``LimeImageExplainer.explain_instance`` takes each segmenter as ``segmentation_fn`` unchanged."""
+    from lime.lime_image import LimeImageExplainer
+
+    maps = torch.zeros(2, 8, 8)
+    maps[0, :4, :4] = maps[1, 4:, 4:] = 1.0
+    segmenters = [SuperpixelSegmenter("felzenszwalb"),
+                  SAMSegmenter(tiny_sam(), max_segments=4, points_per_side=4, pred_iou_thresh=0.0,
+                               stability_score_thresh=0.0, box_nms_thresh=1.0),
+                  DAAMKMeansSegmenter(maps, n_clusters=3)]
+
+    def colour_share(images):  # (n, H, W, 3) -> (n, 3): each channel's share of the brightness, a plain function
+        sums = images.reshape(len(images), -1, 3).astype(np.float64).sum(1)
+        return sums / sums.sum(1, keepdims=True)
+
+    for segmenter in segmenters:
+        explanation = LimeImageExplainer(random_state=0).explain_instance(
+            picture, colour_share, labels=(0, 2), top_labels=None, hide_color=128, num_samples=30,
+            segmentation_fn=segmenter)
+        np.testing.assert_array_equal(explanation.segments, segmenter(picture))
+        n_segments = explanation.segments.max() + 1
+        assert sorted(explanation.local_exp) == [0, 2]
+        assert sorted(s for s, _ in explanation.local_exp[0]) == list(range(n_segments))
