@@ -211,8 +211,8 @@ class DAAMResult:
 
     def plot(self, image: int = 0, words: Optional[Sequence[Union[str, int]]] = None, *, alpha: float = 0.5,
              cmap: str = "jet", panel_size: float = 2.5):
-        """A matplotlib ``Figure``: image ``image``, then one panel per word with its map blended over the
-        image by captum's ``visualize_image_attr``. Never shown; the caller saves or displays it."""
+        """A matplotlib ``Figure``: image ``image``, then one panel per word with its map (minus its minimum)
+        blended over the image by captum's ``visualize_image_attr``. Never shown; the caller saves or shows it."""
         from captum.attr import visualization as viz
         from matplotlib.figure import Figure
 
@@ -227,6 +227,7 @@ class DAAMResult:
         axes[0].axis("off")
         for ax, index in zip(axes[1:], indices):
             heat = self.heatmaps[image][index].numpy()
+            heat = heat - heat.min()  # the offset every pixel gets would otherwise colour the whole image
             if heat.max() > 0:
                 viz.visualize_image_attr(heat, picture, method="blended_heat_map", sign="positive", cmap=cmap,
                                          plt_fig_axis=(fig, ax), alpha_overlay=alpha, use_pyplot=False)
