@@ -3,7 +3,7 @@
 diffusers ``UNet2DConditionModel`` on the 16x16x4 latent of the trained VAE (``train_shapes_world_vae.py``),
 conditioned on the frozen CLIP text tower (``CLIPTextModel`` from ``train_shapes_world_clip.py``) last hidden
 states of the prompt padded to 77 tokens, exactly as Stable Diffusion. Noise: DDPM, 1000 steps, SD's
-scaled-linear betas, epsilon prediction. Conditioning per example: 10% the empty prompt "" (unconditional, so
+scaled-linear betas, epsilon prediction, Min-SNR-5 loss weighting. Conditioning per example: 10% the empty prompt "" (unconditional, so
 classifier-free guidance works), 15% a random sub-prompt of the prompt (each word kept with p=1/2; the
 image stays a fair sample of it), else the full prompt; prompts are TRAIN_PROMPTS only. Latents are scaled
 by ``vae.config.scaling_factor = 1 / std(latents)``. An EMA of the weights is what gets shipped.
@@ -37,7 +37,7 @@ from train_shapes_world_common import (PACKAGE, RUNS, UNET_CONFIG, Log, random_s
 
 WEIGHTS = PACKAGE / "weights"
 NOISE = dict(num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
-             prediction_type="epsilon", clip_sample=False)
+             prediction_type="epsilon", clip_sample=False, steps_offset=1)
 
 
 class TextCache:
@@ -54,6 +54,16 @@ class TextCache:
             for p, h in zip(missing, self.encoder(ids.input_ids)[0]):
                 self.cache[p] = h
         return torch.stack([self.cache[p] for p in prompts])
+
+
+def min_snr_weight(noise: DDPMScheduler, t: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Min-SNR-gamma loss weights for epsilon prediction, min(SNR, gamma) / SNR (Hang et al. 2023): faster
+    convergence by not spending the budget on the nearly-clean timesteps. gamma <= 0 gives weight 1."""
+    if gamma <= 0:
+        return torch.ones(len(t))
+    alpha_bar = noise.alphas_cumprod[t]
+    snr = alpha_bar / (1 - alpha_bar)
+    return snr.clamp(max=gamma) / snr
 
 
 def conditioning_prompt(prompt: str, rng, p_empty: float, p_sub: float) -> str:
@@ -82,6 +92,7 @@ def main():
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--ema", type=float, default=0.998)
+    ap.add_argument("--min-snr", type=float, default=5.0, help="Min-SNR-gamma loss weighting (0: plain MSE)")
     ap.add_argument("--p-empty", type=float, default=0.1)
     ap.add_argument("--p-sub", type=float, default=0.15)
     ap.add_argument("--seed", type=int, default=0)
@@ -129,7 +140,8 @@ def main():
         cond = texts([conditioning_prompt(p, rng, args.p_empty, args.p_sub) for p in prompts])
         eps = torch.randn_like(latents)
         t = torch.randint(0, noise.config.num_train_timesteps, (len(prompts),))
-        loss = F.mse_loss(unet(noise.add_noise(latents, eps, t), t, cond).sample, eps)
+        per_example = F.mse_loss(unet(noise.add_noise(latents, eps, t), t, cond).sample, eps, reduction="none")
+        loss = (per_example.mean((1, 2, 3)) * min_snr_weight(noise, t, args.min_snr)).mean()
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)

@@ -66,7 +66,7 @@ def load_shapes_world(device=None, dtype=None):
         raise TypeError(f"dtype must be a torch.dtype or None, got {dtype!r}")
     device = torch.device(device if device is not None else "cpu")
     dtype = dtype or torch.float32
-    pipe = StableDiffusionPipeline.from_pretrained(str(PIPELINE_DIR), torch_dtype=dtype, safety_checker=None,
+    pipe = StableDiffusionPipeline.from_pretrained(str(PIPELINE_DIR), dtype=dtype, safety_checker=None,
                                                    requires_safety_checker=False).to(device)
     pipe.set_progress_bar_config(disable=True)
     model = CLIPModel.from_pretrained(str(CLIP_DIR)).eval()
