@@ -5,7 +5,8 @@ conditioned on the frozen CLIP text tower (``CLIPTextModel`` from ``train_shapes
 states of the prompt padded to 77 tokens, exactly as Stable Diffusion. Noise: DDPM, 1000 steps, SD's
 scaled-linear betas, epsilon prediction, Min-SNR-5 loss weighting. Conditioning per example: 10% the empty prompt "" (unconditional, so
 classifier-free guidance works), 15% a random sub-prompt of the prompt (each word kept with p=1/2; the
-image stays a fair sample of it), else the full prompt; prompts are TRAIN_PROMPTS only. Latents are scaled
+image stays a fair sample of it), else the full prompt; prompts are TRAIN_PROMPTS only, the template
+(plain / position / two objects) picked uniformly. Latents are scaled
 by ``vae.config.scaling_factor = 1 / std(latents)``. An EMA of the weights is what gets shipped.
 
 Every ``--save-minutes`` (and at the end) it writes, atomically: the training state to
@@ -64,6 +65,14 @@ def min_snr_weight(noise: DDPMScheduler, t: torch.Tensor, gamma: float) -> torch
     alpha_bar = noise.alphas_cumprod[t]
     snr = alpha_bar / (1 - alpha_bar)
     return snr.clamp(max=gamma) / snr
+
+
+def balanced_prompts(rng, n: int) -> list[str]:
+    """``n`` TRAIN_PROMPTS, each drawn from a template picked uniformly (plain, position, two objects), so
+    the 108 two-object prompts do not take 70% of the batches."""
+    groups = [[p for p in world.TRAIN_PROMPTS if p in group]
+              for group in (world.SINGLE_PROMPTS, world.POSITION_PROMPTS, world.PAIR_PROMPTS)]
+    return [groups[g][rng.integers(len(groups[g]))] for g in rng.integers(0, len(groups), n)]
 
 
 def conditioning_prompt(prompt: str, rng, p_empty: float, p_sub: float) -> str:
@@ -134,7 +143,7 @@ def main():
         frac = (time.time() - start) / total
         for group in opt.param_groups:
             group["lr"] = args.lr * min(1.0, (step + 1) / 100) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
-        prompts = [world.TRAIN_PROMPTS[i] for i in rng.integers(0, len(world.TRAIN_PROMPTS), args.batch)]
+        prompts = balanced_prompts(rng, args.batch)
         with torch.no_grad():
             latents = vae.encode(render_batch(prompts, rng)).latent_dist.sample() * sf
         cond = texts([conditioning_prompt(p, rng, args.p_empty, args.p_sub) for p in prompts])
