@@ -28,6 +28,7 @@ def main(argv=None) -> Path:
     ap.add_argument("--seed", type=int, default=None, help="generation seed (default: the model's default)")
     ap.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's default)")
     ap.add_argument("--guidance", type=float, default=None, help="guidance scale (default: the model's default)")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
 
@@ -41,7 +42,8 @@ def main(argv=None) -> Path:
     from captum_diffusion.shapes_world import DEFAULT_GENERATION, analyse, load_shapes_world
     from captum_diffusion.words import split_words, subprompt
 
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    if args.threads:
+        torch.set_num_threads(args.threads)
     out = Path(args.out)
     (out / "subprompts").mkdir(parents=True, exist_ok=True)
     pipe, scorer = load_shapes_world()
