@@ -271,8 +271,8 @@ class TextToImage:
             bit-identical however they are requested. Batched, float kernels (oneDNN convolutions, BLAS/cuBLAS
             GEMMs) may round differently for another batch shape or row, so a few pixels can differ by one grey
             level (measured on the tiny SD 1.x/2.x/XL test models: at most 1 level, on under 1% of the values;
-            Shapley values moved by ~1e-8 there, by up to 6e-5 on ShapesWorld). The cache fixes each image once made, so all
-            explainers sharing this object play exactly one game.
+            Shapley values moved by ~1e-8 there, by up to 6e-5 on ShapesWorld). The cache fixes each image once
+            made, so all explainers sharing this object play exactly one game.
         num_inference_steps, guidance_scale: passed to the pipeline (``None``: the pipeline's default).
         height, width: image size in pixels (``None``: the pipeline's default, ``unet.config.sample_size *
             vae_scale_factor``); must be multiples of the pipeline's ``vae_scale_factor``.
