@@ -3,6 +3,7 @@
     OMP_NUM_THREADS=1 python benchmarks/daam.py                  # overhead + memory (+ mIoU if weights exist)
     OMP_NUM_THREADS=1 python benchmarks/daam.py --skip-miou      # overhead + memory only
     OMP_NUM_THREADS=1 python benchmarks/daam.py --only-miou      # ShapesWorld mIoU only (--limit N: first N prompts)
+    OMP_NUM_THREADS=1 python benchmarks/daam.py --only-miou --resolutions 16 --steps 5 6 7 8 9   # a restricted DAAM
     OMP_NUM_THREADS=1 python benchmarks/daam.py --model tiny     # overhead/memory on the random tiny SD 1.x
 
 1. Wall time of a traced generation over a plain one (same prompt, seed and settings), interleaved
@@ -116,7 +117,7 @@ def _object_mask(objects, colour: str, side):
     return max(candidates, key=lambda o: o.area).mask
 
 
-def miou_shapes_world(pipe, kwargs, batch: int, limit: int) -> None:
+def miou_shapes_world(pipe, kwargs, batch: int, limit: int, options: dict) -> None:
     from captum_diffusion.daam import DAAM
     from captum_diffusion.metrics import iou, miou
     from captum_diffusion.shapes_world import ALL_PROMPTS, analyse, parse_prompt
@@ -142,7 +143,7 @@ def miou_shapes_world(pipe, kwargs, batch: int, limit: int) -> None:
             words.append(spec_words)
             specs.append(objects)
         generators = [torch.Generator().manual_seed(1000 + first + i) for i in range(len(chunk))]
-        result = daam.attribute(chunk, words=words, generator=generators, **kwargs)
+        result = daam.attribute(chunk, words=words, generator=generators, **kwargs, **options)
         thresholded = {tau: result.threshold(tau) for tau in taus}
         for i, objects in enumerate(specs):
             detected = analyse(result.images[i])
@@ -162,7 +163,7 @@ def miou_shapes_world(pipe, kwargs, batch: int, limit: int) -> None:
                 random_iou.append(iou(rng.random(truth.shape) < shape_mask.mean(), truth))
                 whole_iou.append(iou(np.ones_like(truth), truth))
     elapsed = time.perf_counter() - start
-    print(f"mIoU on ShapesWorld: {len(prompts)} prompts, {total} objects asked for, {missing} absent from the "
+    print(f"mIoU on ShapesWorld ({options or 'all steps, layers and grids'}): {len(prompts)} prompts, {total} objects asked for, {missing} absent from the "
           f"generated image (left out), {elapsed:.0f} s")
     for kind in ("shape", "colour"):
         row = "  ".join(f"tau={tau}: {miou(*pairs[(kind, tau)]):.3f}" for tau in taus)
@@ -179,7 +180,10 @@ def main() -> None:
     parser.add_argument("--only-miou", action="store_true", help="only the ShapesWorld mIoU")
     parser.add_argument("--batch", type=int, default=12, help="prompts per DAAM call in the mIoU run")
     parser.add_argument("--limit", type=int, default=0, help="use only the first N prompts (0 = all 204)")
+    parser.add_argument("--resolutions", type=int, nargs="+", help="mIoU run: only these square attention grids")
+    parser.add_argument("--steps", type=int, nargs="+", help="mIoU run: only these denoising steps")
     args = parser.parse_args()
+    options = {k: v for k, v in (("resolutions", args.resolutions), ("steps", args.steps)) if v}
     torch.set_num_threads(1)
     pipe, kwargs, name = load_model(args.model)
     pipe.set_progress_bar_config(disable=True)
@@ -191,7 +195,7 @@ def main() -> None:
         if name != "ShapesWorld":
             print("mIoU: skipped (needs the ShapesWorld weights)")
         else:
-            miou_shapes_world(pipe, kwargs, args.batch, args.limit)
+            miou_shapes_world(pipe, kwargs, args.batch, args.limit, options)
 
 
 if __name__ == "__main__":
