@@ -3,20 +3,24 @@
 diffusers ``UNet2DConditionModel`` on the 16x16x4 latent of the trained VAE (``train_shapes_world_vae.py``),
 conditioned on the frozen CLIP text tower (``CLIPTextModel`` from ``train_shapes_world_clip.py``) last hidden
 states of the prompt padded to 77 tokens, exactly as Stable Diffusion. Noise: DDPM, 1000 steps, SD's
-scaled-linear betas, epsilon prediction, Min-SNR-5 loss weighting. Conditioning per example: 10% the empty prompt "" (unconditional, so
-classifier-free guidance works), 15% a random sub-prompt of the prompt (each word kept with p=1/2; the
-image stays a fair sample of it), else the full prompt; prompts are TRAIN_PROMPTS only, the template
-(plain / position / two objects) picked uniformly. Latents are scaled
-by ``vae.config.scaling_factor = 1 / std(latents)``. An EMA of the weights is what gets shipped.
+scaled-linear betas, epsilon prediction, Min-SNR-5 loss weighting. Conditioning per example: 10% the
+empty prompt "" (unconditional, so classifier-free guidance works), 15% a random sub-prompt of the prompt
+(each word kept with p=1/2; the image stays a fair sample of it), else the full prompt; prompts are
+TRAIN_PROMPTS only, the template (plain / position / two objects) picked uniformly. Latents are scaled by
+``vae.config.scaling_factor = 1 / std(latents)``. An EMA of the weights (decay 0.998) is what gets shipped.
 
 Every ``--save-minutes`` (and at the end) it writes, atomically: the training state to
 ``$SHAPES_WORLD_RUNS/unet_state.pt`` (resume with ``--resume``) and the full pipeline
 (``save_pretrained``: unet, vae, text_encoder, tokenizer, DPMSolverMultistep scheduler, no safety checker)
 to ``captum_diffusion/shapes_world/weights/pipeline`` plus the CLIP to ``.../weights/clip``.
 
-Command (run 2026-11-22 on the shared 2-core machine, under load from other jobs):
-    nohup python scripts/train_shapes_world_unet.py --minutes 70 --threads 2 > /tmp/sw_unet.log 2>&1 &
-Wall time: time-boxed by --minutes; see the report for steps reached and the quality benchmark.
+Command (run 2026-11-22 on the shared 2-core machine, load average 2-8 from other jobs):
+    nohup python scripts/train_shapes_world_unet.py --minutes 85 --save-minutes 6 --threads 1 > /tmp/sw_unet.log 2>&1 &
+Actual run: started 21:26 UTC with --threads 2, resumed (``--resume``, same --minutes 85) three times from its
+saved state: at step 121 to add Min-SNR weighting, at step 295 to switch to --threads 1 (two threads under
+this load ran at 3-7 s/step, one thread at ~1 s/step for batch 32) and at step 639 to balance the templates.
+85 minutes of training time in all (~98 minutes of wall time with the restarts); see the report for the
+final step count. A fresh run with today's defaults and --threads 1 reproduces the recipe in one go.
 """
 from __future__ import annotations
 
@@ -39,6 +43,10 @@ from train_shapes_world_common import (PACKAGE, RUNS, UNET_CONFIG, Log, random_s
 WEIGHTS = PACKAGE / "weights"
 NOISE = dict(num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
              prediction_type="epsilon", clip_sample=False, steps_offset=1)
+# Zero terminal SNR + v-prediction (Lin et al. 2024, "Common diffusion noise schedules and sample steps are
+# flawed"): with SD's schedule 6.8% of the signal survives at t=999, and on a 16x16 latent an object's colour
+# is visible through that noise, so an epsilon model learns to read colour from the noise instead of the text.
+ZERO_SNR_V = dict(NOISE, prediction_type="v_prediction", rescale_betas_zero_snr=True, timestep_spacing="trailing")
 
 
 class TextCache:
@@ -86,8 +94,8 @@ def latent_std(vae: AutoencoderKL, rng, n: int = 256) -> float:
     return float(vae.encode(x).latent_dist.sample().std())
 
 
-def save_pipeline(ema, vae, text_encoder, tok, out) -> None:
-    scheduler = DPMSolverMultistepScheduler.from_config(DDPMScheduler(**NOISE).config)
+def save_pipeline(ema, vae, text_encoder, tok, out, noise: DDPMScheduler) -> None:
+    scheduler = DPMSolverMultistepScheduler.from_config(noise.config)
     pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tok, unet=ema,
                                    scheduler=scheduler, safety_checker=None, feature_extractor=None,
                                    requires_safety_checker=False)
@@ -108,6 +116,10 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--save-minutes", type=float, default=5)
     ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--zero-snr-v", action="store_true",
+                    help="zero-terminal-SNR schedule with v-prediction (use --min-snr 0 with it)")
+    ap.add_argument("--fresh-schedule", action="store_true",
+                    help="with --resume: restart the learning-rate schedule over --minutes")
     ap.add_argument("--out", type=Path, default=WEIGHTS, help="where pipeline/ and clip/ are written")
     args = ap.parse_args()
     rng = setup(args.seed, args.threads)
@@ -122,8 +134,8 @@ def main():
     if args.resume:
         state = torch.load(RUNS / "unet_state.pt")
         unet.load_state_dict(state["unet"]), ema.load_state_dict(state["ema"]), opt.load_state_dict(state["opt"])
-        step, elapsed = state["step"], state["elapsed"]
-    noise = DDPMScheduler(**NOISE)
+        step, elapsed = state["step"], 0.0 if args.fresh_schedule else state["elapsed"]
+    noise = DDPMScheduler(**(ZERO_SNR_V if args.zero_snr_v else NOISE))
     texts = TextCache(tok, text_encoder)
     sf = vae.config.scaling_factor
     log = Log()
@@ -136,7 +148,7 @@ def main():
         tmp = RUNS / "unet_state.pt.tmp"
         torch.save(state, tmp)
         tmp.replace(RUNS / "unet_state.pt")
-        save_pipeline(ema, vae, text_encoder, tok, args.out)
+        save_pipeline(ema, vae, text_encoder, tok, args.out, noise)
         log(step, saved=1)
 
     while time.time() - start < total:
@@ -149,7 +161,8 @@ def main():
         cond = texts([conditioning_prompt(p, rng, args.p_empty, args.p_sub) for p in prompts])
         eps = torch.randn_like(latents)
         t = torch.randint(0, noise.config.num_train_timesteps, (len(prompts),))
-        per_example = F.mse_loss(unet(noise.add_noise(latents, eps, t), t, cond).sample, eps, reduction="none")
+        target = noise.get_velocity(latents, eps, t) if args.zero_snr_v else eps
+        per_example = F.mse_loss(unet(noise.add_noise(latents, eps, t), t, cond).sample, target, reduction="none")
         loss = (per_example.mean((1, 2, 3)) * min_snr_weight(noise, t, args.min_snr)).mean()
         opt.zero_grad()
         loss.backward()

@@ -29,7 +29,7 @@ class GenerationSettings:
     """Default generation settings of the shipped model: DPM-Solver++ steps, guidance scale, seed, size."""
 
     num_inference_steps: int = 10
-    guidance_scale: float = 3.0
+    guidance_scale: float = 5.0
     seed: int = 0
     height: int = IMAGE_SIZE
     width: int = IMAGE_SIZE
