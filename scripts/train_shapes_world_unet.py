@@ -14,13 +14,17 @@ Every ``--save-minutes`` (and at the end) it writes, atomically: the training st
 (``save_pretrained``: unet, vae, text_encoder, tokenizer, DPMSolverMultistep scheduler, no safety checker)
 to ``captum_diffusion/shapes_world/weights/pipeline`` plus the CLIP to ``.../weights/clip``.
 
-Command (run 2026-11-22 on the shared 2-core machine, load average 2-8 from other jobs):
+Commands (run 2026-11-22 on the shared 2-core machine, load average 2-8 from other jobs):
     nohup python scripts/train_shapes_world_unet.py --minutes 85 --save-minutes 6 --threads 1 > /tmp/sw_unet.log 2>&1 &
-Actual run: started 21:26 UTC with --threads 2, resumed (``--resume``, same --minutes 85) three times from its
-saved state: at step 121 to add Min-SNR weighting, at step 295 to switch to --threads 1 (two threads under
-this load ran at 3-7 s/step, one thread at ~1 s/step for batch 32) and at step 639 to balance the templates.
-85 minutes of training time in all (~98 minutes of wall time with the restarts); see the report for the
-final step count. A fresh run with today's defaults and --threads 1 reproduces the recipe in one go.
+    # then, from its state at step 2496, fine-tune to zero terminal SNR + v-prediction (the shipped model):
+    nohup python scripts/train_shapes_world_unet.py --resume --zero-snr-v --min-snr 0 --fresh-schedule \
+        --minutes 19 --lr 5e-4 --ema 0.995 --save-minutes 4 --threads 1 > /tmp/sw_unet2.log 2>&1 &
+Actual run: phase 1 started 21:26 UTC with --threads 2 and was resumed (``--resume``, same --minutes 85)
+three times from its saved state: at step 121 to add Min-SNR weighting, at step 295 to switch to --threads 1
+(two threads under this load ran at 3-7 s/step, one thread at ~1 s/step for batch 32), at step 639 to
+balance the templates; stopped at step 2496 (~69 training minutes) because colour ignored the text (guidance
+1: 21% right colour on plain prompts = chance, shape 83%). Phase 2 (22:42-23:01 UTC, 19 minutes) is the second
+command; after 240 of its steps colour was already 79% right at guidance 5.
 """
 from __future__ import annotations
 
