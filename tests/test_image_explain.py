@@ -242,19 +242,23 @@ def shapes_world():
 
 
 def object_segments(image, prompt):
-    """Label map from ``analyse``: 0 background, k = the prompt's k-th object (dilated by 1 px), or None."""
+    """Label map from ``analyse``: 0 background, k = the prompt's k-th object (dilated by 1 px).
+
+    None unless the image shows exactly the prompt: one object per prompted colour, of the prompted shape, and no
+    other object (otherwise "the word's own object" is not defined).
+    """
     from scipy import ndimage
 
     from captum_diffusion.shapes_world import analyse, parse_prompt
 
     specs = parse_prompt(prompt)
     found = analyse(image)
+    if sorted((o.colour, o.shape) for o in found) != sorted((s.colour, s.shape) for s in specs):
+        return None
     segments = np.zeros((64, 64), np.int64)
     for label, spec in enumerate(specs, start=1):
-        matches = [o for o in found if o.colour == spec.colour]
-        if len(matches) != 1:
-            return None
-        segments[ndimage.binary_dilation(matches[0].mask, iterations=1) & (segments == 0)] = label
+        (match,) = [o for o in found if o.colour == spec.colour]
+        segments[ndimage.binary_dilation(match.mask, iterations=1) & (segments == 0)] = label
     return segments
 
 
@@ -289,8 +293,8 @@ def word_objects(prompt):
 def test_shapes_world_top_segment_is_the_words_object(shapes_world):
     """Per colour / shape word of two-object prompts, the segment LIME and shap rank first is the word's object.
 
-    Scenes: the 6 prompts rendered with seeds 0-1 plus the first 3 generated (seed 0) where ``analyse`` finds both
-    objects; segments: background, object 1, object 2 (from ``analyse``). Colour words must all be right;
+    Scenes: the 6 prompts rendered with seeds 0-1 plus those of the first 3 generated (seed 0) that show exactly
+    the prompt (``object_segments``); segments: background, object 1, object 2 (from ``analyse``). Colour words must all be right;
     shape words at least 85% (the CLIP itself confuses shapes more than colours; see the report).
     """
     from captum_diffusion.shapes_world import COLOURS
@@ -298,6 +302,7 @@ def test_shapes_world_top_segment_is_the_words_object(shapes_world):
     pipeline, scorer = shapes_world
     scenes = [(p, np.asarray(render(p, generator=seed).image)) for p in PAIR_PROMPTS for seed in range(2)]
     scenes = [(p, image, object_segments(image, p)) for p, image in scenes]
+    assert all(segments is not None for _, _, segments in scenes)        # renders show exactly their prompt
     scenes += generated_scenes(pipeline, PAIR_PROMPTS[:3])
     hits = {}
     for prompt, image, segments in scenes:
