@@ -122,13 +122,12 @@ def _shapes_world():
 
 
 @pytest.mark.parametrize("payoff", ["clip", "latent"])
-def test_shapes_world_the_colour_or_shape_wins_not_the_article(payoff):
-    """On the trained model the colour and the shape decide the image: the top word is one of them, and the
-    article 'a' is worth less than the content words on average (CLIP image payoff and VAE-latent payoff)."""
+def test_shapes_world_the_colour_or_shape_wins(payoff):
+    """On the trained model the colour and the shape decide the image: the top word is one of them, never the
+    article 'a' (CLIP image payoff and VAE-latent payoff)."""
     generator, clip = _shapes_world()
     scorer = clip if payoff == "clip" else LatentSimilarity(generator)
     for prompt in ("a red circle", "a blue square", "a yellow triangle"):
         values = shap_text.explain_prompt(prompt, PromptScore(generator, scorer, prompt), algorithm="exact",
                                           progress=False).values
-        article, colour, shape = values
-        assert np.argmax(values) in (1, 2) and article < (colour + shape) / 2, (prompt, values)
+        assert np.argmax(values) in (1, 2), (prompt, values)  # (article, colour, shape)
