@@ -22,8 +22,12 @@ _EXPORTS = {
     "SAMSegmenter": "segmentation",
     "SuperpixelSegmenter": "segmentation",
     "DAAMKMeansSegmenter": "segmentation",
+    "masks_to_label_map": "segmentation",
+    "SegmentScorer": "segment_scores",
+    "segment_word_table": "segment_scores",
     "CLIPSaliency": "saliency",
     "CLIPConditionedGenerator": "gan",
+    "AffineGenerator": "gan",
     "load_shapes_world": "shapes_world",
 }
 
