@@ -19,6 +19,8 @@ _EXPORTS = {
     "PromptScore": "scores",
     "WordAttribution": "attribution",
     "DAAM": "daam",
+    "DAAMResult": "daam",
+    "threshold_maps": "daam",
     "SAMSegmenter": "segmentation",
     "SuperpixelSegmenter": "segmentation",
     "DAAMKMeansSegmenter": "segmentation",
