@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from captum.attr import Attribution
 
-from captum_diffusion.daam import DAAM, DAAMResult, threshold_maps
+from captum_diffusion.daam import DAAM, threshold_maps
 from captum_diffusion.testing import tiny_stable_diffusion, tiny_tokenizer
 from captum_diffusion.tokens import resolve_words, word_token_positions
 

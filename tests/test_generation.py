@@ -64,14 +64,6 @@ class TinyTorchGenerator(torch.nn.Module):
 # ----------------------------------------------------------------------------------------------- determinism
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: faster than two on this shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def test_one_at_a_time_images_are_bit_identical_in_any_order_and_call(sd1):
     """batch_size=1: each image comes from its prompt and seed alone, whatever else is asked and in what order."""

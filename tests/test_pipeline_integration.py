@@ -10,7 +10,6 @@ from math import factorial
 
 import numpy as np
 import pytest
-import torch
 
 import lime_adapters.text as lime_text
 import shap_adapters.text as shap_text
@@ -21,13 +20,6 @@ from captum_diffusion.testing import tiny_clip, tiny_stable_diffusion
 
 PROMPT = "a red circle above square"  # d = 5 words, 32 sub-prompts
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -11,13 +11,6 @@ from captum_diffusion.scores import CLIPSimilarity, LatentSimilarity, PromptScor
 from captum_diffusion.testing import tiny_clip, tiny_stable_diffusion
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture(scope="module")
 def clip():
