@@ -36,6 +36,7 @@ import shutil
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers import (AutoencoderKL, DDPMScheduler, DPMSolverMultistepScheduler, StableDiffusionPipeline,
@@ -59,13 +60,14 @@ class TextCache:
 
     def __init__(self, tok, encoder: CLIPTextModel):
         self.tok, self.encoder, self.cache = tok, encoder, {}
+        self.device = encoder.device
 
     @torch.no_grad()
     def __call__(self, prompts) -> torch.Tensor:
         missing = sorted({p for p in prompts if p not in self.cache})
         if missing:
             ids = self.tok(missing, padding="max_length", max_length=77, truncation=True, return_tensors="pt")
-            for p, h in zip(missing, self.encoder(ids.input_ids)[0]):
+            for p, h in zip(missing, self.encoder(ids.input_ids.to(self.device))[0]):
                 self.cache[p] = h
         return torch.stack([self.cache[p] for p in prompts])
 
@@ -74,18 +76,20 @@ def min_snr_weight(noise: DDPMScheduler, t: torch.Tensor, gamma: float) -> torch
     """Min-SNR-gamma loss weights for epsilon prediction, min(SNR, gamma) / SNR (Hang et al. 2023): faster
     convergence by not spending the budget on the nearly-clean timesteps. gamma <= 0 gives weight 1."""
     if gamma <= 0:
-        return torch.ones(len(t))
-    alpha_bar = noise.alphas_cumprod[t]
+        return torch.ones(len(t), device=t.device)
+    alpha_bar = noise.alphas_cumprod.to(t.device)[t]
     snr = alpha_bar / (1 - alpha_bar)
     return snr.clamp(max=gamma) / snr
 
 
-def balanced_prompts(rng, n: int) -> list[str]:
-    """``n`` TRAIN_PROMPTS, each drawn from a template picked uniformly (plain, position, two objects), so
-    the 108 two-object prompts do not take 70% of the batches."""
+def balanced_prompts(rng, n: int, template_weights=(1.0, 1.0, 1.0)) -> list[str]:
+    """``n`` TRAIN_PROMPTS, each drawn from a template picked with probability proportional to
+    ``template_weights`` (plain, position, two objects), so the 108 two-object prompts do not take 70% of the
+    batches by their number alone."""
     groups = [[p for p in world.TRAIN_PROMPTS if p in group]
               for group in (world.SINGLE_PROMPTS, world.POSITION_PROMPTS, world.PAIR_PROMPTS)]
-    return [groups[g][rng.integers(len(groups[g]))] for g in rng.integers(0, len(groups), n)]
+    weights = np.asarray(template_weights, dtype=float)
+    return [groups[g][rng.integers(len(groups[g]))] for g in rng.choice(len(groups), n, p=weights / weights.sum())]
 
 
 def conditioning_prompt(prompt: str, rng, p_empty: float, p_sub: float) -> str:
@@ -96,7 +100,7 @@ def conditioning_prompt(prompt: str, rng, p_empty: float, p_sub: float) -> str:
 @torch.no_grad()
 def latent_std(vae: AutoencoderKL, rng, n: int = 256) -> float:
     x = render_batch([world.TRAIN_PROMPTS[i] for i in rng.integers(0, len(world.TRAIN_PROMPTS), n)], rng)
-    return float(vae.encode(x).latent_dist.sample().std())
+    return float(vae.encode(x.to(vae.device)).latent_dist.sample().std())
 
 
 def save_pipeline(ema, vae, text_encoder, tok, out, noise: DDPMScheduler) -> None:
@@ -125,19 +129,24 @@ def main():
                     help="zero-terminal-SNR schedule with v-prediction (use --min-snr 0 with it)")
     ap.add_argument("--fresh-schedule", action="store_true",
                     help="with --resume: restart the learning-rate schedule over --minutes")
+    ap.add_argument("--template-weights", type=float, nargs=3, default=(1.0, 1.0, 1.0),
+                    metavar=("PLAIN", "POSITION", "PAIR"), help="relative frequency of the three prompt templates")
+    ap.add_argument("--device", default="cpu", help="torch device for training, e.g. cuda")
     ap.add_argument("--out", type=Path, default=WEIGHTS, help="where pipeline/ and clip/ are written")
     args = ap.parse_args()
     rng = setup(args.seed, args.threads)
+    device = torch.device(args.device)
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     tok = tokenizer()
-    text_encoder = CLIPTextModel.from_pretrained(RUNS / "clip").eval().requires_grad_(False)
-    vae = AutoencoderKL.from_pretrained(RUNS / "vae").eval().requires_grad_(False)
+    text_encoder = CLIPTextModel.from_pretrained(RUNS / "clip").eval().requires_grad_(False).to(device)
+    vae = AutoencoderKL.from_pretrained(RUNS / "vae").eval().requires_grad_(False).to(device)
     vae.register_to_config(scaling_factor=1.0 / latent_std(vae, rng))
-    unet = UNet2DConditionModel(**UNET_CONFIG)
+    unet = UNet2DConditionModel(**UNET_CONFIG).to(device)
     ema = copy.deepcopy(unet).requires_grad_(False)
     opt = torch.optim.AdamW(unet.parameters(), lr=args.lr, weight_decay=0.0)
     step, elapsed = 0, 0.0
     if args.resume:
-        state = torch.load(RUNS / "unet_state.pt")
+        state = torch.load(RUNS / "unet_state.pt", map_location=device)
         unet.load_state_dict(state["unet"]), ema.load_state_dict(state["ema"]), opt.load_state_dict(state["opt"])
         step, elapsed = state["step"], 0.0 if args.fresh_schedule else state["elapsed"]
     noise = DDPMScheduler(**(ZERO_SNR_V if args.zero_snr_v else NOISE))
@@ -160,12 +169,12 @@ def main():
         frac = (time.time() - start) / total
         for group in opt.param_groups:
             group["lr"] = args.lr * min(1.0, (step + 1) / 100) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
-        prompts = balanced_prompts(rng, args.batch)
+        prompts = balanced_prompts(rng, args.batch, args.template_weights)
         with torch.no_grad():
-            latents = vae.encode(render_batch(prompts, rng)).latent_dist.sample() * sf
+            latents = vae.encode(render_batch(prompts, rng).to(device)).latent_dist.sample() * sf
         cond = texts([conditioning_prompt(p, rng, args.p_empty, args.p_sub) for p in prompts])
         eps = torch.randn_like(latents)
-        t = torch.randint(0, noise.config.num_train_timesteps, (len(prompts),))
+        t = torch.randint(0, noise.config.num_train_timesteps, (len(prompts),), device=device)
         target = noise.get_velocity(latents, eps, t) if args.zero_snr_v else eps
         per_example = F.mse_loss(unet(noise.add_noise(latents, eps, t), t, cond).sample, target, reduction="none")
         loss = (per_example.mean((1, 2, 3)) * min_snr_weight(noise, t, args.min_snr)).mean()
