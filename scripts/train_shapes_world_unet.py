@@ -22,9 +22,10 @@ unet, vae, text_encoder, tokenizer, DPMSolverMultistep scheduler, no safety chec
 
 Command of the shipped weights (2026-11-23, NVIDIA H100 through the device tool, 16 CPU cores rendering):
     python scripts/train_shapes_world_unet.py --device cuda
-3500 steps of batch 256 (896k rendered examples), about 6-7 minutes (8.3 steps/s with a second run sharing the
-GPU). On this 2-core CPU one step of batch 32 takes ~1 s, so the same recipe would take hours; an earlier CPU
-model (3.5k steps of batch 32 in 104 minutes) reached only 79% right colours on held-out prompts.
+3500 steps of batch 256 (896k rendered examples) in 460 s, with a second run sharing the GPU (7.6 steps/s).
+``--heads 2`` ran beside it, and ``--heads 8`` (the earlier config) in an earlier pair of runs with seeds 0 and
+1, which gave the same quality to within one image in 100 (see ``UNET_CONFIG`` for the comparison). On this 2-core CPU one step of batch 32 takes ~1 s, so the recipe would take hours; an
+earlier CPU model (3.5k steps of batch 32 in 104 minutes) reached only 79% right colours on held-out prompts.
 Quality: ``python benchmarks/shapes_world_quality.py``.
 """
 from __future__ import annotations
@@ -114,6 +115,8 @@ def main():
     ap.add_argument("--p-empty", type=float, default=0.1)
     ap.add_argument("--p-sub", type=float, default=0.15)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--heads", type=int, default=UNET_CONFIG["attention_head_dim"],
+                    help="attention heads per transformer block (diffusers calls it attention_head_dim)")
     ap.add_argument("--device", default="cpu", help="torch device for training, e.g. cuda")
     ap.add_argument("--threads", type=int, default=4, help="torch CPU threads")
     ap.add_argument("--save-minutes", type=float, default=5)
@@ -127,7 +130,7 @@ def main():
     text_encoder = CLIPTextModel.from_pretrained(RUNS / "clip").eval().requires_grad_(False).to(device)
     vae = AutoencoderKL.from_pretrained(RUNS / "vae").eval().requires_grad_(False).to(device)
     vae.register_to_config(scaling_factor=1.0 / latent_std(vae, rng))
-    unet = UNet2DConditionModel(**UNET_CONFIG).to(device)
+    unet = UNet2DConditionModel(**{**UNET_CONFIG, "attention_head_dim": args.heads}).to(device)
     ema = copy.deepcopy(unet).requires_grad_(False)
     opt = torch.optim.AdamW(unet.parameters(), lr=args.lr, weight_decay=0.0)
     step = 0
