@@ -65,7 +65,7 @@ def test_saliency_is_the_input_gradient(clip, picture):
     model, processor = clip
     saliency = CLIPSaliency(model, processor)
     maps = saliency.attribute(picture, WORDS)
-    x = torch.from_numpy(picture).permute(2, 0, 1)[None].float().div(255).requires_grad_(True)
+    x = torch.from_numpy(picture.copy()).permute(2, 0, 1)[None].float().div(255).requires_grad_(True)
     from captum_diffusion.saliency import _ImageWordSimilarity
 
     net = _ImageWordSimilarity(model, processor.image_processor, saliency._text_embeddings(WORDS))
