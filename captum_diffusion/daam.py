@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from captum.attr import Attribution
 
+from captum_diffusion.scores import _check_batch_size
 from captum_diffusion.tokens import resolve_words
 
 Size = tuple[int, int]
@@ -389,9 +390,7 @@ class DAAM(Attribution):
             if negatives is None:
                 raise ValueError("negative_maps=True needs a negative_prompt whose words to map")
             negative_targets = [resolve_words(n, tokenizer) for n in negatives]
-        if isinstance(num_images_per_prompt, bool) or not isinstance(num_images_per_prompt, int) \
-                or num_images_per_prompt < 1:
-            raise ValueError(f"num_images_per_prompt must be a positive int, got {num_images_per_prompt!r}")
+        _check_batch_size(num_images_per_prompt, "num_images_per_prompt")
         steps = _check_steps(steps)
         height, width = self._default_size(height, width)
         call = dict(prompt=prompts, height=height, width=width, num_images_per_prompt=num_images_per_prompt,

@@ -17,6 +17,8 @@ import PIL.Image
 import torch
 from torch import nn
 
+from captum_diffusion.scores import _as_texts
+
 
 class _AffineBlock(nn.Module):
     """Upsample x2, 3x3 conv, then a per-channel scale and shift predicted from the condition (DF-GAN's idea)."""
@@ -138,7 +140,7 @@ class CLIPConditionedGenerator(nn.Module):
     @torch.no_grad()
     def images_tensor(self, prompts: Sequence[str], generator=None) -> torch.Tensor:
         """Images ``(n, 3, H, W)`` float in [0, 1], one forward pass per prompt."""
-        prompts = _as_prompts(prompts)
+        prompts = _as_texts(prompts, "prompts")
         if not prompts:
             return torch.zeros(0, 3, 1, 1)
         sentences = self.encode(prompts)
@@ -158,13 +160,3 @@ class CLIPConditionedGenerator(nn.Module):
         return [PIL.Image.fromarray(a) for a in arrays]
 
     forward = __call__
-
-
-def _as_prompts(prompts) -> list[str]:
-    if isinstance(prompts, str):
-        return [prompts]
-    prompts = list(prompts)
-    for i, prompt in enumerate(prompts):
-        if not isinstance(prompt, str):
-            raise TypeError(f"prompts[{i}] must be a str, got {type(prompt).__name__}")
-    return prompts

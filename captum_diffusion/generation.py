@@ -424,16 +424,17 @@ class TextToImage:
     def __call__(self, prompts: Sequence[str]) -> list[PIL.Image.Image]:
         """One RGB image per prompt (copies: mutating them does not touch the cache)."""
         prompts = self._check_prompts(prompts)
-        keys = [self.key(prompt) for prompt in prompts]
+        key_of = {prompt: self.key(prompt) for prompt in prompts}
+        keys = [key_of[prompt] for prompt in prompts]
         found = {key: self.cache.get(key) for key in dict.fromkeys(keys)}
-        missing = list(dict.fromkeys(prompt for prompt, key in zip(prompts, keys) if found[key] is None))
+        missing = [prompt for prompt, key in key_of.items() if found[key] is None]
         self._check_token_limit(missing)
         with tqdm(total=len(missing), desc="generating", unit="image", disable=not self.progress or not missing,
                   leave=False) as bar:
             for start in range(0, len(missing), self.batch_size):
                 batch = missing[start : start + self.batch_size]
                 for prompt, image in zip(batch, self._generate(batch)):
-                    key = self.key(prompt)
+                    key = key_of[prompt]
                     self.cache.put(key, image, {"prompt": prompt, "generator": self.identity, **self.settings})
                     found[key] = image
                 self.n_generated += len(batch)

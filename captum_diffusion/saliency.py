@@ -28,14 +28,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from captum_diffusion.scores import _features
 from captum_diffusion.segment_scores import OUTPUTS, clip_logit_scale, fill_color, word_scores
 from captum_diffusion.segmentation import to_rgb_array
 
 METHODS = ("saliency", "integrated_gradients", "smoothgrad", "guided_backprop", "gradcam")
-
-
-def _features(output) -> torch.Tensor:
-    return output if isinstance(output, torch.Tensor) else output.pooler_output
 
 
 class _PatchGrid(nn.Module):

@@ -12,7 +12,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from captum_diffusion.generation import as_rgb_image, as_rgb_images
+from captum_diffusion.generation import TextToImage, as_rgb_image, as_rgb_images
+from captum_diffusion.words import split_words
 
 
 def _batches(items: list, batch_size: int):
@@ -126,16 +127,17 @@ class CLIPSimilarity:
         return _cosine(self.embed_images(images), self.embed_texts(texts))
 
 
-def _as_texts(texts) -> list[str]:
+def _as_texts(texts, name: str = "texts") -> list[str]:
+    """A str or a sequence of str -> list of str; ``TypeError`` naming ``name`` (and the bad item) otherwise."""
     if isinstance(texts, str):
         return [texts]
     try:
         items = list(texts)
     except TypeError:
-        raise TypeError(f"texts must be a str or a sequence of str, got {type(texts).__name__}") from None
+        raise TypeError(f"{name} must be a str or a sequence of str, got {type(texts).__name__}") from None
     for i, text in enumerate(items):
         if not isinstance(text, str):
-            raise TypeError(f"texts[{i}] must be a str, got {type(text).__name__}")
+            raise TypeError(f"{name}[{i}] must be a str, got {type(text).__name__}")
     return [str(text) for text in items]
 
 
@@ -153,8 +155,6 @@ class LatentSimilarity:
     """
 
     def __init__(self, source, *, batch_size: int = 8):
-        from captum_diffusion.generation import TextToImage
-
         vae = source.pipeline if isinstance(source, TextToImage) else source
         vae = getattr(vae, "vae", vae)
         if not isinstance(vae, torch.nn.Module) or not callable(getattr(vae, "encode", None)):
@@ -209,9 +209,6 @@ class PromptScore:
     """
 
     def __init__(self, generator, scorer, prompt: str, *, reference: str = "image", chunk_size: int = 256):
-        from captum_diffusion.generation import TextToImage
-        from captum_diffusion.words import split_words
-
         if not isinstance(generator, TextToImage):
             raise TypeError(f"generator must be a captum_diffusion.TextToImage, got {type(generator).__name__}")
         split_words(prompt)  # raises on an empty / whitespace-only / non-str prompt

@@ -118,6 +118,11 @@ def _check_scorer(scorer) -> None:
         )
 
 
+def _check_output(output) -> None:
+    if output not in OUTPUTS:
+        raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
+
+
 class SegmentScorer:
     """CLIP similarity of an image with segments hidden to each of some texts, with a dedup cache.
 
@@ -143,6 +148,7 @@ class SegmentScorer:
     def __init__(self, image, segments, texts: Sequence[str], scorer, *, hide_color="background",
                  deduplicate: bool = True, output: str = "cosine"):
         _check_scorer(scorer)
+        _check_output(output)
         self.image = to_rgb_array(image)
         self.segments = check_label_map(segments, self.image.shape)
         self.texts = list(texts)
@@ -153,8 +159,6 @@ class SegmentScorer:
         self.fill = fill_color(self.image, hide_color)
         self._text_embeddings = scorer.embed_texts(self.texts).double().cpu().numpy()  # (k, d)
         self.deduplicate = bool(deduplicate)
-        if output not in OUTPUTS:
-            raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
         self.output = output
         self.logit_scale = clip_logit_scale(getattr(scorer, "model", None))
         self._cache: dict[bytes, np.ndarray] = {}
@@ -172,6 +176,10 @@ class SegmentScorer:
                     output: str = "cosine") -> "SegmentScorer":
         """Segment ``image`` (with ``segmenter``, or take the given ``segments``) and compare it with each word of
         ``prompt`` (or the given ``words``, each of which must be in the prompt), formatted by ``text_template``."""
+        _check_scorer(scorer)  # the cheap checks first: segmenting (SAM) and embedding are slow
+        _check_output(output)
+        if "{}" not in text_template:
+            raise ValueError(f"text_template must contain '{{}}' where the word goes, got {text_template!r}")
         words = resolve_words(prompt, words)
         rgb = to_rgb_array(image)
         if segments is None:
@@ -184,8 +192,6 @@ class SegmentScorer:
             segments = segmenter(rgb)
         elif segmenter is not None:
             raise ValueError("give segmenter or segments, not both")
-        if "{}" not in text_template:
-            raise ValueError(f"text_template must contain '{{}}' where the word goes, got {text_template!r}")
         scorer_ = cls(rgb, segments, [text_template.format(w) for w in words], scorer, hide_color=hide_color,
                       deduplicate=deduplicate, output=output)
         scorer_.words = words

@@ -104,7 +104,7 @@ def masks_to_label_map(
             labels[claimed] = n_objects
             n_objects += 1
     labels[labels < 0] = n_objects
-    return relabel(labels)
+    return labels  # already 0..n-1: each kept mask claimed pixels, the background label is next
 
 
 _RANK_KEYS = {

@@ -7,11 +7,11 @@ model (``captum_diffusion.shapes_world.load_shapes_world``).
 from __future__ import annotations
 
 from functools import lru_cache
-from pathlib import Path
 
 import torch
 
-TOKENIZER_DIR = Path(__file__).resolve().parent / "shapes_world" / "tokenizer"
+from captum_diffusion.shapes_world import TOKENIZER_DIR
+
 LAYOUTS = ("sd1", "sd2", "sdxl")
 
 

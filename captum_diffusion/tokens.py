@@ -102,8 +102,7 @@ def resolve_words(prompt: str, tokenizer, words: Union[None, Sequence[WordSpec]]
     aligned = word_token_positions(prompt, tokenizer)
     prompt_words = [w for w, _ in aligned]
     if words is None:
-        return [WordTokens(_label(w, [_key(v) for v in prompt_words[:i]].count(_key(w)), prompt_words), (i,), pos)
-                for i, (w, pos) in enumerate(aligned) if pos]
+        return [WordTokens(_parse(i, prompt_words)[2], (i,), pos) for i, (_, pos) in enumerate(aligned) if pos]
     if isinstance(words, (str, int)) or (isinstance(words, tuple) and _looks_like_spec_tuple(words)):
         words = [words]
     words = list(words)

@@ -20,7 +20,7 @@ from typing import Sequence
 import numpy as np
 
 from captum_diffusion.metrics.ranking import as_vector
-from captum_diffusion.words import PromptFunction, WordGame
+from captum_diffusion.words import PromptFunction, WordGame, as_words
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ class AxiomCheck:
 
 def _game(f: PromptFunction | WordGame, prompt: str | Sequence[str] | None) -> WordGame:
     if isinstance(f, WordGame):
-        if prompt is not None and WordGame(f.f, prompt).words != f.words:
+        if prompt is not None and as_words(prompt) != f.words:
             raise ValueError(f"prompt {prompt!r} does not match the game's words {f.words}")
         return f
     if prompt is None:

@@ -26,12 +26,11 @@ def clip_score(images, prompts: Sequence[str] | str, scorer, *, reduction: str =
         ``100 * cos(image_i, prompt_i)``: units of cosine x 100, in [-100, 100] ([0, 100] with ``clamp``).
     """
     from captum_diffusion.generation import as_rgb_images
+    from captum_diffusion.segment_scores import _check_scorer
 
     if reduction not in ("mean", "none"):
         raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
-    if not (callable(getattr(scorer, "embed_images", None)) and callable(getattr(scorer, "embed_texts", None))):
-        raise TypeError("scorer must have embed_images and embed_texts (e.g. CLIPSimilarity), "
-                        f"got {type(scorer).__name__}")
+    _check_scorer(scorer)
     images = as_rgb_images(images)
     prompts = [prompts] * len(images) if isinstance(prompts, str) else list(prompts)
     if len(prompts) != len(images):

@@ -42,8 +42,7 @@ def _pair(a, b, names: tuple[str, str]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _ratio(numerator: np.ndarray, denominator: np.ndarray):
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = np.where(denominator > 0, numerator / np.maximum(denominator, 1), np.nan)
+    out = np.where(denominator > 0, numerator / np.maximum(denominator, 1), np.nan)
     return float(out) if out.ndim == 0 else out
 
 
