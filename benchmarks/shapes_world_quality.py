@@ -108,7 +108,8 @@ def main():
 
     if args.no_timing:
         return
-    pipe, _ = load_shapes_world()
+    if pipe.device.type != "cpu":
+        pipe, _ = load_shapes_world()
     for threads in (1, 2):
         torch.set_num_threads(threads)
         generate(pipe, [("a red circle", 0)])  # warm-up

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import time
-from math import factorial
 
 import numpy as np
 import torch
@@ -45,8 +44,7 @@ def load_models(tiny: bool):
     if not tiny and shapes_world.weights_available():
         pipe, clip = shapes_world.load_shapes_world()
         s = shapes_world.DEFAULT_GENERATION
-        settings = dict(seed=s.seed, num_inference_steps=s.num_inference_steps, guidance_scale=s.guidance_scale,
-                        height=s.height, width=s.width)
+        settings = dict(seed=s.seed, **s.pipeline_kwargs())
         return pipe, clip, settings, "ShapesWorld (trained tiny SD, shipped weights)"
     pipe = tiny_stable_diffusion("sd1", seed=0)
     settings = dict(seed=0, num_inference_steps=10, guidance_scale=7.5, height=32, width=32)
@@ -89,8 +87,9 @@ def run_adapters(pipe, clip, settings, prompt, batch_size, lime_samples):
 
 
 def run_naive(pipe, clip, settings, prompt, lime_samples):
-    from lime_adapters.text import WordClassifierFn, word_explainer, word_weights
+    from captum_diffusion.attribution import shapley_from_values
     from captum_diffusion.words import WordGame, subprompt
+    from lime_adapters.text import WordClassifierFn, word_explainer, word_weights
 
     kwargs = {k: v for k, v in settings.items() if k != "seed"}
     counter = {"images": 0, "pipeline_seconds": 0.0}
@@ -105,16 +104,11 @@ def run_naive(pipe, clip, settings, prompt, lime_samples):
     words = prompt.split()
     d = len(words)
     started = time.perf_counter()
-    # SHAP: the brute-force Shapley sum, one image per subset (the empty one included)
+    # SHAP: the Shapley formula over every subset (the empty one included), one image per subset
     reference = generate(prompt)
-    coalitions = [frozenset(c) for r in range(d + 1) for c in itertools.combinations(range(d), r)]
-    value = {c: clip.image_similarity([generate(" ".join(words[j] for j in sorted(c)))], reference)[0]
-             for c in coalitions}
-    shap_values = np.zeros(d)
-    for i, c in itertools.product(range(d), coalitions):
-        if i not in c:
-            weight = factorial(len(c)) * factorial(d - 1 - len(c)) / factorial(d)
-            shap_values[i] += weight * (value[c | {i}] - value[c])
+    masks = np.array(list(itertools.product((False, True), repeat=d)))
+    values = np.array([clip.image_similarity([generate(subprompt(words, m))], reference)[0] for m in masks])
+    shap_values = shapley_from_values(masks, values)
     # LIME: lime's own 200 perturbations, one image each
     reference = generate(prompt)
     to_mask = WordClassifierFn(WordGame(lambda prompts: np.zeros(len(prompts)), prompt))

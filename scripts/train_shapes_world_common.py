@@ -18,10 +18,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from captum_diffusion.shapes_world import world  # noqa: E402
+from captum_diffusion.shapes_world import TOKENIZER_DIR, world  # noqa: E402
+from captum_diffusion.words import subprompt  # noqa: E402
 
-PACKAGE = ROOT / "captum_diffusion" / "shapes_world"
-TOKENIZER_DIR = PACKAGE / "tokenizer"
 RUNS = Path(os.environ.get("SHAPES_WORLD_RUNS", "/tmp/shapes_world_runs"))
 
 CLIP_TEXT = dict(hidden_size=64, intermediate_size=256, num_hidden_layers=3, num_attention_heads=4,
@@ -75,7 +74,7 @@ def random_subprompt(prompt: str, rng: np.random.Generator) -> str:
     """``prompt`` with each word kept with probability 1/2 (may give ""): the image of the full prompt is
     a fair sample for the sub-prompt, because the dropped attributes are uniform over the prompt set."""
     words = prompt.split()
-    return " ".join(w for w in words if rng.random() < 0.5)
+    return subprompt(words, rng.random(len(words)) < 0.5)
 
 
 def save_atomic(save_fn, target: Path) -> None:

@@ -44,10 +44,11 @@ from diffusers import (AutoencoderKL, DDPMScheduler, DPMSolverMultistepScheduler
                        UNet2DConditionModel)
 from transformers import CLIPTextModel
 
-from train_shapes_world_common import (PACKAGE, RUNS, UNET_CONFIG, Log, random_subprompt, render_batch,
-                                       save_atomic, setup, tokenizer, world)
+from train_shapes_world_common import (RUNS, UNET_CONFIG, Log, random_subprompt, render_batch, save_atomic, setup,
+                                       tokenizer, world)
 
-WEIGHTS = PACKAGE / "weights"
+from captum_diffusion.shapes_world import WEIGHTS_DIR
+
 # Zero terminal SNR + v-prediction (Lin et al. 2024, "Common diffusion noise schedules and sample steps are
 # flawed"): with SD's schedule 6.8% of the signal survives at t=999, and on a 16x16 latent an object's colour
 # is visible through that noise, so an epsilon model learns to read colour from the noise instead of the text
@@ -74,14 +75,18 @@ class TextCache:
         return torch.stack([self.cache[p] for p in prompts])
 
 
+# TRAIN_PROMPTS by template: plain, position, two objects
+TEMPLATE_GROUPS = [[p for p in world.TRAIN_PROMPTS if p in group]
+                   for group in (world.SINGLE_PROMPTS, world.POSITION_PROMPTS, world.PAIR_PROMPTS)]
+
+
 def balanced_prompts(rng, n: int, template_weights=(1.0, 1.0, 1.0)) -> list[str]:
     """``n`` TRAIN_PROMPTS, each drawn from a template picked with probability proportional to
     ``template_weights`` (plain, position, two objects), so the 108 two-object prompts do not take 70% of the
     batches by their number alone."""
-    groups = [[p for p in world.TRAIN_PROMPTS if p in group]
-              for group in (world.SINGLE_PROMPTS, world.POSITION_PROMPTS, world.PAIR_PROMPTS)]
     weights = np.asarray(template_weights, dtype=float)
-    return [groups[g][rng.integers(len(groups[g]))] for g in rng.choice(len(groups), n, p=weights / weights.sum())]
+    return [TEMPLATE_GROUPS[g][rng.integers(len(TEMPLATE_GROUPS[g]))]
+            for g in rng.choice(len(TEMPLATE_GROUPS), n, p=weights / weights.sum())]
 
 
 def conditioning_prompt(prompt: str, rng, p_empty: float, p_sub: float) -> str:
@@ -121,7 +126,7 @@ def main():
     ap.add_argument("--threads", type=int, default=4, help="torch CPU threads")
     ap.add_argument("--save-minutes", type=float, default=5)
     ap.add_argument("--resume", action="store_true", help="continue from $SHAPES_WORLD_RUNS/unet_state.pt")
-    ap.add_argument("--out", type=Path, default=WEIGHTS, help="where pipeline/ and clip/ are written")
+    ap.add_argument("--out", type=Path, default=WEIGHTS_DIR, help="where pipeline/ and clip/ are written")
     args = ap.parse_args()
     rng = setup(args.seed, args.threads)
     device = torch.device(args.device)

@@ -23,10 +23,7 @@ PROMPT = "a red circle"
 
 def _explain(device, dtype=None) -> np.ndarray:
     pipe, clip = load_shapes_world(device=device, dtype=dtype)
-    settings = DEFAULT_GENERATION
-    generator = TextToImage(pipe, seed=0, num_inference_steps=settings.num_inference_steps,
-                            guidance_scale=settings.guidance_scale, height=settings.height, width=settings.width,
-                            progress=False)
+    generator = TextToImage(pipe, seed=0, progress=False, **DEFAULT_GENERATION.pipeline_kwargs())
     return shap_text.explain_prompt(PROMPT, PromptScore(generator, clip, PROMPT), algorithm="exact",
                                     progress=False).values
 

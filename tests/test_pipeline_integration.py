@@ -5,18 +5,16 @@ shared cache); the trained ShapesWorld model, when its weights are present, chec
 """
 from __future__ import annotations
 
-import itertools
-from math import factorial
-
 import numpy as np
 import pytest
 
 import lime_adapters.text as lime_text
 import shap_adapters.text as shap_text
-from captum_diffusion.attribution import WordAttribution
+from captum_diffusion.attribution import WordAttribution, shapley_from_values
 from captum_diffusion.generation import TextToImage
 from captum_diffusion.scores import CLIPSimilarity, LatentSimilarity, PromptScore
 from captum_diffusion.testing import tiny_clip, tiny_stable_diffusion
+from captum_diffusion.words import WordGame
 
 PROMPT = "a red circle above square"  # d = 5 words, 32 sub-prompts
 
@@ -32,22 +30,6 @@ def clip():
     return CLIPSimilarity(*tiny_clip(seed=0))
 
 
-def brute_force_shapley(f, words: list[str]) -> np.ndarray:
-    """phi_i = sum over S subset of D \\ {i} of |S|! (d-1-|S|)! / d! [v(S + i) - v(S)], with v(S) = f(sub-prompt)
-    and the empty coalition v({}) = f("") included (the paper's code left it out)."""
-    d = len(words)
-    coalitions = [frozenset(c) for r in range(d + 1) for c in itertools.combinations(range(d), r)]
-    prompts = [" ".join(words[j] for j in sorted(c)) for c in coalitions]
-    value = dict(zip(coalitions, f(prompts)))
-    phi = np.zeros(d)
-    for i in range(d):
-        for coalition in coalitions:
-            if i not in coalition:
-                weight = factorial(len(coalition)) * factorial(d - 1 - len(coalition)) / factorial(d)
-                phi[i] += weight * (value[coalition | {i}] - value[coalition])
-    return phi
-
-
 @pytest.mark.parametrize("payoff", ["clip", "latent"])
 def test_exact_shap_equals_brute_force_shapley_on_a_real_pipeline(pipe, clip, payoff):
     generator = TextToImage(pipe, num_inference_steps=2, batch_size=8, progress=False)
@@ -56,7 +38,7 @@ def test_exact_shap_equals_brute_force_shapley_on_a_real_pipeline(pipe, clip, pa
     explanation = shap_text.explain_prompt(PROMPT, f, algorithm="exact", progress=False)
     words = PROMPT.split()
     assert list(explanation.feature_names) == words
-    expected = brute_force_shapley(f, words)
+    expected = shapley_from_values(*WordGame(f, words).all_coalitions())  # checked against d! orderings in test_attribution
     np.testing.assert_allclose(explanation.values, expected, atol=1e-9)
     full, empty = f([PROMPT, ""])
     assert full == pytest.approx(1.0, abs=1e-6)
@@ -107,10 +89,8 @@ def _shapes_world_generators(seeds):
     if not shapes_world.weights_available():
         pytest.skip("ShapesWorld weights are not present (captum_diffusion/shapes_world/weights/)")
     pipe, clip = shapes_world.load_shapes_world()
-    settings = shapes_world.DEFAULT_GENERATION
-    return [TextToImage(pipe, seed=seed, num_inference_steps=settings.num_inference_steps,
-                        guidance_scale=settings.guidance_scale, height=settings.height, width=settings.width,
-                        batch_size=8, progress=False) for seed in seeds], clip
+    return [TextToImage(pipe, seed=seed, batch_size=8, progress=False, **shapes_world.DEFAULT_GENERATION.pipeline_kwargs())
+            for seed in seeds], clip
 
 
 @pytest.mark.parametrize("payoff", ["clip", "latent"])

@@ -1,9 +1,6 @@
 """ShapesWorld: the renderer's ground truth, the analyser, and the meaning of the shipped trained model."""
 from __future__ import annotations
 
-import itertools
-import math
-
 import numpy as np
 import pytest
 import torch
@@ -11,7 +8,8 @@ import torch
 from captum_diffusion.shapes_world import (ALL_PROMPTS, COLOURS, DEFAULT_GENERATION, HELD_OUT_PROMPTS, IMAGE_SIZE,
                                            PAIR_PROMPTS, POSITION_PROMPTS, SINGLE_PROMPTS, TRAIN_PROMPTS, analyse,
                                            parse_prompt, render, weights_available)
-from captum_diffusion.words import split_words, subprompt
+from captum_diffusion.attribution import shapley_from_values
+from captum_diffusion.words import WordGame, split_words
 
 HALF = IMAGE_SIZE // 2
 REGION = {"left": (slice(None), slice(0, HALF)), "right": (slice(None), slice(HALF, None)),
@@ -128,21 +126,6 @@ def generate(pipe, prompts, seed=DEFAULT_GENERATION.seed):
     return pipe(list(prompts), generator=generators, **DEFAULT_GENERATION.pipeline_kwargs()).images
 
 
-def exact_shapley(words, value) -> tuple[np.ndarray, dict]:
-    """Brute-force Shapley values of ``value(sub-prompt)`` over all 2^d word subsets (empty -> ""), and the
-    game ``{mask: value}`` they were computed from."""
-    d = len(words)
-    masks = list(itertools.product([0, 1], repeat=d))
-    v = dict(zip(masks, value([subprompt(words, m) for m in masks])))
-    phi = np.zeros(d)
-    for m in masks:
-        for i in np.flatnonzero(m):
-            without = m[:i] + (0,) + m[i + 1:]
-            k = sum(m) - 1
-            phi[i] += math.factorial(k) * math.factorial(d - k - 1) / math.factorial(d) * (v[m] - v[without])
-    return phi, v
-
-
 @needs_weights
 def test_pipeline_generates_64px_images_deterministically(shapes_world):
     from diffusers import StableDiffusionPipeline
@@ -190,6 +173,7 @@ def test_exact_shapley_ranks_colour_and_shape_above_a(shapes_world, prompt):
         return np.mean([scorer.image_similarity(generate(pipe, prompts, seed), ref)
                         for seed, ref in zip(seeds, references)], axis=0)
 
-    phi, v = exact_shapley(words, value)
-    assert phi.sum() == pytest.approx(v[(1,) * len(words)] - v[(0,) * len(words)], abs=1e-9)  # efficiency
+    masks, v = WordGame(value, words).all_coalitions()  # row 0: no word, last row: every word
+    phi = shapley_from_values(masks, v)
+    assert phi.sum() == pytest.approx(v[-1] - v[0], abs=1e-9)  # efficiency
     assert phi[1] > phi[0] and phi[2] > phi[0], dict(zip(words, phi.round(3)))
