@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from captum.attr import Attribution
 
-from captum_diffusion.scores import _check_batch_size
+from captum_diffusion.generation import _check_batch_size
 from captum_diffusion.tokens import resolve_words
 
 Size = tuple[int, int]

@@ -255,6 +255,17 @@ def _optional_positive_int(value, name: str):
     return value
 
 
+def _check_batch_size(batch_size, name: str = "batch_size") -> int:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"{name} must be a positive int, got {batch_size!r}")
+    return batch_size
+
+
+def _placement(device, dtype) -> dict:
+    """The ``.to(...)`` keyword arguments among ``device`` / ``dtype`` that were given (not None)."""
+    return {k: v for k, v in (("device", device), ("dtype", dtype)) if v is not None}
+
+
 class TextToImage:
     """Seeded, batched, cached text-to-image generation.
 
@@ -319,9 +330,7 @@ class TextToImage:
         if guidance_scale is not None and not isinstance(guidance_scale, int | float):
             raise ValueError(f"guidance_scale must be a number or None, got {guidance_scale!r}")
         self.guidance_scale = None if guidance_scale is None else float(guidance_scale)
-        if _optional_positive_int(batch_size, "batch_size") is None:
-            raise ValueError("batch_size must be a positive int, got None")
-        self.batch_size = batch_size
+        self.batch_size = _check_batch_size(batch_size)
         self.progress = bool(progress)
         self.n_generated = 0
         self.n_from_cache = 0
@@ -330,7 +339,7 @@ class TextToImage:
             self.pipeline = pipeline_or_callable
             self._function = None
             if device is not None or dtype is not None:
-                self.pipeline.to(**{k: v for k, v in (("device", device), ("dtype", dtype)) if v is not None})
+                self.pipeline.to(**_placement(device, dtype))
             self.pipeline.set_progress_bar_config(disable=True)
             self.height, self.width = self._pipeline_size(height, width)
             identity = _pipeline_identity(self.pipeline)
@@ -341,7 +350,7 @@ class TextToImage:
             if device is not None or dtype is not None:
                 if not isinstance(pipeline_or_callable, torch.nn.Module):
                     raise ValueError("device and dtype apply to a diffusers pipeline or a torch.nn.Module generator only")
-                pipeline_or_callable.to(**{k: v for k, v in (("device", device), ("dtype", dtype)) if v is not None})
+                pipeline_or_callable.to(**_placement(device, dtype))
             self.height = _optional_positive_int(height, "height")
             self.width = _optional_positive_int(width, "width")
             identity = _callable_identity(pipeline_or_callable, cache_key, persistent=cache_dir is not None)

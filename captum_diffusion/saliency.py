@@ -214,6 +214,11 @@ class CLIPSaliency:
             cam, size=net.crop, mode="bilinear", align_corners=False)
         return nn.functional.interpolate(frame, size=(height, width), mode="bilinear", align_corners=False)[0, 0]
 
+    def _net(self, words: list[str]) -> nn.Module:
+        """The captum forward: pixels ``(1, 3, H, W)`` in [0, 1] -> ``output`` score per word ``(1, n_words)``."""
+        return _ImageWordSimilarity(self.model, self.processor.image_processor, self._text_embeddings(words), words,
+                                    self.output).to(self.device)
+
     def attribute(self, image, words: Sequence[str] | str) -> torch.Tensor:
         """Per-word maps for ``image`` (PIL or uint8 array; grayscale/alpha converted as ``to_rgb_array``).
 
@@ -231,38 +236,32 @@ class CLIPSaliency:
         rgb = to_rgb_array(image)
         height, width = rgb.shape[:2]
         x = self._pixels(rgb).requires_grad_(True)
-        net = _ImageWordSimilarity(self.model, self.processor.image_processor, self._text_embeddings(words), words,
-                                   self.output).to(self.device)
+        net = self._net(words)
         maps = []
         with contextlib.ExitStack() as stack:
             stack.enter_context(warnings.catch_warnings())
             warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU")
+            options = {}  # the method's keyword arguments to captum's attribute()
             if self.method == "gradcam":
                 grid = stack.enter_context(self._patch_grid(net))
-                algorithm = LayerGradCam(net, grid)
+                algorithm, options = LayerGradCam(net, grid), {"relu_attributions": True}
             elif self.method == "guided_backprop":
                 stack.enter_context(self._guided_activations())
                 algorithm = GuidedBackprop(net)
             elif self.method == "integrated_gradients":
-                algorithm, baseline = IntegratedGradients(net), self._baseline(rgb, x)
+                algorithm = IntegratedGradients(net)
+                options = {"baselines": self._baseline(rgb, x), "n_steps": self.n_steps,
+                           "internal_batch_size": self.n_steps}
             elif self.method == "smoothgrad":
                 algorithm = NoiseTunnel(Saliency(net))
+                options = {"nt_type": "smoothgrad", "nt_samples": self.nt_samples,
+                           "nt_samples_batch_size": self.nt_samples, "stdevs": self.stdevs}
             else:
                 algorithm = Saliency(net)
             for target in range(len(words)):
-                if self.method == "gradcam":
-                    cam = algorithm.attribute(x, target=target, relu_attributions=True)
-                    maps.append(self._gradcam_to_image(cam, net, height, width))
-                    continue
-                if self.method == "integrated_gradients":
-                    attr = algorithm.attribute(x, baselines=baseline, target=target, n_steps=self.n_steps,
-                                               internal_batch_size=self.n_steps)
-                elif self.method == "smoothgrad":
-                    attr = algorithm.attribute(x, nt_type="smoothgrad", nt_samples=self.nt_samples,
-                                               nt_samples_batch_size=self.nt_samples, stdevs=self.stdevs, target=target)
-                else:
-                    attr = algorithm.attribute(x, target=target)
-                maps.append(attr[0].sum(0))
+                attr = algorithm.attribute(x, target=target, **options)
+                maps.append(self._gradcam_to_image(attr, net, height, width) if self.method == "gradcam"
+                            else attr[0].sum(0))
         return torch.stack(maps).detach().float().cpu()
 
     def similarity(self, image, words: Sequence[str] | str) -> torch.Tensor:
@@ -270,9 +269,7 @@ class CLIPSaliency:
         words = [words] if isinstance(words, str) else list(words)
         x = self._pixels(to_rgb_array(image))
         with torch.no_grad():
-            net = _ImageWordSimilarity(self.model, self.processor.image_processor, self._text_embeddings(words), words,
-                                       self.output)
-            return net.to(self.device)(x)[0].cpu()
+            return self._net(words)(x)[0].cpu()
 
     def plot(self, image, attributions: torch.Tensor, words: Sequence[str], **kwargs):
         """``plot_attributions`` for this method's maps (Grad-CAM and saliency shown as absolute values)."""

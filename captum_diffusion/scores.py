@@ -12,19 +12,13 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from captum_diffusion.generation import TextToImage, as_rgb_image, as_rgb_images
+from captum_diffusion.generation import TextToImage, _check_batch_size, _placement, as_rgb_image, as_rgb_images
 from captum_diffusion.words import split_words
 
 
 def _batches(items: list, batch_size: int):
     for start in range(0, len(items), batch_size):
         yield items[start : start + batch_size]
-
-
-def _check_batch_size(batch_size, name: str = "batch_size") -> int:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"{name} must be a positive int, got {batch_size!r}")
-    return batch_size
 
 
 def _cosine(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
@@ -78,7 +72,7 @@ class CLIPSimilarity:
         if not callable(processor):
             raise TypeError(f"processor must be a transformers CLIPProcessor, got {type(processor).__name__}")
         if device is not None or dtype is not None:
-            model = model.to(**{k: v for k, v in (("device", device), ("dtype", dtype)) if v is not None})
+            model = model.to(**_placement(device, dtype))
         self.model = model.eval()
         self.processor = processor
 

@@ -13,9 +13,12 @@ returned as ``nan``; :func:`miou` leaves such pairs out of the mean.
 """
 from __future__ import annotations
 
-from typing import Sequence, Union
+from typing import TYPE_CHECKING, Sequence, Union
 
 import numpy as np
+
+if TYPE_CHECKING:  # masks may be torch tensors; this module does not need torch at run time
+    import torch
 
 MaskLike = Union[np.ndarray, "torch.Tensor", Sequence]
 
