@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from train_shapes_world_common import (CLIP_PROJECTION, CLIP_TEXT, CLIP_VISION, IMAGE_MEAN, IMAGE_STD, RUNS,
-                                       Log, render_batch, save_atomic, setup, tokenizer, world)
+                                       Log, random_train_prompts, render_batch, save_atomic, setup, tokenizer, world)
 
 
 def build(tok):
@@ -78,7 +78,7 @@ def main():
         processor.save_pretrained(path)
 
     while time.time() < deadline:
-        prompts = [world.TRAIN_PROMPTS[i] for i in rng.integers(0, len(world.TRAIN_PROMPTS), args.batch)]
+        prompts = random_train_prompts(rng, args.batch)
         pixels = ((render_batch(prompts, rng) + 1) / 2 - mean) / std
         text = tok(prompts, padding="max_length", max_length=77, truncation=True, return_tensors="pt")
         for group in opt.param_groups:

@@ -70,6 +70,11 @@ def render_batch(prompts, rng: np.random.Generator) -> torch.Tensor:
     return to_tensor([world.render(p, rng).image for p in prompts])
 
 
+def random_train_prompts(rng: np.random.Generator, n: int) -> list[str]:
+    """``n`` prompts drawn uniformly, with replacement, from TRAIN_PROMPTS."""
+    return [world.TRAIN_PROMPTS[i] for i in rng.integers(0, len(world.TRAIN_PROMPTS), n)]
+
+
 def random_subprompt(prompt: str, rng: np.random.Generator) -> str:
     """``prompt`` with each word kept with probability 1/2 (may give ""): the image of the full prompt is
     a fair sample for the sub-prompt, because the dropped attributes are uniform over the prompt set."""

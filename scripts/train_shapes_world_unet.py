@@ -44,8 +44,8 @@ from diffusers import (AutoencoderKL, DDPMScheduler, DPMSolverMultistepScheduler
                        UNet2DConditionModel)
 from transformers import CLIPTextModel
 
-from train_shapes_world_common import (RUNS, UNET_CONFIG, Log, random_subprompt, render_batch, save_atomic, setup,
-                                       tokenizer, world)
+from train_shapes_world_common import (RUNS, UNET_CONFIG, Log, random_subprompt, random_train_prompts, render_batch,
+                                       save_atomic, setup, tokenizer, world)
 
 from captum_diffusion.shapes_world import WEIGHTS_DIR
 
@@ -96,7 +96,7 @@ def conditioning_prompt(prompt: str, rng, p_empty: float, p_sub: float) -> str:
 
 @torch.no_grad()
 def latent_std(vae: AutoencoderKL, rng, n: int = 256) -> float:
-    x = render_batch([world.TRAIN_PROMPTS[i] for i in rng.integers(0, len(world.TRAIN_PROMPTS), n)], rng)
+    x = render_batch(random_train_prompts(rng, n), rng)
     return float(vae.encode(x.to(vae.device)).latent_dist.sample().std())
 
 

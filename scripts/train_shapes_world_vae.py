@@ -22,7 +22,8 @@ import numpy as np
 import torch
 from diffusers import AutoencoderKL
 
-from train_shapes_world_common import RUNS, VAE_CONFIG, Log, render_batch, save_atomic, setup, to_tensor, world
+from train_shapes_world_common import (RUNS, VAE_CONFIG, Log, random_train_prompts, render_batch, save_atomic, setup,
+                                       to_tensor, world)
 
 
 @torch.no_grad()
@@ -66,7 +67,7 @@ def main():
         frac = (time.time() - start) / total
         for group in opt.param_groups:  # warm-up then cosine decay over the wall-clock budget
             group["lr"] = args.lr * min(1.0, (step + 1) / 50) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
-        prompts = [world.TRAIN_PROMPTS[i] for i in rng.integers(0, len(world.TRAIN_PROMPTS), args.batch)]
+        prompts = random_train_prompts(rng, args.batch)
         x = render_batch(prompts, rng)
         posterior = vae.encode(x).latent_dist
         y = vae.decode(posterior.sample()).sample
