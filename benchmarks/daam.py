@@ -45,7 +45,7 @@ def load_model(kind: str):
 
 
 def overhead(pipe, kwargs, repeats: int) -> None:
-    from captum_diffusion.daam import DAAM
+    from captum_diffusion.attention import DAAM
 
     daam = DAAM(pipe)
     prompt = "a red circle and a blue square"
@@ -82,7 +82,7 @@ def _peak_allocation(fn) -> int:
 
 
 def memory(pipe, kwargs) -> None:
-    from captum_diffusion.daam import DAAM
+    from captum_diffusion.attention import DAAM
 
     daam = DAAM(pipe)
     prompt = "a red circle and a blue square"
@@ -118,7 +118,7 @@ def _object_mask(objects, colour: str, side):
 
 
 def miou_shapes_world(pipe, kwargs, batch: int, limit: int, options: dict) -> None:
-    from captum_diffusion.daam import DAAM
+    from captum_diffusion.attention import DAAM
     from captum_diffusion.metrics import iou, miou
     from captum_diffusion.shapes_world import ALL_PROMPTS, analyse, parse_prompt
 

@@ -36,7 +36,7 @@ def load_scorer():
 
     if shapes_world.weights_available():
         return shapes_world.load_shapes_world()[1], "ShapesWorld CLIP (embedded)"
-    from captum_diffusion.scores import CLIPSimilarity
+    from captum_diffusion.scoring.clip import CLIPSimilarity
     from captum_diffusion.testing import tiny_clip
 
     return CLIPSimilarity(*tiny_clip()), "tiny random CLIP (ShapesWorld weights absent)"
@@ -101,8 +101,8 @@ def save_figures(directory, scorer):
     import matplotlib.pyplot as plt
     import shap
 
-    from captum_diffusion.saliency import CLIPSaliency, plot_attributions
-    from captum_diffusion.segment_scores import segment_word_table
+    from captum_diffusion.image.saliency import CLIPSaliency, plot_attributions
+    from captum_diffusion.image.segment_scores import segment_word_table
     from lime_adapters.image import explain_image as lime_explain
     from lime_adapters.image import word_weight_maps
     from shap_adapters.image import explain_image as shap_explain

@@ -38,7 +38,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def load_models(tiny: bool):
     """(pipeline, CLIPSimilarity, generation settings dict, description)."""
     from captum_diffusion import shapes_world
-    from captum_diffusion.scores import CLIPSimilarity
+    from captum_diffusion.scoring.clip import CLIPSimilarity
     from captum_diffusion.testing import tiny_clip, tiny_stable_diffusion
 
     if not tiny and shapes_world.weights_available():
@@ -70,7 +70,7 @@ def run_adapters(pipe, clip, settings, prompt, batch_size, lime_samples):
     import lime_adapters.text as lime_text
     import shap_adapters.text as shap_text
     from captum_diffusion.generation import TextToImage
-    from captum_diffusion.scores import PromptScore
+    from captum_diffusion.scoring import PromptScore
 
     generator = TextToImage(pipe, batch_size=batch_size, progress=False, **settings)
     generator._call_pipeline = pipeline_timer = Timer(generator._call_pipeline)  # instrument: time in the pipeline
@@ -87,7 +87,7 @@ def run_adapters(pipe, clip, settings, prompt, batch_size, lime_samples):
 
 
 def run_naive(pipe, clip, settings, prompt, lime_samples):
-    from captum_diffusion.attribution import shapley_from_values
+    from captum_diffusion.words.attribution import shapley_from_values
     from captum_diffusion.words import WordGame, subprompt
     from lime_adapters.text import WordClassifierFn, word_explainer, word_weights
 

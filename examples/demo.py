@@ -38,7 +38,7 @@ def main(argv=None) -> Path:
 
     import shap_adapters
     from captum_diffusion.generation import TextToImage
-    from captum_diffusion.scores import PromptScore
+    from captum_diffusion.scoring import PromptScore
     from captum_diffusion.shapes_world import DEFAULT_GENERATION, analyse, load_shapes_world
     from captum_diffusion.words import split_words, subprompt
 

@@ -58,7 +58,7 @@ def explain_dataset(generator, clip, dataset) -> list[dict]:
     import shap_adapters.text as shap_text
     from captum_diffusion.metrics import normalize_scores, percent_ranks_aligned, rmse
     from captum_diffusion.metrics.ranking import ranks
-    from captum_diffusion.scores import PromptScore
+    from captum_diffusion.scoring import PromptScore
 
     rows = []
     for record in dataset:
@@ -124,7 +124,7 @@ def main(argv=None) -> dict:
 
     from captum_diffusion.datasets import load_gupta_kanoria
     from captum_diffusion.generation import TextToImage
-    from captum_diffusion.scores import CLIPSimilarity
+    from captum_diffusion.scoring.clip import CLIPSimilarity
 
     dtype = DTYPES[args.dtype] if args.dtype else (torch.float16 if str(args.device).startswith("cuda") else torch.float32)
     started = time.perf_counter()

@@ -2,7 +2,7 @@
 ``LimeImageExplainer``). Names are imported lazily from the module listed in ``_EXPORTS``."""
 from __future__ import annotations
 
-from captum_diffusion._lazy import lazy_getattr
+from captum_diffusion.lazy import lazy_getattr
 
 _EXPORTS = {
     "MASK_STRING": "text",

@@ -2,7 +2,7 @@
 
 ``explain_image(image, prompt, scorer, segmenter)`` runs stock LIME with a ``classifier_fn`` that returns, for a
 batch of images with segments hidden, the CLIP cosine similarity to each word: label ``i`` is word ``i``
-(``explanation.words[i]``). Scoring, hiding and the dedup cache live in ``captum_diffusion.segment_scores``.
+(``explanation.words[i]``). Scoring, hiding and the dedup cache live in ``captum_diffusion.image.segment_scores``.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
-from captum_diffusion.segment_scores import SegmentScorer
+from captum_diffusion.image.segment_scores import SegmentScorer
 
 
 @contextlib.contextmanager
@@ -39,7 +39,7 @@ def explain_image(
     words: Sequence[str] | None = None,
     num_samples: int = 500,
     hide_color="background",
-    text_template: str = "{}",
+    text_template: str | None = None,
     deduplicate: bool = True,
     output: str = "cosine",
     batch_size: int = 50,
@@ -56,7 +56,7 @@ def explain_image(
         segmenter: callable image -> ``(H, W)`` label map (default ``SuperpixelSegmenter("slic")``); or give
             ``segments`` (a precomputed label map ``0..n-1`` matching the image).
         num_samples: LIME's perturbation samples; hide_color: see ``segment_scores.fill_color``;
-        text_template: the text each word is embedded as (``"{}"``: the bare word).
+        text_template: the caption each word is embedded in (default: the scorer's ``text_template``).
         deduplicate: embed each distinct masked image once (LIME draws many repeats when segments are few).
         output: ``"cosine"`` (CLIP similarity to each word, default), ``"probability"`` or ``"log_probability"``
             (zero-shot classification among the words; see ``segment_scores.SegmentScorer``).

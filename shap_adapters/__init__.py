@@ -2,7 +2,7 @@
 maskers and plots. Names are imported lazily from the module listed in ``_EXPORTS``."""
 from __future__ import annotations
 
-from captum_diffusion._lazy import lazy_getattr
+from captum_diffusion.lazy import lazy_getattr
 
 _EXPORTS = {
     "AUTO_EXACT_WORDS": "text",

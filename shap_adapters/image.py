@@ -13,8 +13,9 @@ from typing import Sequence
 import numpy as np
 import shap
 
-from captum_diffusion.segment_scores import SegmentScorer, hide_segments
-from captum_diffusion.segmentation import check_label_map, to_rgb_array
+from captum_diffusion.image.segment_scores import SegmentScorer, hide_segments
+from captum_diffusion.convert import to_rgb_array
+from captum_diffusion.image.segmenters import check_label_map
 
 MAX_EXACT_SEGMENTS = 12
 ALGORITHMS = ("auto", "exact", "permutation")
@@ -51,7 +52,7 @@ def explain_image(
     algorithm: str = "auto",
     max_evals: int | None = None,
     hide_color="background",
-    text_template: str = "{}",
+    text_template: str | None = None,
     deduplicate: bool = True,
     output: str = "cosine",
     batch_size: int = 64,

@@ -7,7 +7,7 @@ import pytest
 import torch
 from captum._utils.models.linear_model import SkLearnLinearRegression
 
-from captum_diffusion.attribution import METHODS, WordAttribution, shapley_from_values
+from captum_diffusion.words.attribution import METHODS, WordAttribution, shapley_from_values
 from captum_diffusion.words import WordGame, subprompt
 
 PROMPT = "a big red circle on grass"

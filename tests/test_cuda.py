@@ -11,10 +11,10 @@ import pytest
 import torch
 
 import shap_adapters.text as shap_text
-from captum_diffusion.daam import DAAM
+from captum_diffusion.attention.daam import DAAM
 from captum_diffusion.generation import TextToImage
-from captum_diffusion.saliency import CLIPSaliency
-from captum_diffusion.scores import PromptScore
+from captum_diffusion.image.saliency import CLIPSaliency
+from captum_diffusion.scoring import PromptScore
 from captum_diffusion.shapes_world import DEFAULT_GENERATION, SINGLE_PROMPTS, load_shapes_world, render
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

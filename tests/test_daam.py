@@ -11,9 +11,9 @@ import torch.nn.functional as F
 
 from captum.attr import Attribution
 
-from captum_diffusion.daam import DAAM, threshold_maps
+from captum_diffusion.attention.daam import DAAM, threshold_maps
 from captum_diffusion.testing import tiny_stable_diffusion, tiny_tokenizer
-from captum_diffusion.tokens import resolve_words, word_token_positions
+from captum_diffusion.words.tokens import resolve_words, word_token_positions
 
 LAYOUTS = ("sd1", "sd2", "sdxl")
 STEPS = 2

@@ -6,10 +6,10 @@ import PIL.Image
 import pytest
 import torch
 
-from captum_diffusion.gan import AffineGenerator, CLIPConditionedGenerator
+from captum_diffusion.generation.gan import AffineGenerator, CLIPConditionedGenerator
 from captum_diffusion.generation import TextToImage
-from captum_diffusion.metrics.clip_score import clip_score
-from captum_diffusion.scores import CLIPSimilarity, PromptScore
+from captum_diffusion.metrics.clip import clip_score
+from captum_diffusion.scoring import CLIPSimilarity, PromptScore
 
 PROMPT = "a red circle"
 
@@ -95,7 +95,7 @@ def test_word_level_adapters_explain_the_gan(gan, clip):
 
 
 def test_image_side_explains_a_gan_image(gan, clip):
-    from captum_diffusion.segmentation import SuperpixelSegmenter
+    from captum_diffusion.image.segmenters import SuperpixelSegmenter
     from shap_adapters.image import explain_image
 
     model, processor = clip

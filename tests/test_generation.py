@@ -9,7 +9,9 @@ import PIL.Image
 import pytest
 import torch
 
-from captum_diffusion.generation import ImageCache, TextToImage, _atomic_write, as_rgb_image
+from captum_diffusion.convert import as_rgb_image
+from captum_diffusion.generation import ImageCache, TextToImage
+from captum_diffusion.generation.cache import atomic_write
 from captum_diffusion.testing import tiny_stable_diffusion
 
 PROMPTS = ["a red circle", "", "a blue square", "red", "a circle on a square"]
@@ -201,11 +203,11 @@ def test_atomic_write_leaves_old_file_or_nothing(tmp_path):
         raise OSError("disk full")
 
     with pytest.raises(OSError, match="disk full"):
-        _atomic_write(target, broken)
+        atomic_write(target, broken)
     assert not target.exists() and list(tmp_path.iterdir()) == []
-    _atomic_write(target, lambda file: file.write(b"complete"))
+    atomic_write(target, lambda file: file.write(b"complete"))
     with pytest.raises(OSError):
-        _atomic_write(target, broken)
+        atomic_write(target, broken)
     assert target.read_bytes() == b"complete" and list(tmp_path.iterdir()) == [target]
 
 
@@ -292,8 +294,8 @@ def test_callable_with_seed_keyword_and_plain_callable():
 
 
 def test_callable_returning_wrong_types():
-    with pytest.raises(TypeError, match=r"generator output \[0\]"):
-        TextToImage(lambda prompts: [np.zeros((4, 4, 3), np.float32) for _ in prompts], progress=False)(["a"])
+    with pytest.raises(ValueError, match=r"generator output \[0\].*\[0, 1\]"):  # floats must lie in [0, 1]
+        TextToImage(lambda prompts: [np.full((4, 4, 3), 2.0, np.float32) for _ in prompts], progress=False)(["a"])
     with pytest.raises(TypeError, match="list of PIL images"):
         TextToImage(lambda prompts: PIL.Image.new("RGB", (4, 4)), progress=False)(["a"])
     with pytest.raises(TypeError, match=r"generator output \[0\]"):
@@ -330,9 +332,21 @@ def test_as_rgb_image_conversions():
     assert as_rgb_image(transparent).getpixel((0, 0)) == (255, 255, 255)  # alpha composited on white
     opaque = PIL.Image.new("RGBA", (2, 2), (10, 20, 30, 255))
     assert as_rgb_image(opaque).getpixel((0, 0)) == (10, 20, 30)
-    for bad in (np.zeros((2, 2, 3), np.float32), np.zeros((2, 2, 2), np.uint8), torch.zeros(2, 2, 3), "x.png"):
+    for bad in (np.zeros((2, 2, 3), np.int32), np.zeros((2, 2, 2), np.uint8), torch.zeros(2, 2, 3), "x.png"):
         with pytest.raises(TypeError, match="image"):
             as_rgb_image(bad)
+    for bad in (np.zeros((0, 3, 3), np.uint8), np.full((2, 2), np.nan), PIL.Image.new("RGB", (0, 4))):
+        with pytest.raises(ValueError, match="image"):
+            as_rgb_image(bad)
+
+
+def test_images_of_any_depth_and_dtype_convert_to_8_bit_rgb():
+    """16-bit, float [0, 1] and bool images keep their brightness (no 99.6% white, no black floats)."""
+    grey16 = np.full((2, 3), 32896, np.uint16)                             # 50.2% grey in 16 bits
+    assert as_rgb_image(grey16).getpixel((0, 0)) == (128, 128, 128)
+    assert as_rgb_image(PIL.Image.fromarray(grey16)).getpixel((0, 0)) == (128, 128, 128)
+    assert as_rgb_image(np.full((2, 2, 3), 0.5, np.float32)).getpixel((0, 0)) == (128, 128, 128)
+    assert as_rgb_image(np.eye(2, dtype=bool)).getpixel((0, 0)) == (255, 255, 255)
 
 
 def test_bounded_memory_cache_reloads_from_disk(sd1, tmp_path):

@@ -15,9 +15,10 @@ import pytest  # noqa: E402
 import shap  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from captum_diffusion.scores import CLIPSimilarity  # noqa: E402
-from captum_diffusion.segment_scores import (SegmentScorer, fill_color, hide_segments, resolve_words,  # noqa: E402
-                                             segment_word_table, word_scores)
+from captum_diffusion.scoring import CLIPSimilarity  # noqa: E402
+from captum_diffusion.image.segment_scores import (SegmentScorer, fill_color, hide_segments, resolve_words,  # noqa: E402
+                                             segment_word_table)
+from captum_diffusion.scoring.base import word_scores  # noqa: E402
 from captum_diffusion.shapes_world import render  # noqa: E402
 from lime_adapters.image import explain_image as lime_explain  # noqa: E402
 from lime_adapters.image import segment_weights, top_segments, word_weight_maps  # noqa: E402

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from captum_diffusion.attribution import WordAttribution
+from captum_diffusion.words.attribution import WordAttribution
 from captum_diffusion.datasets import load_gupta_kanoria
 from captum_diffusion.metrics import (
     check_efficiency,

@@ -10,9 +10,9 @@ import pytest
 
 import lime_adapters.text as lime_text
 import shap_adapters.text as shap_text
-from captum_diffusion.attribution import WordAttribution, shapley_from_values
+from captum_diffusion.words.attribution import WordAttribution, shapley_from_values
 from captum_diffusion.generation import TextToImage
-from captum_diffusion.scores import CLIPSimilarity, LatentSimilarity, PromptScore
+from captum_diffusion.scoring import CLIPSimilarity, LatentSimilarity, PromptScore
 from captum_diffusion.testing import tiny_clip, tiny_stable_diffusion
 from captum_diffusion.words import WordGame
 

@@ -10,8 +10,8 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from captum_diffusion.saliency import METHODS, CLIPSaliency, plot_attributions  # noqa: E402
-from captum_diffusion.scores import CLIPSimilarity  # noqa: E402
+from captum_diffusion.image.saliency import METHODS, CLIPSaliency, plot_attributions  # noqa: E402
+from captum_diffusion.scoring import CLIPSimilarity  # noqa: E402
 from captum_diffusion.shapes_world import render  # noqa: E402
 
 PROMPT = "a red circle and a blue square"
@@ -66,10 +66,9 @@ def test_saliency_is_the_input_gradient(clip, picture):
     saliency = CLIPSaliency(model, processor)
     maps = saliency.attribute(picture, WORDS)
     x = torch.from_numpy(picture.copy()).permute(2, 0, 1)[None].float().div(255).requires_grad_(True)
-    from captum_diffusion.saliency import _ImageWordSimilarity
-
-    net = _ImageWordSimilarity(model, processor.image_processor, saliency._text_embeddings(WORDS))
-    (grad,) = torch.autograd.grad(net(x)[0, 1], x)
+    scorer = saliency.scorer                                  # the gradient path of the scorer protocol
+    cosine = scorer.embed_image_input(scorer.image_input(x)) @ scorer.embed_texts(WORDS).T
+    (grad,) = torch.autograd.grad(cosine[0, 1], x)
     torch.testing.assert_close(maps[1], grad[0].abs().sum(0), rtol=1e-4, atol=1e-7)
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from captum_diffusion.generation import TextToImage
-from captum_diffusion.scores import CLIPSimilarity, LatentSimilarity, PromptScore
+from captum_diffusion.scoring import CLIPSimilarity, LatentSimilarity, PromptScore
 from captum_diffusion.testing import tiny_clip, tiny_stable_diffusion
 
 
@@ -85,7 +85,7 @@ def test_clip_bad_input(clip, images):
     with pytest.raises(TypeError, match=r"images\[0\]"):
         clip.embed_images([torch.zeros(3, 8, 8)])
     with pytest.raises(TypeError, match="uint8"):
-        clip.image_similarity([np.zeros((8, 8, 3), np.float32)], images[0])
+        clip.image_similarity([np.zeros((8, 8, 3), np.int32)], images[0])
     with pytest.raises(TypeError, match="reference_image"):
         clip.image_similarity(images, "a red circle")
     with pytest.raises(TypeError, match=r"texts\[1\]"):

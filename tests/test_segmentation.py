@@ -8,7 +8,7 @@ import PIL.Image
 import pytest
 import torch
 
-from captum_diffusion.segmentation import (DAAMKMeansSegmenter, SAMSegmenter, SuperpixelSegmenter, check_label_map,
+from captum_diffusion.image.segmenters import (DAAMKMeansSegmenter, SAMSegmenter, SuperpixelSegmenter, check_label_map,
                                            masks_to_label_map, relabel, to_rgb_array)
 from captum_diffusion.shapes_world import render
 
@@ -71,8 +71,10 @@ def test_grayscale_and_rgba_inputs_are_converted(picture):
     rgba = PIL.Image.fromarray(picture).convert("RGBA")
     rgba.putalpha(0)  # fully transparent: composited onto white -> a blank white image
     np.testing.assert_array_equal(to_rgb_array(rgba), np.full_like(picture, 255))
+    as_float = picture.astype(np.float32) / 255                          # float images in [0, 1] are scaled
+    np.testing.assert_array_equal(SuperpixelSegmenter()(as_float), SuperpixelSegmenter()(picture))
     with pytest.raises(TypeError, match="uint8"):
-        SuperpixelSegmenter()(picture.astype(np.float32) / 255)
+        SuperpixelSegmenter()(picture.astype(np.int64))
     with pytest.raises(ValueError, match="method must be one of"):
         SuperpixelSegmenter("watershed")
 
@@ -184,7 +186,7 @@ def test_daam_kmeans_groups_pixels_by_word_maps():
 
 
 def test_daam_kmeans_from_a_real_daam_result():
-    from captum_diffusion.daam import DAAM
+    from captum_diffusion.attention.daam import DAAM
     from captum_diffusion.testing import tiny_stable_diffusion
 
     pipe = tiny_stable_diffusion()

@@ -8,7 +8,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import shap  # noqa: E402
 
-from captum_diffusion.attribution import shapley_from_values  # noqa: E402
+from captum_diffusion.words.attribution import shapley_from_values  # noqa: E402
 from captum_diffusion.metrics import check_efficiency, check_null_player, check_symmetry  # noqa: E402
 from captum_diffusion.words import WordGame  # noqa: E402
 from shap_adapters import (  # noqa: E402
@@ -185,7 +185,7 @@ def test_nan_and_wrong_shapes_from_f():
 def test_word_explanation_lets_shap_plots_draw_captum_results():
     import torch
 
-    from captum_diffusion.attribution import WordAttribution
+    from captum_diffusion.words.attribution import WordAttribution
 
     f = BagOfWords()
     phi = WordAttribution(f, "feature_ablation", progress=False).attribute(PROMPT)

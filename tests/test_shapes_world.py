@@ -8,7 +8,7 @@ import torch
 from captum_diffusion.shapes_world import (ALL_PROMPTS, COLOURS, DEFAULT_GENERATION, HELD_OUT_PROMPTS, IMAGE_SIZE,
                                            PAIR_PROMPTS, POSITION_PROMPTS, SINGLE_PROMPTS, TRAIN_PROMPTS, analyse,
                                            parse_prompt, render, weights_available)
-from captum_diffusion.attribution import shapley_from_values
+from captum_diffusion.words.attribution import shapley_from_values
 from captum_diffusion.words import WordGame, split_words
 
 HALF = IMAGE_SIZE // 2

@@ -2,7 +2,7 @@
 mask overlap (DAAM: IoU, mIoU, IoD, IoH) and CLIP score (RATLIP)."""
 from __future__ import annotations
 
-from captum_diffusion._lazy import lazy_getattr
+from captum_diffusion.lazy import lazy_getattr
 
 _EXPORTS = {
     "percent_ranks_aligned": "ranking",
@@ -15,7 +15,7 @@ _EXPORTS = {
     "miou": "masks",
     "iod": "masks",
     "ioh": "masks",
-    "clip_score": "clip_score",
+    "clip_score": "clip",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -71,7 +71,7 @@ def load_shapes_world(device=None, dtype=None):
     pipe.set_progress_bar_config(disable=True)
     model = CLIPModel.from_pretrained(str(CLIP_DIR)).eval()
     processor = CLIPProcessor.from_pretrained(str(CLIP_DIR))
-    from captum_diffusion.scores import CLIPSimilarity
+    from captum_diffusion.scoring.clip import CLIPSimilarity
 
     return pipe, CLIPSimilarity(model=model, processor=processor, device=device, dtype=dtype)
 

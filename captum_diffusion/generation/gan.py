@@ -17,7 +17,7 @@ import PIL.Image
 import torch
 from torch import nn
 
-from captum_diffusion.scores import _as_texts
+from captum_diffusion import checks
 
 
 class _AffineBlock(nn.Module):
@@ -92,10 +92,8 @@ class CLIPConditionedGenerator(nn.Module):
         if isinstance(text_encoder, nn.Module) and hasattr(text_encoder, "config") and tokenizer is None:
             raise ValueError("tokenizer is required with a transformers text_encoder (pass the CLIP tokenizer)")
         z_dim = getattr(generator, "z_dim", None) if z_dim is None else z_dim
-        if isinstance(z_dim, bool) or not isinstance(z_dim, int) or z_dim < 1:
-            raise ValueError(f"z_dim must be a positive int (the generator's noise size), got {z_dim!r}")
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+        z_dim = checks.positive_int(z_dim, "z_dim (the generator's noise size)")
+        seed = checks.seed(seed)
         self.generator, self.text_encoder, self.tokenizer = generator, text_encoder, tokenizer
         self.z_dim, self.seed, self.normalize, self.value_range = z_dim, seed, normalize, tuple(value_range)
         self._device = device
@@ -140,7 +138,7 @@ class CLIPConditionedGenerator(nn.Module):
     @torch.no_grad()
     def images_tensor(self, prompts: Sequence[str], generator=None) -> torch.Tensor:
         """Images ``(n, 3, H, W)`` float in [0, 1], one forward pass per prompt."""
-        prompts = _as_texts(prompts, "prompts")
+        prompts = checks.string_list(prompts, "prompts")
         if not prompts:
             return torch.zeros(0, 3, 1, 1)
         sentences = self.encode(prompts)

@@ -21,7 +21,7 @@ import string
 from dataclasses import dataclass
 from typing import Sequence, Union
 
-from captum_diffusion.words import split_words
+from captum_diffusion.words.game import split_words
 
 WordSpec = Union[str, int, tuple]
 _OCCURRENCE = re.compile(r"^(.+)#(\d+)$")

@@ -3,7 +3,7 @@
 Each segmenter is a callable ``segmenter(image) -> np.ndarray`` and so works directly as LIME's
 ``segmentation_fn``. Images may be PIL images (any mode) or uint8 arrays ``(H, W)``, ``(H, W, 1)``,
 ``(H, W, 3)``, ``(H, W, 4)``: grayscale is repeated to RGB and alpha is composited onto white
-(``captum_diffusion.generation.as_rgb_image``); float arrays and other types raise ``TypeError``.
+(``captum_diffusion.convert``).
 
 - ``SAMSegmenter``: Segment Anything masks, ranked by predicted quality x area (Gupta & Kanoria 3.2.2), capped.
 - ``SuperpixelSegmenter``: scikit-image slic / quickshift / felzenszwalb.
@@ -16,12 +16,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
-from captum_diffusion.generation import as_rgb_image
-
-
-def to_rgb_array(image, name: str = "image") -> np.ndarray:
-    """``image`` as a uint8 array ``(H, W, 3)`` (conversions as in ``as_rgb_image``)."""
-    return np.asarray(as_rgb_image(image, name), dtype=np.uint8)
+from captum_diffusion import checks
+from captum_diffusion.convert import to_rgb_array
 
 
 def relabel(labels) -> np.ndarray:
@@ -52,7 +48,7 @@ def check_label_map(segments, image_shape: Sequence[int], *, min_segments: int =
     if present[0] != 0 or present[-1] != len(present) - 1:
         raise ValueError(
             f"{name} must use the labels 0..n-1 with none missing; got {present[:10].tolist()}"
-            f"{'...' if len(present) > 10 else ''}: pass it through captum_diffusion.segmentation.relabel"
+            f"{'...' if len(present) > 10 else ''}: pass it through captum_diffusion.image.segmenters.relabel"
         )
     if len(present) < min_segments:
         raise ValueError(
@@ -86,8 +82,7 @@ def masks_to_label_map(
     """
     if rank_by not in _RANK_KEYS:
         raise ValueError(f"rank_by must be one of {sorted(_RANK_KEYS)}, got {rank_by!r}")
-    if isinstance(max_segments, bool) or not isinstance(max_segments, int) or max_segments < 2:
-        raise ValueError(f"max_segments must be an int >= 2 (objects plus background), got {max_segments!r}")
+    checks.int_at_least(max_segments, 2, "max_segments (objects plus background)")
     height, width = int(shape[0]), int(shape[1])
     scores = [float(_RANK_KEYS[rank_by](record)) for record in masks]
     order = sorted(range(len(masks)), key=lambda i: (-scores[i], i))
@@ -214,17 +209,16 @@ class DAAMKMeansSegmenter:
         maps = torch.as_tensor(np.asarray(heat_maps) if not isinstance(heat_maps, torch.Tensor) else heat_maps)
         if maps.ndim != 3 or maps.shape[0] < 1:
             raise ValueError(f"heat_maps must be (n_words, h, w), got shape {tuple(maps.shape)}")
-        if isinstance(n_clusters, bool) or not isinstance(n_clusters, int) or n_clusters < 2:
-            raise ValueError(f"n_clusters must be an int >= 2, got {n_clusters!r}")
+        checks.int_at_least(n_clusters, 2, "n_clusters")
         self.heat_maps = maps.detach().float().cpu()
         self.n_clusters, self.spatial_weight, self.seed = n_clusters, float(spatial_weight), seed
 
     @classmethod
     def from_daam(cls, result, image: int = 0, words: Sequence | None = None, **kwargs) -> "DAAMKMeansSegmenter":
-        """Build from a ``captum_diffusion.daam.DAAMResult``: image ``image``'s maps of ``words`` (labels or
+        """Build from a ``captum_diffusion.attention.DAAMResult``: image ``image``'s maps of ``words`` (labels or
         indices; default all of its words). ``**kwargs`` go to the constructor."""
         if not (hasattr(result, "heatmaps") and hasattr(result, "heatmap")):
-            raise TypeError(f"result must be a captum_diffusion.daam.DAAMResult, got {type(result).__name__}")
+            raise TypeError(f"result must be a captum_diffusion.attention.DAAMResult, got {type(result).__name__}")
         if words is None:
             maps = result.heatmaps[image]
         else:

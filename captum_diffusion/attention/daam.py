@@ -32,8 +32,8 @@ import torch
 import torch.nn.functional as F
 from captum.attr import Attribution
 
-from captum_diffusion.generation import _check_batch_size
-from captum_diffusion.tokens import resolve_words
+from captum_diffusion import checks
+from captum_diffusion.words.tokens import resolve_words
 
 Size = tuple[int, int]
 
@@ -361,7 +361,7 @@ class DAAM(Attribution):
         """Generate images for ``prompts`` and return per-word DAAM heat maps with them.
 
         ``prompts``: a prompt or a list. ``words``: ``None`` (every word), word specs applied to every
-        prompt (``"dog"``, ``"red#1"``, ``("red", 1)``, word index; see :mod:`captum_diffusion.tokens`), or
+        prompt (``"dog"``, ``"red#1"``, ``("red", 1)``, word index; see :mod:`captum_diffusion.words.tokens`), or
         one list of specs per prompt. ``generator``: ``torch.Generator`` or one per image. ``steps``:
         denoising-step indices (0 = first, noisiest) to sum over, ``None`` = all. ``layers``: names or dotted
         prefixes of :attr:`cross_attention_layers`. ``resolutions``: attention grid sizes to keep, ``(h, w)``
@@ -390,7 +390,7 @@ class DAAM(Attribution):
             if negatives is None:
                 raise ValueError("negative_maps=True needs a negative_prompt whose words to map")
             negative_targets = [resolve_words(n, tokenizer) for n in negatives]
-        _check_batch_size(num_images_per_prompt, "num_images_per_prompt")
+        checks.positive_int(num_images_per_prompt, "num_images_per_prompt")
         steps = _check_steps(steps)
         height, width = self._default_size(height, width)
         call = dict(prompt=prompts, height=height, width=width, num_images_per_prompt=num_images_per_prompt,

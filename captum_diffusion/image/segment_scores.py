@@ -1,7 +1,7 @@
 """The payoff over image segments that the LIME and shap image adapters share.
 
 Given an image, an ``(H, W)`` label map (``0..n-1``), the words of a prompt and a CLIP scorer
-(``captum_diffusion.scores.CLIPSimilarity`` or anything with ``embed_images`` / ``embed_texts``), a
+(``captum_diffusion.scoring.CLIPSimilarity`` or anything with ``embed_images`` / ``embed_texts``), a
 ``SegmentScorer`` maps a batch of keep-masks ``(n, n_segments)`` to CLIP cosine similarities
 ``(n, n_words)`` of the image with the dropped segments hidden. Identical masked images are embedded once
 (cache keyed by the masked image's bytes), and the scorer counts requested images and CLIP image forward passes.
@@ -21,38 +21,13 @@ from typing import Sequence
 
 import numpy as np
 
-from captum_diffusion.segmentation import check_label_map, to_rgb_array
-from captum_diffusion.words import split_words
+from captum_diffusion import checks
+from captum_diffusion.convert import to_rgb_array
+from captum_diffusion.image.segmenters import check_label_map
+from captum_diffusion.scoring.base import OUTPUTS, check_scorer, word_scores
+from captum_diffusion.words.game import split_words
 
 HIDE_COLORS = ("background", "mean", "gray")
-OUTPUTS = ("cosine", "probability", "log_probability")
-
-
-def word_scores(cosine, texts: Sequence[str], output: str = "cosine", logit_scale: float = 100.0):
-    """Turn CLIP cosines ``(n, n_texts)`` (torch tensor) into the explained scores.
-
-    ``"cosine"``: unchanged (the paper's CLIP similarity). ``"probability"`` / ``"log_probability"``: CLIP's
-    zero-shot classification among the distinct texts, ``softmax(logit_scale * cosine)`` (repeated texts share one
-    class and get the same value). Differentiable; returns a tensor of the same shape.
-    """
-    import torch
-
-    if output not in OUTPUTS:
-        raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
-    if output == "cosine":
-        return cosine
-    distinct = list(dict.fromkeys(texts))
-    columns = torch.tensor([distinct.index(t) for t in texts], device=cosine.device)
-    first = torch.tensor([texts.index(t) for t in distinct], device=cosine.device)
-    logits = logit_scale * cosine[:, first]
-    scores = torch.log_softmax(logits, dim=1) if output == "log_probability" else torch.softmax(logits, dim=1)
-    return scores[:, columns]
-
-
-def clip_logit_scale(model, default: float = 100.0) -> float:
-    """``model.logit_scale.exp()`` of a transformers ``CLIPModel`` (``default`` when it has none)."""
-    scale = getattr(model, "logit_scale", None)
-    return float(scale.detach().exp()) if scale is not None else default
 
 
 def fill_color(image, hide_color="background") -> np.ndarray:
@@ -110,19 +85,6 @@ def resolve_words(prompt: str, words: Sequence[str] | None = None) -> list[str]:
     return words
 
 
-def _check_scorer(scorer) -> None:
-    if not (callable(getattr(scorer, "embed_images", None)) and callable(getattr(scorer, "embed_texts", None))):
-        raise TypeError(
-            "scorer must have embed_images(images) and embed_texts(texts) (e.g. captum_diffusion.CLIPSimilarity); "
-            f"got {type(scorer).__name__}"
-        )
-
-
-def _check_output(output) -> None:
-    if output not in OUTPUTS:
-        raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
-
-
 class SegmentScorer:
     """CLIP similarity of an image with segments hidden to each of some texts, with a dedup cache.
 
@@ -147,8 +109,8 @@ class SegmentScorer:
 
     def __init__(self, image, segments, texts: Sequence[str], scorer, *, hide_color="background",
                  deduplicate: bool = True, output: str = "cosine"):
-        _check_scorer(scorer)
-        _check_output(output)
+        check_scorer(scorer)
+        checks.one_of(output, OUTPUTS, "output")
         self.image = to_rgb_array(image)
         self.segments = check_label_map(segments, self.image.shape)
         self.texts = list(texts)
@@ -160,7 +122,7 @@ class SegmentScorer:
         self._text_embeddings = scorer.embed_texts(self.texts).double().cpu().numpy()  # (k, d)
         self.deduplicate = bool(deduplicate)
         self.output = output
-        self.logit_scale = clip_logit_scale(getattr(scorer, "model", None))
+        self.logit_scale = float(getattr(scorer, "logit_scale", 100.0))
         self._cache: dict[bytes, np.ndarray] = {}
         self._seen: set[bytes] = set()
         self.n_requested = 0
@@ -172,19 +134,19 @@ class SegmentScorer:
 
     @classmethod
     def from_prompt(cls, image, prompt: str, scorer, *, segmenter=None, segments=None, words=None,
-                    text_template: str = "{}", hide_color="background", deduplicate: bool = True,
+                    text_template: str | None = None, hide_color="background", deduplicate: bool = True,
                     output: str = "cosine") -> "SegmentScorer":
         """Segment ``image`` (with ``segmenter``, or take the given ``segments``) and compare it with each word of
-        ``prompt`` (or the given ``words``, each of which must be in the prompt), formatted by ``text_template``."""
-        _check_scorer(scorer)  # the cheap checks first: segmenting (SAM) and embedding are slow
-        _check_output(output)
-        if "{}" not in text_template:
-            raise ValueError(f"text_template must contain '{{}}' where the word goes, got {text_template!r}")
+        ``prompt`` (or the given ``words``, each of which must be in the prompt), formatted by ``text_template`` (default: the scorer's own ``text_template``)."""
+        check_scorer(scorer)  # the cheap checks first: segmenting (SAM) and embedding are slow
+        checks.one_of(output, OUTPUTS, "output")
+        text_template = checks.text_template(
+            getattr(scorer, "text_template", "{}") if text_template is None else text_template)
         words = resolve_words(prompt, words)
         rgb = to_rgb_array(image)
         if segments is None:
             if segmenter is None:
-                from captum_diffusion.segmentation import SuperpixelSegmenter
+                from captum_diffusion.image.segmenters import SuperpixelSegmenter
 
                 segmenter = SuperpixelSegmenter("slic")
             if not callable(segmenter):
@@ -295,7 +257,7 @@ class SegmentWordTable:
 
 
 def segment_word_table(image, prompt: str, scorer, *, segmenter=None, segments=None, words=None,
-                       text_template: str = "{}", hide_color="background", output: str = "cosine") -> SegmentWordTable:
+                       text_template: str | None = None, hide_color="background", output: str = "cosine") -> SegmentWordTable:
     """Gupta & Kanoria's table: CLIP cosine of each segment alone (others hidden) to each word of ``prompt``.
 
     Arguments as ``SegmentScorer.from_prompt`` (``output="probability"`` gives the zero-shot probabilities

@@ -13,7 +13,8 @@ import captum.attr
 import numpy as np
 import torch
 
-from captum_diffusion.words import PromptFunction, WordGame
+from captum_diffusion.protocols import PromptFunction
+from captum_diffusion.words.game import WordGame
 
 #: captum's ShapleyValues enumerates d! orderings (8 words: 40320, ~30 s of bookkeeping): refused above this.
 MAX_SHAPLEY_VALUES_WORDS = 8

@@ -25,12 +25,12 @@ def clip_score(images, prompts: Sequence[str] | str, scorer, *, reduction: str =
     Returns:
         ``100 * cos(image_i, prompt_i)``: units of cosine x 100, in [-100, 100] ([0, 100] with ``clamp``).
     """
-    from captum_diffusion.generation import as_rgb_images
-    from captum_diffusion.segment_scores import _check_scorer
+    from captum_diffusion import checks
+    from captum_diffusion.convert import as_rgb_images
+    from captum_diffusion.scoring.base import check_scorer
 
-    if reduction not in ("mean", "none"):
-        raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
-    _check_scorer(scorer)
+    checks.one_of(reduction, ("mean", "none"), "reduction")
+    check_scorer(scorer)
     images = as_rgb_images(images)
     prompts = [prompts] * len(images) if isinstance(prompts, str) else list(prompts)
     if len(prompts) != len(images):

@@ -6,12 +6,11 @@ adapter (shap, lime, captum, the axiom checks) goes through :func:`evaluate_mask
 from __future__ import annotations
 
 import itertools
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
-#: The black box being explained: a list of prompts in, one finite score per prompt out, shape ``(n,)``.
-PromptFunction = Callable[[Sequence[str]], "np.ndarray"]
+from captum_diffusion.protocols import PromptFunction
 
 
 def split_words(prompt: str) -> list[str]:
@@ -134,6 +133,10 @@ class WordGame:
             raise TypeError(f"f must be callable: Sequence[str] -> np.ndarray (n,), got {type(f).__name__}")
         self.f = f
         self.words = as_words(prompt)
+        own = getattr(f, "prompt", None)  # a PromptScore knows its prompt: two different prompts are two games
+        if isinstance(own, str) and own.split() != self.words:
+            raise ValueError(f"the prompt {' '.join(self.words)!r} differs from the prompt of f ({own!r}); f's "
+                             "scores compare each sub-prompt with f's own prompt, so pass that prompt (or none)")
         self.memo: dict[str, float] = {}
         self.evaluated: list[str] = []
         self.n_calls = 0

@@ -1,0 +1,122 @@
+"""Argument checks shared by every public entry point: each check is written once, here.
+
+Every function returns the checked (and normalised) value or raises ``ValueError`` / ``TypeError`` whose message
+names the argument, shows the value and says what would be valid. This module imports nothing of the project.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from numbers import Integral, Real
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, Integral) and not isinstance(value, bool)
+
+
+def positive_int(value, name: str) -> int:
+    """``value`` as an ``int >= 1``."""
+    if not _is_int(value) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return int(value)
+
+
+def optional_positive_int(value, name: str) -> int | None:
+    """``None`` or ``positive_int(value)``."""
+    if value is None:
+        return None
+    if not _is_int(value) or value < 1:
+        raise ValueError(f"{name} must be a positive int or None, got {value!r}")
+    return int(value)
+
+
+def int_at_least(value, minimum: int, name: str) -> int:
+    """``value`` as an ``int >= minimum``."""
+    if not _is_int(value) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def seed(value, name: str = "seed") -> int:
+    """A non-negative int seed (``torch.Generator().manual_seed`` takes it)."""
+    if not _is_int(value) or value < 0:
+        raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+    return int(value)
+
+
+def finite_number(value, name: str, *, low: float | None = None, high: float | None = None,
+                  low_open: bool = False) -> float:
+    """``value`` as a finite float, optionally within ``[low, high]`` (``(low, high]`` with ``low_open``)."""
+    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(float(value)):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    value = float(value)
+    too_low = low is not None and (value <= low if low_open else value < low)
+    if too_low or (high is not None and value > high):
+        left = "(" if low_open else "["
+        raise ValueError(f"{name} must lie in {left}{'-inf' if low is None else low}, "
+                         f"{'inf' if high is None else high}], got {value!r}")
+    return value
+
+
+def optional_finite_number(value, name: str, **bounds) -> float | None:
+    """``None`` or ``finite_number(value, name, **bounds)``."""
+    return None if value is None else finite_number(value, name, **bounds)
+
+
+def one_of(value, choices: Iterable, name: str):
+    """``value`` if it is one of ``choices``."""
+    choices = tuple(choices)
+    if not isinstance(value, (str, int, float, type(None))) or value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+    return value
+
+
+def string_list(value, name: str, *, allow_single: bool = True) -> list[str]:
+    """A str (when ``allow_single``) or a sequence of str, as a list of ``str``."""
+    if isinstance(value, str):
+        if allow_single:
+            return [str(value)]
+        raise TypeError(f"{name} must be a sequence of str, not a single str: wrap it, [{value!r}]")
+    if isinstance(value, (bytes, bytearray)) or not isinstance(value, Iterable):
+        raise TypeError(f"{name} must be {'a str or ' if allow_single else ''}a sequence of str, "
+                        f"got {type(value).__name__}")
+    items = list(value)
+    for i, item in enumerate(items):
+        if not isinstance(item, str):
+            raise TypeError(f"{name}[{i}] must be a str, got {type(item).__name__} {item!r}")
+    return [str(item) for item in items]
+
+
+def text_template(template, name: str = "text_template") -> str:
+    """A ``str.format`` template with exactly one positional slot ``{}``, e.g. ``"a photo of a {}"``."""
+    import string
+
+    if not isinstance(template, str):
+        raise TypeError(f"{name} must be a str with one '{{}}' slot, got {type(template).__name__}")
+    try:
+        slots = [field for _, field, _, _ in string.Formatter().parse(template) if field is not None]
+    except ValueError as error:
+        raise ValueError(f"{name} {template!r} is not a valid format string ({error})") from None
+    if slots != [""]:
+        raise ValueError(f"{name} must contain exactly one empty slot '{{}}' where the word goes (no names, no "
+                         f"indices), got {template!r}")
+    return template
+
+
+def index(value, length: int, name: str) -> int:
+    """An int index into a sequence of ``length`` items (negative counts from the end), as ``0..length-1``."""
+    if not _is_int(value) or not -length <= value < length:
+        raise ValueError(f"{name} must be an int in {-length}..{length - 1}, got {value!r}")
+    return int(value) % length
+
+
+def placement(device, dtype) -> dict:
+    """The ``.to(...)`` keyword arguments among ``device`` / ``dtype`` that were given (not None)."""
+    return {k: v for k, v in (("device", device), ("dtype", dtype)) if v is not None}
+
+
+def sequence(value, name: str) -> Sequence:
+    """``value`` as a list, refusing a str (a common slip for a list of words)."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise TypeError(f"{name} must be a sequence, got {type(value).__name__} {value!r}")
+    return list(value)

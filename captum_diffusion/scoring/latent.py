@@ -1,0 +1,60 @@
+"""``LatentSimilarity``: cosine of the pipeline's own VAE latents (the paper's "next step", no CLIP needed)."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from captum_diffusion import checks
+from captum_diffusion.convert import as_rgb_image, as_rgb_images
+from captum_diffusion.generation.text_to_image import TextToImage
+from captum_diffusion.scoring.base import batches, cosine
+
+
+class LatentSimilarity:
+    """Cosine similarity of the pipeline's own VAE latents (no CLIP needed; the paper's suggested next payoff).
+
+    Each image is resized (bicubic) to the reference image's size, scaled to [-1, 1] and encoded with
+    ``vae.encode(x).latent_dist.mean`` (deterministic); latents ``(C, H/s, W/s)`` are flattened and compared
+    by cosine. Note this payoff is spatial: the same object elsewhere in the image scores lower.
+
+    Args:
+        source: a ``TextToImage`` wrapping a diffusers pipeline, a diffusers pipeline with a ``vae``, or a
+            diffusers ``AutoencoderKL`` (anything whose ``encode`` returns ``latent_dist`` or ``latents``).
+        batch_size: images encoded per forward pass.
+    """
+
+    def __init__(self, source, *, batch_size: int = 8):
+        vae = source.pipeline if isinstance(source, TextToImage) else source
+        vae = getattr(vae, "vae", vae)
+        if not isinstance(vae, torch.nn.Module) or not callable(getattr(vae, "encode", None)):
+            raise TypeError(
+                "source must be a TextToImage over a diffusers pipeline, a pipeline with a .vae, or a diffusers "
+                f"AutoencoderKL; got {type(source).__name__}"
+            )
+        self.vae = vae
+        self.batch_size = checks.positive_int(batch_size, "batch_size")
+
+    @torch.no_grad()
+    def embed_images(self, images, size: tuple[int, int] | None = None) -> torch.Tensor:
+        """Unit-norm flattened VAE latents, shape ``(n, C * H/s * W/s)``, float32, CPU.
+
+        ``size`` is ``(width, height)`` in pixels to resize to (default: the first image's size)."""
+        images = as_rgb_images(images)
+        if not images:
+            return torch.zeros(0, 0)
+        size = size or images[0].size
+        parameter = next(self.vae.parameters())
+        chunks = []
+        for batch in batches(images, self.batch_size):
+            pixels = np.stack([np.asarray(image.resize(size, resample=3)) for image in batch])  # 3 = BICUBIC
+            x = torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+            encoded = self.vae.encode(x.to(parameter.device, parameter.dtype))
+            latents = encoded.latent_dist.mean if hasattr(encoded, "latent_dist") else encoded.latents
+            chunks.append(torch.nn.functional.normalize(latents.float().flatten(1), dim=-1).cpu())
+        return torch.cat(chunks)
+
+    def image_similarity(self, images, reference_image) -> np.ndarray:
+        """Cosine between each image's latents and ``reference_image``'s: float64 array ``(n,)``."""
+        reference_image = as_rgb_image(reference_image, "reference_image")
+        reference = self.embed_images([reference_image])
+        return cosine(self.embed_images(images, size=reference_image.size), reference)[:, 0]

@@ -1,0 +1,22 @@
+"""Prompt words as players: the word game (``game``), word-to-token matching for attention maps (``tokens``) and
+captum's perturbation attributions over words (``attribution``)."""
+from __future__ import annotations
+
+from captum_diffusion.lazy import lazy_getattr
+from captum_diffusion.protocols import PromptFunction
+from captum_diffusion.words.game import (WordGame, as_mask_matrix, as_words, evaluate_masks, evaluate_prompts,
+                                         split_words, subprompt)
+
+_EXPORTS = {
+    "WordAttribution": "attribution",
+    "WordAttributionResult": "attribution",
+    "shapley_from_values": "attribution",
+    "resolve_words": "tokens",
+    "word_token_positions": "tokens",
+    "WordTokens": "tokens",
+}
+
+__all__ = sorted([*_EXPORTS, "PromptFunction", "WordGame", "as_mask_matrix", "as_words", "evaluate_masks",
+                  "evaluate_prompts", "split_words", "subprompt"])
+
+__getattr__ = lazy_getattr(__name__, _EXPORTS)
