@@ -6,6 +6,7 @@ adapter (shap, lime, captum, the axiom checks) goes through :func:`evaluate_mask
 from __future__ import annotations
 
 import itertools
+import string
 from typing import Sequence
 
 import numpy as np
@@ -24,6 +25,20 @@ def split_words(prompt: str) -> list[str]:
     if not words:
         raise ValueError("prompt is empty or whitespace-only; give at least one word, e.g. 'a red circle'")
     return words
+
+
+def word_key(word: str) -> str:
+    """Matching key of a word: lowercase, punctuation stripped at both ends (kept if nothing else is left), so
+    ``"Dog,"`` and ``"dog"`` are the same word and ``"hotdog"`` another."""
+    stripped = word.lower().strip(string.punctuation)
+    return stripped or word.lower()
+
+
+def word_labels(words: Sequence[str]) -> list[str]:
+    """One label per word, the one naming scheme everywhere (DAAM maps, shap feature names, lime, reports): the
+    word itself, or ``word#k`` (``k`` = occurrence, from 0) when its ``word_key`` occurs more than once."""
+    keys = [word_key(w) for w in words]
+    return [f"{w}#{keys[:i].count(keys[i])}" if keys.count(keys[i]) > 1 else w for i, w in enumerate(words)]
 
 
 def subprompt(words: Sequence[str], mask: Sequence) -> str:

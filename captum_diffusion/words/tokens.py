@@ -17,11 +17,10 @@ Addressing words (the ``words`` argument of :func:`resolve_words` and ``DAAM.att
 from __future__ import annotations
 
 import re
-import string
 from dataclasses import dataclass
 from typing import Sequence, Union
 
-from captum_diffusion.words.game import split_words
+from captum_diffusion.words.game import split_words, word_key, word_labels
 
 WordSpec = Union[str, int, tuple]
 _OCCURRENCE = re.compile(r"^(.+)#(\d+)$")
@@ -35,12 +34,6 @@ class WordTokens:
     label: str
     word_indices: tuple[int, ...]
     positions: tuple[int, ...]
-
-
-def _key(word: str) -> str:
-    """Matching key of a word: lowercase, punctuation stripped at both ends (kept if nothing else is left)."""
-    stripped = word.lower().strip(string.punctuation)
-    return stripped or word.lower()
 
 
 def word_token_positions(prompt: str, tokenizer) -> list[tuple[str, tuple[int, ...]]]:
@@ -73,23 +66,18 @@ def _parse(spec: WordSpec, words: list[str]) -> tuple[str, Union[int, None], str
         if not -len(words) <= spec < len(words):
             raise ValueError(f"word index {spec} is out of range for the prompt's {len(words)} words {words}")
         index = spec % len(words)
-        key = _key(words[index])
-        occurrence = [_key(w) for w in words[:index]].count(key)
-        return key, occurrence, _label(words[index], occurrence, words)
+        key = word_key(words[index])
+        occurrence = [word_key(w) for w in words[:index]].count(key)
+        return key, occurrence, word_labels(words)[index]
     if isinstance(spec, tuple):
         if len(spec) != 2 or not isinstance(spec[0], str) or not isinstance(spec[1], int):
             raise TypeError(f"a tuple word must be (word: str, occurrence: int), got {spec!r}")
-        return _key(spec[0]), spec[1], f"{spec[0]}#{spec[1]}"
-    keys = {_key(w) for w in words}
+        return word_key(spec[0]), spec[1], f"{spec[0]}#{spec[1]}"
+    keys = {word_key(w) for w in words}
     match = _OCCURRENCE.match(spec)
-    if match and _key(spec) not in keys:
-        return _key(match.group(1)), int(match.group(2)), spec
-    return _key(spec), None, spec
-
-
-def _label(word: str, occurrence: int, words: list[str]) -> str:
-    repeated = [_key(w) for w in words].count(_key(word)) > 1
-    return f"{word}#{occurrence}" if repeated else word
+    if match and word_key(spec) not in keys:
+        return word_key(match.group(1)), int(match.group(2)), spec
+    return word_key(spec), None, spec
 
 
 def resolve_words(prompt: str, tokenizer, words: Union[None, Sequence[WordSpec]] = None) -> list[WordTokens]:
@@ -111,7 +99,7 @@ def resolve_words(prompt: str, tokenizer, words: Union[None, Sequence[WordSpec]]
     out = []
     for spec in words:
         key, occurrence, label = _parse(spec, prompt_words)
-        indices = [i for i, w in enumerate(prompt_words) if _key(w) == key]
+        indices = [i for i, w in enumerate(prompt_words) if word_key(w) == key]
         if not indices:
             raise ValueError(f"word {spec!r} is not a word of the prompt {prompt!r}; its words are {prompt_words}")
         if occurrence is not None:
