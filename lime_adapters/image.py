@@ -12,7 +12,26 @@ from typing import Sequence
 
 import numpy as np
 
+from lime.lime_image import ImageExplanation
+
+from captum_diffusion import checks
 from captum_diffusion.image.segment_scores import SegmentScorer
+
+
+class WordImageExplanation(ImageExplanation):
+    """lime's ``ImageExplanation`` with one label per word; everything lime offers works on it.
+
+    Declared fields beside lime's: ``words`` (list[str], label ``i`` is ``words[i]``) and ``segment_scorer``
+    (the :class:`~captum_diffusion.image.segment_scores.SegmentScorer` that scored the masked images).
+    """
+
+    words: list[str]
+    segment_scorer: SegmentScorer
+
+    def __init__(self, explanation: ImageExplanation, words: Sequence[str], segment_scorer: SegmentScorer):
+        self.__dict__.update(vars(explanation))
+        self.words = list(words)
+        self.segment_scorer = segment_scorer
 
 
 @contextlib.contextmanager
@@ -42,11 +61,11 @@ def explain_image(
     text_template: str | None = None,
     deduplicate: bool = True,
     output: str = "cosine",
-    batch_size: int = 50,
+    batch_size: int = 64,
     kernel_width: float = 0.25,
-    random_state: int = 0,
+    seed: int = 0,
     progress: bool = True,
-):
+) -> "WordImageExplanation":
     """Which segments of ``image`` raise each word's CLIP similarity, by LIME.
 
     Args:
@@ -60,34 +79,33 @@ def explain_image(
         deduplicate: embed each distinct masked image once (LIME draws many repeats when segments are few).
         output: ``"cosine"`` (CLIP similarity to each word, default), ``"probability"`` or ``"log_probability"``
             (zero-shot classification among the words; see ``segment_scores.SegmentScorer``).
-        batch_size: images per ``classifier_fn`` call; kernel_width, random_state: ``LimeImageExplainer``'s.
-        progress: LIME's tqdm bar.
+        batch_size: images per ``classifier_fn`` call; kernel_width: ``LimeImageExplainer``'s (> 0);
+        seed: LIME's ``random_state`` (sampling and the explainer). progress: LIME's tqdm bar.
 
     Returns:
-        ``lime.lime_image.ImageExplanation`` with ``local_exp[i]`` for every word index ``i`` plus attributes
-        ``words`` (label names), ``segment_scorer`` (its ``n_requested`` / ``n_embedded`` counters).
+        :class:`WordImageExplanation` (a ``lime.lime_image.ImageExplanation``) with ``local_exp[i]`` for every
+        word index ``i``, ``words`` (label names) and ``segment_scorer`` (its ``n_requested`` / ``n_embedded``).
 
     Raises ``ValueError`` for words not in the prompt, a label map that does not match the image, or fewer
     than two segments.
     """
     from lime.lime_image import LimeImageExplainer
 
-    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 2:
-        raise ValueError(f"num_samples must be an int >= 2, got {num_samples!r}")
+    num_samples = checks.int_at_least(num_samples, 2, "num_samples")
+    batch_size = checks.positive_int(batch_size, "batch_size")
+    kernel_width = checks.finite_number(kernel_width, "kernel_width", low=0.0, low_open=True)
     segment_scorer = SegmentScorer.from_prompt(image, prompt, scorer, segmenter=segmenter, segments=segments,
                                                words=words, text_template=text_template, hide_color=hide_color,
                                                deduplicate=deduplicate, output=output)
-    explainer = LimeImageExplainer(kernel_width=kernel_width, random_state=random_state)
+    explainer = LimeImageExplainer(kernel_width=kernel_width, random_state=seed)
     labels = segment_scorer.segments
     with _lime_progress(progress):
         explanation = explainer.explain_instance(
             segment_scorer.image, segment_scorer.score_images, labels=tuple(range(len(segment_scorer.words))),
             top_labels=None, hide_color=tuple(int(c) for c in segment_scorer.fill), num_samples=num_samples,
-            batch_size=batch_size, segmentation_fn=lambda _image: labels, random_seed=random_state,
+            batch_size=batch_size, segmentation_fn=lambda _image: labels, random_seed=seed,
         )
-    explanation.words = list(segment_scorer.words)
-    explanation.segment_scorer = segment_scorer
-    return explanation
+    return WordImageExplanation(explanation, segment_scorer.words, segment_scorer)
 
 
 def _label(explanation, word) -> int:

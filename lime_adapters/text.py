@@ -6,7 +6,7 @@ lime perturbs the prompt by replacing words with a mask string (``bow=False``: o
 sub-prompt that *deletes* the masked words, through :class:`~captum_diffusion.words.WordGame`. A scalar
 score is a regression on label 0: the adapter returns ``(n, 1)`` and explanations use ``labels=(0,)``::
 
-    explainer = word_explainer(random_state=0)
+    explainer = word_explainer(seed=0)
     classifier_fn = WordClassifierFn(WordGame(f, prompt))
     explanation = explainer.explain_instance(prompt, classifier_fn, labels=(0,), num_features=d)
 """
@@ -16,9 +16,10 @@ from typing import Sequence
 
 import numpy as np
 from lime.explanation import Explanation
-from lime.lime_text import LimeTextExplainer
+from lime.lime_text import LimeTextExplainer, TextDomainMapper
 
-from captum_diffusion.words import PromptFunction, WordGame
+from captum_diffusion import checks
+from captum_diffusion.words import PromptFunction, WordGame, word_labels
 
 #: What lime writes in place of a removed word; never a word of an explained prompt.
 MASK_STRING = "\u2400"  # SYMBOL FOR NULL
@@ -30,14 +31,16 @@ class WordClassifierFn:
     """lime ``classifier_fn`` for one prompt: perturbed strings ``(n,)`` -> scores ``(n, 1)`` (label 0).
 
     Every string must be the prompt with some words replaced by ``mask_string``; those words are deleted
-    and the sub-prompt is scored by ``game`` (memoised: a sub-prompt reaches ``f`` once).
+    and the sub-prompt is scored by ``game`` (memoised: a sub-prompt reaches ``f`` once), ``batch_size``
+    sub-prompts per call to ``f`` (``None``: all of lime's samples in one call).
     """
 
-    def __init__(self, game: WordGame, mask_string: str = MASK_STRING):
+    def __init__(self, game: WordGame, mask_string: str = MASK_STRING, *, batch_size: int | None = None):
         if mask_string in game.words:
             raise ValueError(f"the prompt contains lime's mask string {mask_string!r}; pass another mask_string")
         self.game = game
         self.mask_string = mask_string
+        self.batch_size = checks.optional_positive_int(batch_size, "batch_size")
 
     def mask_of(self, text: str) -> np.ndarray:
         """The 0/1 word mask ``(d,)`` that lime's perturbed ``text`` encodes."""
@@ -52,20 +55,37 @@ class WordClassifierFn:
 
     def __call__(self, texts: Sequence[str]) -> np.ndarray:
         masks = np.array([self.mask_of(t) for t in texts], dtype=bool).reshape(len(texts), self.game.n_words)
-        return self.game(masks)[:, None]
+        step = self.batch_size or max(len(masks), 1)
+        return np.concatenate([self.game(masks[i : i + step]) for i in range(0, len(masks), step)]
+                              or [np.zeros(0)])[:, None]
 
 
-def word_explainer(*, random_state: int | np.random.RandomState | None = 0, **kwargs) -> LimeTextExplainer:
+class WordDomainMapper(TextDomainMapper):
+    """lime's text domain mapper, naming features by their word labels (``word_labels``: ``a#0``, ``a#1`` for a
+    repeated word), so ``as_list`` and lime's plots tell repeated words apart."""
+
+    def __init__(self, indexed_string, labels: Sequence[str]):
+        super().__init__(indexed_string)
+        self.labels = list(labels)
+
+    def map_exp_ids(self, exp, positions=False):
+        if positions:
+            return super().map_exp_ids(exp, positions=True)
+        return [(self.labels[position], weight) for position, weight in exp]
+
+
+def word_explainer(*, seed: int | np.random.RandomState | None = 0, **kwargs) -> LimeTextExplainer:
     """A ``LimeTextExplainer`` whose features are the whitespace words of a prompt, by position.
 
     ``kwargs`` go to ``LimeTextExplainer`` (``kernel_width``, ``feature_selection``, ...); ``split_expression``,
     ``bow``, ``mask_string`` and ``char_level`` are fixed here because the word adapter relies on them.
+    ``seed`` is lime's ``random_state``.
     """
     fixed = {"split_expression", "bow", "mask_string", "char_level"} & set(kwargs)
     if fixed:
         raise TypeError(f"word_explainer fixes {sorted(fixed)}; do not pass them")
     return LimeTextExplainer(
-        split_expression=SPLIT_EXPRESSION, bow=False, mask_string=MASK_STRING, random_state=random_state, **kwargs
+        split_expression=SPLIT_EXPRESSION, bow=False, mask_string=MASK_STRING, random_state=seed, **kwargs
     )
 
 
@@ -74,25 +94,30 @@ def explain_prompt(
     f: PromptFunction,
     num_samples: int = 200,
     *,
-    random_state: int | np.random.RandomState | None = 0,
+    batch_size: int | None = None,
+    seed: int | np.random.RandomState | None = 0,
     kernel_width: float = 25,
     feature_selection: str = "none",
 ) -> Explanation:
     """LIME weights of the words of ``prompt`` for the black box ``f`` (sub-prompts -> scores ``(n,)``).
 
     ``num_samples`` perturbed prompts (the first is the full prompt) are scored, each distinct sub-prompt
-    once. Returns lime's ``Explanation`` for label 0 with every word as a feature; ``word_weights`` gives the
-    weights ``(d,)`` in word order, ``explanation.as_list(label=0)`` as ``(word, weight)`` pairs.
+    once, ``batch_size`` per call to ``f`` (``None``: all at once); ``seed``: lime's ``random_state``;
+    ``kernel_width``: lime's kernel width (in lime's cosine distance x 100 units, > 0).
+    Returns lime's ``Explanation`` for label 0 with every word as a feature; ``word_weights`` gives the
+    weights ``(d,)`` in word order, ``explanation.as_list(label=0)`` as ``(label, weight)`` pairs (labels from
+    ``word_labels``).
     """
     game = WordGame(f, prompt)
-    if not isinstance(num_samples, (int, np.integer)) or num_samples < 2:
-        raise ValueError(f"num_samples must be an int >= 2 (the prompt plus perturbations), got {num_samples!r}")
-    explainer = word_explainer(
-        random_state=random_state, kernel_width=kernel_width, feature_selection=feature_selection
-    )
-    return explainer.explain_instance(
-        game.prompt, WordClassifierFn(game), labels=(0,), num_features=game.n_words, num_samples=num_samples
-    )
+    num_samples = checks.int_at_least(num_samples, 2, "num_samples (the prompt plus perturbations)")
+    kernel_width = checks.finite_number(kernel_width, "kernel_width", low=0.0, low_open=True)
+    checks.one_of(feature_selection, ("none", "auto", "forward_selection", "highest_weights", "lasso_path"),
+                  "feature_selection")
+    explainer = word_explainer(seed=seed, kernel_width=kernel_width, feature_selection=feature_selection)
+    explanation = explainer.explain_instance(game.prompt, WordClassifierFn(game, batch_size=batch_size),
+                                             labels=(0,), num_features=game.n_words, num_samples=num_samples)
+    explanation.domain_mapper = WordDomainMapper(explanation.domain_mapper.indexed_string, word_labels(game.words))
+    return explanation
 
 
 def word_weights(explanation: Explanation, label: int = 0) -> np.ndarray:

@@ -14,6 +14,7 @@ import numpy as np
 import shap
 
 from captum_diffusion.image.segment_scores import SegmentScorer, hide_segments
+from captum_diffusion import checks
 from captum_diffusion.convert import to_rgb_array
 from captum_diffusion.image.segmenters import check_label_map
 
@@ -58,7 +59,7 @@ def explain_image(
     batch_size: int = 64,
     seed: int = 0,
     progress: bool = True,
-) -> shap.Explanation:
+) -> "SegmentExplanation":
     """Shapley value of every segment of ``image`` for every word's CLIP similarity.
 
     Args:
@@ -72,10 +73,11 @@ def explain_image(
         ``shap.Explanation`` with ``values`` ``(n_segments, n_words)``, ``base_values`` ``(n_words,)`` (all segments
         hidden), ``data`` ones ``(n_segments,)``, ``feature_names`` ``"segment i"``, ``output_names`` the words.
         Exact values are additive: ``values.sum(0) + base_values`` is the similarity of the full image.
-        Attributes ``segments``, ``image``, ``segment_scorer`` (with its counters) ride along.
+        A :class:`SegmentExplanation`: also ``segments``, ``image``, ``segment_scorer`` (with its counters).
     """
-    if algorithm not in ALGORITHMS:
-        raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
+    checks.one_of(algorithm, ALGORITHMS, "algorithm")
+    max_evals = checks.optional_positive_int(max_evals, "max_evals")
+    batch_size = checks.positive_int(batch_size, "batch_size")
     segment_scorer = SegmentScorer.from_prompt(image, prompt, scorer, segmenter=segmenter, segments=segments,
                                                words=words, text_template=text_template, hide_color=hide_color,
                                                deduplicate=deduplicate, output=output)
@@ -96,14 +98,25 @@ def explain_image(
         evals = {"max_evals": 500 if max_evals is None else max_evals}
     raw = explainer(np.ones((1, n)), batch_size=batch_size, silent=not progress, **evals)
     values = np.asarray(raw.values[0], dtype=np.float64).reshape(n, len(segment_scorer.words))
-    explanation = shap.Explanation(
-        values=values, base_values=np.asarray(raw.base_values[0], dtype=np.float64).reshape(-1),
-        data=np.ones(n), feature_names=[f"segment {i}" for i in range(n)], output_names=list(segment_scorer.words),
-    )
-    explanation.segments = segment_scorer.segments
-    explanation.image = segment_scorer.image
-    explanation.segment_scorer = segment_scorer
-    return explanation
+    return SegmentExplanation(values, np.asarray(raw.base_values[0], dtype=np.float64).reshape(-1),
+                              segment_scorer=segment_scorer)
+
+
+class SegmentExplanation(shap.Explanation):
+    """A ``shap.Explanation`` over the segments of one image, for each word; every shap plot accepts it.
+
+    ``values`` ``(n_segments, n_words)``, ``base_values`` ``(n_words,)``, ``data`` ones ``(n_segments,)``,
+    ``feature_names`` ``"segment i"``, ``output_names`` the words. Declared fields beside shap's: ``image``
+    (uint8 ``(H, W, 3)``), ``segments`` (int ``(H, W)``), ``segment_scorer`` (with its counters).
+    """
+
+    def __init__(self, values, base_values, *, segment_scorer: SegmentScorer):
+        n = segment_scorer.n_segments
+        super().__init__(values=values, base_values=base_values, data=np.ones(n),
+                         feature_names=[f"segment {i}" for i in range(n)], output_names=list(segment_scorer.words))
+        self.segment_scorer = segment_scorer
+        self.image = segment_scorer.image
+        self.segments = segment_scorer.segments
 
 
 def image_explanation(explanation: shap.Explanation, image=None, segments=None) -> shap.Explanation:

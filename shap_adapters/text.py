@@ -18,7 +18,8 @@ from typing import Literal, Sequence
 import numpy as np
 import shap
 
-from captum_diffusion.words import PromptFunction, WordGame, as_words
+from captum_diffusion import checks
+from captum_diffusion.words import PromptFunction, WordGame, as_words, word_labels
 
 #: Largest prompt (in words) for exact Shapley values: 2**12 = 4096 sub-prompts.
 MAX_EXACT_WORDS = 12
@@ -34,8 +35,7 @@ def word_clustering(n_words: int) -> np.ndarray:
     Neighbouring words merge first (pairs, then pairs of pairs, ...). Returns a scipy linkage matrix
     ``(n_words - 1, 4)`` of ``[left id, right id, height, size]`` (float64).
     """
-    if not isinstance(n_words, (int, np.integer)) or n_words < 1:
-        raise ValueError(f"n_words must be a positive int, got {n_words!r}")
+    n_words = checks.positive_int(n_words, "n_words")
     clusters = [(i, 1) for i in range(n_words)]  # (cluster id, number of words)
     rows, next_id, height = [], n_words, 1.0
     while len(clusters) > 1:
@@ -61,7 +61,7 @@ class _WordRow:
         return np.zeros((1, len(self.words)))  # background: every word absent
 
     def feature_names(self, x):  # called by shap.Explainer once per explained row
-        return [list(self.words)]
+        return [word_labels(self.words)]  # a repeated word is "a#0", "a#1", as everywhere in the project
 
     def data_transform(self, x):  # shap puts this in Explanation.data
         return [np.array(self.words, dtype=object)]
@@ -134,16 +134,15 @@ def explain_prompt(
     progress bar (shap shows it only for slow runs).
 
     Returns a single-row ``shap.Explanation``: ``.values`` float ``(d,)`` in the units of ``f``,
-    ``.base_values`` = ``f("")``, ``.data`` and ``.feature_names`` = the ``d`` words. With "exact",
+    ``.base_values`` = ``f("")``, ``.data`` = the ``d`` words, ``.feature_names`` = their labels (``word_labels``:
+    a repeated word is ``a#0``, ``a#1``). With "exact",
     ``.values.sum() == f(prompt) - f("")``.
     """
     game = WordGame(f, prompt)
     d = game.n_words
     algorithm = resolve_algorithm(algorithm, d)
-    if max_evals is not None and (not isinstance(max_evals, (int, np.integer)) or max_evals < 1):
-        raise ValueError(f"max_evals must be a positive int or None, got {max_evals!r}")
-    if batch_size is not None and (not isinstance(batch_size, (int, np.integer)) or batch_size < 1):
-        raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
+    max_evals = checks.optional_positive_int(max_evals, "max_evals")
+    batch_size = checks.optional_positive_int(batch_size, "batch_size")
     masker = WordPartitionMasker(game.words) if algorithm == "partition" else WordMasker(game.words)
     seed_kwarg = {"seed": seed} if algorithm == "permutation" else {}
     explainer = shap.Explainer(game, masker, algorithm=algorithm, **seed_kwarg)
@@ -157,7 +156,7 @@ def explain_prompt(
 
 def word_explanation(values, prompt: str | Sequence[str], base_value: float = 0.0) -> shap.Explanation:
     """Wrap per-word attributions from elsewhere (a captum tensor, LIME weights, an array) as a single-row
-    ``shap.Explanation`` (``.values`` ``(d,)``, ``.data`` = ``.feature_names`` = the words) so stock shap plots
+    ``shap.Explanation`` (``.values`` ``(d,)``, ``.data`` = the words, ``.feature_names`` = their labels) so stock shap plots
     draw them. ``base_value``: the value with every word deleted, ``f("")``, for waterfall plots."""
     words = as_words(prompt)
     if hasattr(values, "detach"):
@@ -166,5 +165,5 @@ def word_explanation(values, prompt: str | Sequence[str], base_value: float = 0.
     if values.shape != (len(words),):
         raise ValueError(f"values has {values.size} entries but the prompt has {len(words)} words {words}")
     return shap.Explanation(
-        values=values, base_values=float(base_value), data=np.array(words, dtype=object), feature_names=list(words)
+        values=values, base_values=float(base_value), data=np.array(words, dtype=object), feature_names=word_labels(words)
     )

@@ -23,7 +23,7 @@ class Additive:
 
 def test_lime_recovers_the_word_ranking_of_an_additive_f():
     f = Additive()
-    expl = explain_prompt(PROMPT, f, num_samples=200, random_state=0)
+    expl = explain_prompt(PROMPT, f, num_samples=200, seed=0)
     assert isinstance(expl, Explanation)
     weights = word_weights(expl)
     truth = np.array([WEIGHTS[w] for w in PROMPT.split()])
@@ -35,7 +35,7 @@ def test_lime_recovers_the_word_ranking_of_an_additive_f():
 
 def test_each_sub_prompt_reaches_f_once_and_only_deletions_are_scored():
     f = Additive()
-    explain_prompt(PROMPT, f, num_samples=200, random_state=1)
+    explain_prompt(PROMPT, f, num_samples=200, seed=1)
     assert len(f.seen) == len(set(f.seen)) <= 2 ** len(PROMPT.split())
     assert PROMPT in f.seen and all(MASK_STRING not in p and "UNKWORDZ" not in p for p in f.seen)
     words = PROMPT.split()
@@ -48,15 +48,15 @@ def test_positions_not_vocabulary_repeated_words_are_separate_features():
     def f(prompts):  # only the second "a" (the one right before "cat") matters
         return np.array([1.0 * ("a cat" in p) + 0.2 * ("cat" in p.split()) for p in prompts])
 
-    weights = word_weights(explain_prompt("a dog chased a cat", f, num_samples=300, random_state=0))
+    weights = word_weights(explain_prompt("a dog chased a cat", f, num_samples=300, seed=0))
     assert weights.shape == (5,)
     assert weights[3] > 0.5 and abs(weights[0]) < 0.2  # the second "a" matters, the first does not
     assert np.argsort(-weights)[:2].tolist() == [4, 3]  # "cat" (needed by both terms), then the second "a"
 
 
-def test_random_state_makes_it_reproducible():
-    a = word_weights(explain_prompt(PROMPT, Additive(), num_samples=60, random_state=3))
-    b = word_weights(explain_prompt(PROMPT, Additive(), num_samples=60, random_state=3))
+def test_seed_makes_it_reproducible():
+    a = word_weights(explain_prompt(PROMPT, Additive(), num_samples=60, seed=3))
+    b = word_weights(explain_prompt(PROMPT, Additive(), num_samples=60, seed=3))
     np.testing.assert_array_equal(a, b)
 
 
@@ -66,7 +66,7 @@ def test_stock_explainer_with_the_classifier_fn():
     out = classifier_fn([PROMPT, f"{MASK_STRING} big cat's {MASK_STRING} garden"])
     assert out.shape == (2, 1)
     np.testing.assert_allclose(out[:, 0], [2.2, 1.15])
-    expl = word_explainer(random_state=0).explain_instance(
+    expl = word_explainer(seed=0).explain_instance(
         PROMPT, classifier_fn, labels=(0,), num_features=5, num_samples=100
     )
     assert np.argmax(word_weights(expl)) == 3
@@ -94,7 +94,7 @@ def test_axiom_checks_take_word_weights_not_the_lime_object():
     from captum_diffusion.metrics import check_efficiency
 
     f = Additive()
-    expl = explain_prompt(PROMPT, f, num_samples=200, random_state=0)
+    expl = explain_prompt(PROMPT, f, num_samples=200, seed=0)
     with pytest.raises(TypeError, match="word_weights"):
         check_efficiency(expl, f, PROMPT)
     result = check_efficiency(word_weights(expl), f, PROMPT, atol=0.2)

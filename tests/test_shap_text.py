@@ -125,7 +125,9 @@ def test_auto_is_exact_for_short_prompts_and_samples_long_ones():
     long_prompt = "a big red circle on grass next to a small blue square"  # 12 words
     f = BagOfWords(interactions=False)
     expl = explain_prompt(long_prompt, f, algorithm="auto", progress=False)
-    assert len(set(f.seen)) < 2**12 and list(expl.feature_names) == long_prompt.split()
+    assert len(set(f.seen)) < 2**12 and list(expl.data) == long_prompt.split()
+    labels = list(expl.feature_names)                       # repeated words named as everywhere: a#0, a#1
+    assert labels[0] == "a#0" and labels[8] == "a#1" and labels[1:8] == long_prompt.split()[1:8]
     np.testing.assert_allclose(expl.values, [WEIGHTS.get(w, 0.0) for w in long_prompt.split()], atol=1e-9)
 
 
