@@ -299,7 +299,10 @@ def test_shapes_world_top_segment_is_the_words_object(shapes_world):
     least 95% right, shape words at least 85% (the CLIP itself confuses shapes more than colours). Measured on the
     shipped weights: shap 30/30 colour, 27/30 shape; LIME 29/30 colour (the miss: "red" in a generated "a blue
     square and a red triangle", whose CLIP score hardly depends on the red object), 27/30 shape.
+    The caption template is the one ``load_shapes_world`` gives its scorer (bare words, "{}", put the background
+    first for every word).
     """
+    assert shapes_world[1].text_template == TEMPLATE
     from captum_diffusion.shapes_world import COLOURS
 
     pipeline, scorer = shapes_world
@@ -309,7 +312,7 @@ def test_shapes_world_top_segment_is_the_words_object(shapes_world):
     scenes += generated_scenes(pipeline, PAIR_PROMPTS[:3])
     hits = {}
     for prompt, image, segments in scenes:
-        kwargs = dict(segments=segments, text_template=TEMPLATE, progress=False)
+        kwargs = dict(segments=segments, progress=False)   # the scorer's own caption template (load_shapes_world's)
         lime = lime_explain(image, prompt, scorer, num_samples=200, **kwargs)
         values = shap_explain(image, prompt, scorer, **kwargs).values
         for word, obj in word_objects(prompt):

@@ -22,6 +22,8 @@ WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 PIPELINE_DIR = WEIGHTS_DIR / "pipeline"
 CLIP_DIR = WEIGHTS_DIR / "clip"
 TOKENIZER_DIR = Path(__file__).resolve().parent / "tokenizer"
+#: The caption the shipped CLIP embeds a single word in (``CLIPSimilarity.text_template``).
+TEXT_TEMPLATE = "a {} and a"
 
 
 @dataclass(frozen=True)
@@ -73,12 +75,15 @@ def load_shapes_world(device=None, dtype=None):
     processor = CLIPProcessor.from_pretrained(str(CLIP_DIR))
     from captum_diffusion.scoring.clip import CLIPSimilarity
 
-    return pipe, CLIPSimilarity(model=model, processor=processor, device=device, dtype=dtype)
+    # Its CLIP was trained on whole captions: a bare word lies closest to a blank image, so single words are embedded
+    # in a caption-shaped template (the image side and saliency read it from the scorer).
+    return pipe, CLIPSimilarity(model=model, processor=processor, device=device, dtype=dtype,
+                                text_template=TEXT_TEMPLATE)
 
 
 __all__ = [
     "ALL_PROMPTS", "COLOURS", "CLIP_DIR", "DEFAULT_GENERATION", "DetectedObject", "FUNCTION_WORDS",
     "GenerationSettings", "HELD_OUT_PROMPTS", "IMAGE_SIZE", "ObjectSpec", "PAIR_PROMPTS", "PIPELINE_DIR",
-    "POSITION_PROMPTS", "POSITIONS", "Rendering", "SHAPES", "SINGLE_PROMPTS", "TRAIN_PROMPTS", "VOCABULARY",
+    "POSITION_PROMPTS", "POSITIONS", "Rendering", "SHAPES", "SINGLE_PROMPTS", "TEXT_TEMPLATE", "TRAIN_PROMPTS", "VOCABULARY",
     "analyse", "load_shapes_world", "parse_prompt", "render", "weights_available",
 ]
