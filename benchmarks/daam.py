@@ -55,7 +55,7 @@ def overhead(pipe, kwargs, repeats: int) -> None:
         pipe(prompt, generator=torch.Generator().manual_seed(0), **kwargs)
 
     def traced():
-        daam.attribute(prompt, generator=torch.Generator().manual_seed(0), **kwargs)
+        daam.explain(prompt, generator=torch.Generator().manual_seed(0), **kwargs)
 
     plain(), traced()  # warm-up
     times = {"plain": [], "traced": []}
@@ -100,7 +100,7 @@ def memory(pipe, kwargs) -> None:
 
             trace.add = counting_add
             pipe(prompt, generator=torch.Generator().manual_seed(0), **call)
-        traced = _peak_allocation(lambda: daam.attribute(prompt, generator=torch.Generator().manual_seed(0), **call))
+        traced = _peak_allocation(lambda: daam.explain(prompt, generator=torch.Generator().manual_seed(0), **call))
         plain = _peak_allocation(lambda: pipe(prompt, generator=torch.Generator().manual_seed(0), **call))
         print(f"  {steps:2d} steps: trace holds {trace.nbytes / 1e6:7.3f} MB (store-every-map would hold "
               f"{store_all[0] / 1e6:8.2f} MB); peak allocation traced {traced / 1e6:7.2f} MB, plain "
@@ -143,7 +143,7 @@ def miou_shapes_world(pipe, kwargs, batch: int, limit: int, options: dict) -> No
             words.append(spec_words)
             specs.append(objects)
         generators = [torch.Generator().manual_seed(1000 + first + i) for i in range(len(chunk))]
-        result = daam.attribute(chunk, words=words, generator=generators, **kwargs, **options)
+        result = daam.explain(chunk, words=words, generator=generators, **kwargs, **options)
         thresholded = {tau: result.threshold(tau) for tau in taus}
         for i, objects in enumerate(specs):
             detected = analyse(result.images[i])

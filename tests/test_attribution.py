@@ -1,13 +1,15 @@
-"""captum's perturbation algorithms over prompt words (captum_diffusion.attribution.WordAttribution)."""
+"""captum's perturbation algorithms over prompt words (captum_diffusion.words.attribution.WordAttribution)."""
 import itertools
 import math
+import random
 
 import numpy as np
 import pytest
 import torch
 from captum._utils.models.linear_model import SkLearnLinearRegression
+from captum.attr import LLMAttributionResult
 
-from captum_diffusion.words.attribution import METHODS, WordAttribution, shapley_from_values
+from captum_diffusion.words.attribution import METHODS, WordAttribution, WordAttributionResult, shapley_from_values
 from captum_diffusion.words import WordGame, subprompt
 
 PROMPT = "a big red circle on grass"
@@ -59,7 +61,7 @@ def test_reference_shapley_formula_matches_permutation_definition():
 def test_shapley_values_equal_brute_force_and_each_sub_prompt_is_scored_once():
     f = BagOfWords()
     attribution = WordAttribution(f, "shapley_values")
-    phi = attribution.attribute(PROMPT)
+    phi = attribution.attribute(PROMPT).seq_attr
     assert isinstance(phi, torch.Tensor) and phi.shape == (6,) and phi.dtype == torch.float64
     # captum 0.9 accumulates Shapley sums in float32 whatever the input dtype: agreement to ~1e-6
     np.testing.assert_allclose(phi.numpy(), EXACT, atol=1e-5)
@@ -70,7 +72,7 @@ def test_shapley_values_equal_brute_force_and_each_sub_prompt_is_scored_once():
 
 def test_feature_ablation_is_leave_one_out():
     f = BagOfWords()
-    phi = WordAttribution(f, "feature_ablation").attribute(PROMPT).numpy()
+    phi = WordAttribution(f, "feature_ablation").attribute(PROMPT).seq_attr.numpy()
     full = f([PROMPT])[0]
     words = PROMPT.split()
     expected = [full - f([" ".join(words[:i] + words[i + 1:])])[0] for i in range(6)]
@@ -80,11 +82,11 @@ def test_feature_ablation_is_leave_one_out():
 
 def test_shapley_sampling_is_efficient_and_exact_when_additive():
     f = BagOfWords()
-    phi = WordAttribution(f, "shapley_sampling").attribute(PROMPT, n_samples=30)
+    phi = WordAttribution(f, "shapley_sampling").attribute(PROMPT, n_samples=30).seq_attr
     assert phi.sum().item() == pytest.approx(f([PROMPT])[0] - 0.1, abs=1e-5)  # float32 sums in captum
     np.testing.assert_allclose(phi.numpy(), EXACT, atol=0.15)
     additive = WordAttribution(BagOfWords(interactions=False), "shapley_sampling").attribute(PROMPT, n_samples=3)
-    np.testing.assert_allclose(additive.numpy(), [WEIGHTS[w] for w in PROMPT.split()], atol=1e-6)
+    np.testing.assert_allclose(additive.seq_attr.numpy(), [WEIGHTS[w] for w in PROMPT.split()], atol=1e-6)
 
 
 @pytest.mark.parametrize(
@@ -94,14 +96,14 @@ def test_shapley_sampling_is_efficient_and_exact_when_additive():
 def test_regression_methods_recover_an_additive_game(method, init_kwargs):
     torch.manual_seed(0)
     f = BagOfWords(interactions=False)
-    phi = WordAttribution(f, method, **init_kwargs).attribute(PROMPT, n_samples=200)
+    phi = WordAttribution(f, method, **init_kwargs).attribute(PROMPT, n_samples=200).seq_attr
     np.testing.assert_allclose(phi.numpy(), [WEIGHTS[w] for w in PROMPT.split()], atol=1e-6)
     assert len(f.seen) == len(set(f.seen)) <= 64
 
 
 def test_lime_default_lasso_keeps_the_ranking():
     torch.manual_seed(0)
-    phi = WordAttribution(BagOfWords(interactions=False), "lime").attribute(PROMPT, n_samples=200).numpy()
+    phi = WordAttribution(BagOfWords(interactions=False), "lime").attribute(PROMPT, n_samples=200).seq_attr.numpy()
     assert np.argsort(-phi)[:2].tolist() == [3, 2]  # circle, red
 
 
@@ -112,6 +114,110 @@ def test_every_method_is_available_and_batches_sub_prompts():
     assert attribution.last_game.n_calls <= 2 and attribution.last_game.n_evaluated == 7
 
 
+def test_result_is_captums_llm_attribution_result_over_word_labels():
+    import matplotlib.pyplot as plt
+
+    f = BagOfWords()
+    prompt = "a red circle on a big grass"
+    result = WordAttribution(f, "shapley_values", progress=False).attribute(prompt)
+    assert isinstance(result, WordAttributionResult) and isinstance(result, LLMAttributionResult)
+    assert result.input_tokens == ["a#0", "red", "circle", "on", "a#1", "big", "grass"]  # words.word_labels
+    assert result.output_tokens == ["score"] and result.words == prompt.split() and result.prompt == prompt
+    assert result.method == "shapley_values"
+    assert result.seq_attr.shape == (7,) and result.seq_attr.dtype == torch.float64
+    assert result.token_attr.shape == (1, 7) and torch.equal(result.token_attr[0], result.seq_attr)
+    assert list(result.seq_attr_dict) == result.input_tokens
+    np.testing.assert_array_equal(np.asarray(result), result.seq_attr.numpy())
+    n_seen = len(f.seen)
+    assert result.base_value == pytest.approx(0.1) and result.full_value == pytest.approx(f([prompt])[0])
+    assert len(f.seen) == n_seen + 1  # both came from the game's memo (the +1 is the f([prompt]) above)
+    assert result.seq_attr.sum().item() == pytest.approx(result.full_value - result.base_value, abs=1e-4)  # float32
+    assert "'circle'" in repr(result) and result == result and result != 3
+    plt.close("all")
+    fig, ax = result.plot_seq_attr()
+    assert [t.get_text() for t in ax.get_xticklabels()] == result.input_tokens
+    assert type(fig).__name__ == "Figure"
+    fig, ax = result.plot_token_attr()
+    plt.close("all")
+
+
+def test_base_value_is_evaluated_on_demand_when_the_method_never_asked_for_it():
+    f = BagOfWords()
+    attribution = WordAttribution(f, "feature_ablation", progress=False)
+    result = attribution.attribute(PROMPT)
+    assert "" not in f.seen and attribution.last_game.n_calls <= 2
+    assert result.base_value == pytest.approx(0.1)
+    assert f.seen[-1] == "" and f.seen.count("") == 1
+    result.base_value
+    assert f.seen.count("") == 1
+
+
+def _rng_states():
+    return torch.get_rng_state(), random.getstate(), np.random.get_state()[1].copy()
+
+
+def _same_states(a, b):
+    return torch.equal(a[0], b[0]) and a[1] == b[1] and np.array_equal(a[2], b[2])
+
+
+@pytest.mark.parametrize("method, n_samples", [("shapley_sampling", 2), ("kernel_shap", 12), ("lime", 12)])
+def test_sampled_methods_are_seeded_and_leave_the_global_rngs_alone(method, n_samples):
+    f = BagOfWords()  # with interactions, so that different samples give different values
+
+    def run(seed, **init):
+        return WordAttribution(f, method, seed=seed, progress=False, **init).attribute(PROMPT, n_samples=n_samples)
+
+    torch.manual_seed(123)
+    random.seed(123)
+    np.random.seed(123)
+    before = _rng_states()
+    first = run(0)
+    assert _same_states(_rng_states(), before)  # the caller's torch / python / numpy RNGs are untouched
+    torch.rand(7), random.random(), np.random.rand()  # whatever the global state, seed 0 is seed 0
+    again = run(0)
+    assert again == first and torch.equal(again.seq_attr, first.seq_attr)
+    assert not torch.equal(run(1).seq_attr, first.seq_attr)
+    torch.manual_seed(5)
+    unseeded = run(None)
+    torch.manual_seed(5)
+    assert torch.equal(run(None).seq_attr, unseeded.seq_attr)  # seed=None: captum's draws from the global RNG
+    assert repr(WordAttribution(f, method, seed=3)) == f"WordAttribution(method={method!r}, seed=3)"
+
+
+def test_captum_alone_gives_nan_for_zero_samples_and_word_attribution_refuses():
+    import captum.attr
+
+    nan = captum.attr.ShapleyValueSampling(lambda m: m.sum(1)).attribute(torch.ones(1, 3), baselines=torch.zeros(1, 3),
+                                                                         n_samples=0)
+    assert torch.isnan(nan).all()  # what WordAttribution must not pass on
+    for method in ("shapley_sampling", "kernel_shap", "lime"):
+        for bad in (0, -1, 2.5, True, "10"):
+            with pytest.raises(ValueError, match="n_samples"):
+                WordAttribution(BagOfWords(), method).attribute(PROMPT, n_samples=bad)
+    for method in ("kernel_shap", "lime"):  # one sample: a regression on the full prompt alone returns zeros
+        with pytest.raises(ValueError, match=r"n_samples \(.*regression.*>= 2, got 1"):
+            WordAttribution(BagOfWords(), method).attribute(PROMPT, n_samples=1)
+    assert WordAttribution(BagOfWords(), "shapley_sampling", progress=False).attribute(PROMPT, n_samples=1) is not None
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_bad_captum_arguments_name_the_argument(method):
+    attribution = WordAttribution(BagOfWords(), method, progress=False)
+    for bad in (0, -2, 1.5, None):
+        with pytest.raises(ValueError, match="perturbations_per_eval must be a positive int"):
+            attribution.attribute(PROMPT, perturbations_per_eval=bad)
+    with pytest.raises(TypeError, match="show_progress must be a bool"):
+        attribution.attribute(PROMPT, show_progress=1)
+    with pytest.raises(TypeError, match=r"does not take \['nsamples'\]"):
+        attribution.attribute(PROMPT, nsamples=10)
+    with pytest.raises(TypeError, match="return_input_shape"):
+        attribution.attribute(PROMPT, return_input_shape=False)
+    if method in ("feature_ablation", "shapley_values"):  # deterministic: captum would ignore or reject n_samples
+        with pytest.raises(TypeError, match=r"n_samples is for the sampled methods"):
+            attribution.attribute(PROMPT, n_samples=10)
+    assert attribution.last_game is None  # nothing was evaluated
+
+
 def test_bad_inputs():
     with pytest.raises(ValueError, match="method must be one of"):
         WordAttribution(BagOfWords(), "integrated_gradients")
@@ -119,6 +225,11 @@ def test_bad_inputs():
         WordAttribution(42)
     with pytest.raises(TypeError, match="floating point"):
         WordAttribution(BagOfWords(), dtype=torch.int64)
+    for seed in (-1, 1.0, "0", True):
+        with pytest.raises(ValueError, match="seed must be a non-negative int"):
+            WordAttribution(BagOfWords(), seed=seed)
+    with pytest.raises(TypeError, match="progress must be a bool"):
+        WordAttribution(BagOfWords(), progress="yes")
     with pytest.raises(TypeError, match="baselines"):
         WordAttribution(BagOfWords()).attribute(PROMPT, baselines=torch.zeros(1, 6))
     with pytest.raises(ValueError, match="empty"):

@@ -50,10 +50,11 @@ def test_daam_on_cuda_matches_the_cpu():
     maps = {}
     for device in ("cpu", "cuda"):
         pipe, _ = load_shapes_world(device=device)
-        result = DAAM(pipe).attribute("a red circle and a blue square", generator=torch.Generator().manual_seed(0),
-                                      **DEFAULT_GENERATION.pipeline_kwargs())
-        maps[device] = result.heatmaps[0]
+        maps[device] = DAAM(pipe).attribute("a red circle and a blue square",
+                                            generator=torch.Generator().manual_seed(0),
+                                            **DEFAULT_GENERATION.pipeline_kwargs())[0]
     assert maps["cuda"].device.type == "cpu" and maps["cuda"].shape == maps["cpu"].shape == (7, 64, 64)
+    assert maps["cuda"].dtype == torch.float32
     scale = maps["cpu"].abs().amax()
     torch.testing.assert_close(maps["cuda"] / scale, maps["cpu"] / scale, atol=1e-3, rtol=0)
 

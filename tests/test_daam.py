@@ -11,8 +11,11 @@ import torch.nn.functional as F
 
 from captum.attr import Attribution
 
-from captum_diffusion.attention.daam import DAAM, threshold_maps
+from captum_diffusion.attention.daam import DAAM, DAAMResult, threshold_maps
+from captum_diffusion.protocols import AttentionMethod
 from captum_diffusion.testing import tiny_stable_diffusion, tiny_tokenizer
+from captum_diffusion.words import word_labels
+from captum_diffusion.words.attribution import WordAttribution
 from captum_diffusion.words.tokens import resolve_words, word_token_positions
 
 LAYOUTS = ("sd1", "sd2", "sdxl")
@@ -100,8 +103,8 @@ def test_heatmaps_equal_independent_computation(layout, guidance, size):
     pipe = _pipe(layout)
     prompt = "a red circle and a hotdog"
     height, width = size
-    result = DAAM(pipe).attribute(prompt, generator=_gen(3), num_inference_steps=STEPS, guidance_scale=guidance,
-                                  height=height, width=width)
+    result = DAAM(pipe).explain(prompt, generator=_gen(3), num_inference_steps=STEPS, guidance_scale=guidance,
+                                height=height, width=width)
     targets = resolve_words(prompt, pipe.tokenizer)
     expected = reference_maps(pipe, [t.positions for t in targets], prompt=prompt, height=height, width=width,
                               guidance_scale=guidance, seed=3)
@@ -113,8 +116,8 @@ def test_heatmaps_equal_independent_computation(layout, guidance, size):
 
 def test_negative_prompt_maps_equal_independent_computation_on_the_unconditional_half():
     pipe = _pipe("sd1")
-    result = DAAM(pipe).attribute("a red circle", negative_prompt="blue square", negative_maps=True,
-                                  generator=_gen(4), num_inference_steps=STEPS, guidance_scale=5.0, height=32, width=32)
+    result = DAAM(pipe).explain("a red circle", negative_prompt="blue square", negative_maps=True,
+                                generator=_gen(4), num_inference_steps=STEPS, guidance_scale=5.0, height=32, width=32)
     negative = resolve_words("blue square", pipe.tokenizer)
     expected = reference_maps(pipe, [t.positions for t in negative], prompt="a red circle", height=32, width=32,
                               guidance_scale=5.0, seed=4, uncond=True, negative_prompt="blue square")
@@ -126,9 +129,9 @@ def test_chosen_steps_equal_independent_computation_and_split_the_total():
     pipe = _pipe("sd2")
     daam = DAAM(pipe)
     common = dict(num_inference_steps=STEPS, guidance_scale=7.5, height=32, width=32, words=["circle"])
-    early = daam.attribute("a red circle", generator=_gen(5), steps=[0], **common).heatmaps[0]
-    late = daam.attribute("a red circle", generator=_gen(5), steps=[1], **common).heatmaps[0]
-    total = daam.attribute("a red circle", generator=_gen(5), **common).heatmaps[0]
+    early = daam.explain("a red circle", generator=_gen(5), steps=[0], **common).heatmaps[0]
+    late = daam.explain("a red circle", generator=_gen(5), steps=[1], **common).heatmaps[0]
+    total = daam.explain("a red circle", generator=_gen(5), **common).heatmaps[0]
     positions = [resolve_words("a red circle", pipe.tokenizer, ["circle"])[0].positions]
     _assert_maps_close(early, reference_maps(pipe, positions, prompt="a red circle", height=32, width=32,
                                              guidance_scale=7.5, seed=5, steps={0}))
@@ -145,7 +148,7 @@ def test_layers_and_resolutions_partition_the_total():
                         "up": {"layers": ["up_blocks.0", "up_blocks.1"]}, "r16": {"resolutions": [16]},
                         "r8": {"resolutions": [(8, 8)]}}.items():
         common["generator"] = _gen(6)
-        runs[key] = daam.attribute("a red circle", **common, **option).heatmaps[0]
+        runs[key] = daam.explain("a red circle", **common, **option).heatmaps[0]
     _assert_maps_close(runs["down"] + runs["mid"] + runs["up"], runs["all"])
     _assert_maps_close(runs["r16"] + runs["r8"], runs["all"])
     assert runs["r8"].abs().sum() > 0 and runs["r16"].abs().sum() > 0
@@ -156,13 +159,13 @@ def test_batch_of_prompts_and_images_per_prompt_matches_single_generations():
     daam = DAAM(pipe)
     prompts = ["a red circle", "a blue square and a hotdog"]
     common = dict(num_inference_steps=STEPS, guidance_scale=7.5, height=32, width=32)
-    batch = daam.attribute(prompts, words=[["circle"], ["square", "hotdog"]], num_images_per_prompt=2,
-                           generator=_gen(10, 4), **common)
+    batch = daam.explain(prompts, words=[["circle"], ["square", "hotdog"]], num_images_per_prompt=2,
+                         generator=_gen(10, 4), **common)
     assert batch.prompts == [prompts[0], prompts[0], prompts[1], prompts[1]]
     assert batch.words == [["circle"], ["circle"], ["square", "hotdog"], ["square", "hotdog"]]
     for i in (1, 2):  # the second image of prompt 0 and the first of prompt 1
         prompt = batch.prompts[i]
-        single = daam.attribute(prompt, words=batch.words[i], generator=_gen(10 + i), **common)
+        single = daam.explain(prompt, words=batch.words[i], generator=_gen(10 + i), **common)
         _assert_maps_close(batch.heatmaps[i], single.heatmaps[0])
         np.testing.assert_allclose(np.asarray(batch.images[i], float), np.asarray(single.images[0], float), atol=2)
 
@@ -176,16 +179,51 @@ def test_processors_are_restored_when_generation_raises():
         raise RuntimeError("boom at step %d" % step)
 
     with pytest.raises(RuntimeError, match="boom"):
-        daam.attribute("a red circle", num_inference_steps=STEPS, height=32, width=32, callback_on_step_end=fail)
+        daam.explain("a red circle", num_inference_steps=STEPS, height=32, width=32, callback_on_step_end=fail)
     assert all(pipe.unet.attn_processors[k] is p for k, p in before.items())
     assert not pipe.unet._forward_pre_hooks
     with pytest.raises(ValueError, match="steps"):
-        daam.attribute("a red circle", num_inference_steps=STEPS, height=32, width=32, steps=[STEPS])
+        daam.explain("a red circle", num_inference_steps=STEPS, height=32, width=32, steps=[STEPS])
     assert all(pipe.unet.attn_processors[k] is p for k, p in before.items())
     with daam.tracing(1, 32, 32):
         with pytest.raises(ValueError, match="DAAMAttnProcessor"):  # no trace inside a trace
-            daam.attribute("a red circle", num_inference_steps=STEPS, height=32, width=32)
+            daam.explain("a red circle", num_inference_steps=STEPS, height=32, width=32)
     assert all(pipe.unet.attn_processors[k] is p for k, p in before.items())
+
+
+# ------------------------------------------------------------------ captum's contract: attribute -> tensor
+
+def test_attribute_returns_the_stacked_maps_of_explain():
+    pipe = _pipe("sd1")
+    daam = DAAM(pipe)
+    assert isinstance(daam, AttentionMethod)
+    prompts = ["a red circle", "a blue square and a hotdog"]
+    words = [["red", "circle"], ["square", "hotdog"]]
+    common = dict(words=words, num_images_per_prompt=2, num_inference_steps=STEPS, guidance_scale=7.5, height=32,
+                  width=48)
+    maps = daam.attribute(prompts, generator=_gen(20, 4), **common)
+    result = daam.explain(prompts, generator=_gen(20, 4), **common)
+    assert isinstance(maps, torch.Tensor) and not isinstance(maps, DAAMResult)
+    assert maps.dtype == torch.float32 and maps.device.type == "cpu" and maps.shape == (4, 2, 32, 48)
+    assert torch.equal(maps, torch.stack(result.heatmaps))
+    single = daam.attribute("a red circle and a hotdog", generator=_gen(3), num_inference_steps=STEPS,
+                            guidance_scale=7.5, height=32, width=48)
+    assert single.shape == (1, 6, 32, 48)  # every word, the two "a"s separately (a#0, a#1)
+
+
+def test_attribute_refuses_what_a_tensor_cannot_hold_before_generating():
+    daam = DAAM(_pipe("sd1"))
+    daam.explain = lambda *args, **kwargs: pytest.fail("generated before refusing")
+    with pytest.raises(ValueError, match=r"different numbers of words \[3, 6\].*explain"):
+        daam.attribute(["a red circle", "a blue square and a hotdog"], num_inference_steps=1, height=32, width=32)
+    with pytest.raises(ValueError, match=r"different numbers of words \[1, 2\]"):
+        daam.attribute(["a red circle", "a blue square"], words=[["red"], ["blue", "square"]])
+    with pytest.raises(ValueError, match=r"explain\(\.\.\., negative_maps=True\)"):
+        daam.attribute("a red circle", negative_prompt="blue", negative_maps=True)
+    with pytest.raises(ValueError, match="empty"):
+        daam.attribute([])
+    with pytest.raises(ValueError, match=r"\['a', 'red', 'circle'\]"):
+        daam.attribute("a red circle", words=["dog"])
 
 
 # ------------------------------------------------------------------ words
@@ -207,6 +245,18 @@ def test_word_alignment_merges_sub_tokens_and_matches_whole_words_only():
         resolve_words(prompt, tok, ["red#2"])
 
 
+def test_repeated_words_have_the_one_naming_scheme_of_word_attribution():
+    """DAAM's map labels, WordAttribution's input_tokens and words.word_labels agree: a#0, a#1."""
+    tok = tiny_tokenizer()
+    prompt = "a red circle and a Red, square"
+    labels = [t.label for t in resolve_words(prompt, tok)]
+    assert labels == word_labels(prompt.split()) == ["a#0", "red#0", "circle", "and", "a#1", "Red,#1", "square"]
+    result = WordAttribution(lambda ps: np.array([len(p) for p in ps], float), "feature_ablation",
+                             progress=False).attribute(prompt)
+    assert result.input_tokens == labels
+    assert [t.label for t in resolve_words(prompt, tok, ["a#1", ("red", 0), 5])] == ["a#1", "red#0", "Red,#1"]
+
+
 def test_words_past_the_token_limit_are_an_error():
     tok = tiny_tokenizer()
     prompt = " ".join(["red"] * 80)
@@ -220,7 +270,7 @@ def test_heatmap_of_a_word_is_the_sum_of_its_tokens_and_occurrences():
     daam = DAAM(pipe)
     prompt = "a hotdog and red red"
     common = dict(num_inference_steps=2, height=32, width=32)
-    result = daam.attribute(prompt, words=["hotdog", "red", "red#0", "red#1"], generator=_gen(7), **common)
+    result = daam.explain(prompt, words=["hotdog", "red", "red#0", "red#1"], generator=_gen(7), **common)
     pieces = resolve_words(prompt, pipe.tokenizer, ["hotdog"])[0].positions
     with daam.tracing(1, 32, 32) as trace:
         pipe(prompt, generator=_gen(7), **common)
@@ -249,8 +299,8 @@ def test_threshold_normalises_each_map_then_keeps_pixels_above_tau():
 
 def test_result_threshold_and_plot():
     pipe = _pipe("sd1")
-    result = DAAM(pipe).attribute("a red circle", words=["red", "circle"], generator=_gen(8),
-                                  num_inference_steps=2, height=32, width=48)
+    result = DAAM(pipe).explain("a red circle", words=["red", "circle"], generator=_gen(8),
+                                num_inference_steps=2, height=32, width=48)
     masks = result.threshold(0.4)
     assert masks[0].dtype == torch.bool and masks[0].shape == (2, 32, 48)
     for mask, heat in zip(masks[0], result.heatmaps[0]):
@@ -296,7 +346,7 @@ def test_daam_is_a_captum_attribution_and_rejects_unsupported_pipelines():
 def test_bad_input_is_a_clear_error(kwargs, error, match):
     daam = DAAM(_pipe("sd1"))
     with pytest.raises(error, match=match):
-        daam.attribute(**kwargs, num_inference_steps=1, height=32, width=32)
+        daam.explain(**kwargs, num_inference_steps=1, height=32, width=32)
     assert not any(type(p).__name__ == "DAAMAttnProcessor" for p in _pipe("sd1").unet.attn_processors.values())
 
 
@@ -330,8 +380,8 @@ def test_shapes_world_shape_word_map_overlaps_its_object():
     rng = np.random.default_rng(0)
     prompts = ["a red circle", "a blue square", "a green triangle", "a yellow circle", "a red square on the left",
                "a blue triangle on the right", "a green circle on the top", "a yellow square on the bottom"]
-    result = DAAM(pipe).attribute(prompts, words=[[p.split()[2]] for p in prompts],
-                                  generator=[_gen(100 + i) for i in range(len(prompts))], **settings)
+    result = DAAM(pipe).explain(prompts, words=[[p.split()[2]] for p in prompts],
+                                generator=[_gen(100 + i) for i in range(len(prompts))], **settings)
     masks = result.threshold(0.4)
     scores, random_scores = [], []
     for i, prompt in enumerate(prompts):
@@ -359,8 +409,8 @@ def test_shapes_world_two_object_prompt_each_shape_word_covers_its_own_object():
     distinct = [p for p in PAIR_PROMPTS if p.split()[1] != p.split()[5] and p.split()[2] != p.split()[6]]
     prompts = list(np.random.default_rng(1).choice(distinct, 24, replace=False))
     words = [[p.split()[2], p.split()[6]] for p in prompts]
-    result = DAAM(pipe).attribute(prompts, words=words, generator=[_gen(200 + i) for i in range(len(prompts))],
-                                  **settings)
+    result = DAAM(pipe).explain(prompts, words=words, generator=[_gen(200 + i) for i in range(len(prompts))],
+                                **settings)
     wins = []
     for i, prompt in enumerate(prompts):
         objects = analyse(result.images[i])

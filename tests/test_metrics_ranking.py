@@ -131,6 +131,12 @@ def test_axiom_checks_reuse_a_game_and_accept_captum_output():
     assert check_null_player(phi, game, atol=1e-5).passed
     assert check_efficiency(phi, game, atol=1e-5).passed
     assert sum(calls) == 32  # all coalitions once, shared by the three checks
+    assert check_efficiency(phi, atol=1e-5).passed  # v(all) and v(none) from the result itself
+    assert check_efficiency(phi.seq_attr, game, atol=1e-5).passed
+    assert rmse(phi, EXACT, normalize=False) < 1e-5  # the ranking metrics take the result too (np.asarray)
+    other = WordAttribution(game_f, "feature_ablation", progress=False).attribute("the big red small circle")
+    with pytest.raises(ValueError, match=r"attributions are for the words .*'red', 'small'"):
+        check_symmetry(other, game)
     with pytest.raises(ValueError, match="5 words"):
         check_efficiency([0.1, 0.2], game_f, PROMPT)
     with pytest.raises(ValueError, match="prompt is required"):

@@ -70,7 +70,9 @@ def test_shap_then_lime_then_captum_generate_each_subprompt_once(pipe, clip):
     assert lime_weights.shape == (3,) and np.isfinite(lime_weights).all()
     captum_values = WordAttribution(f, method="shapley_values", progress=False).attribute(prompt)
     assert generator.n_generated == 2**3
-    np.testing.assert_allclose(captum_values.numpy(), shap_values, atol=1e-6)
+    np.testing.assert_allclose(captum_values.seq_attr.numpy(), shap_values, atol=1e-6)
+    assert captum_values.input_tokens == prompt.split() and captum_values.base_value == pytest.approx(f([""])[0])
+    assert generator.n_generated == 2**3
 
 
 def test_d5_shap_then_lime_generate_exactly_2_to_the_d_images(pipe, clip):

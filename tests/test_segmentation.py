@@ -190,7 +190,7 @@ def test_daam_kmeans_from_a_real_daam_result():
     from captum_diffusion.testing import tiny_stable_diffusion
 
     pipe = tiny_stable_diffusion()
-    result = DAAM(pipe).attribute("a red circle", generator=torch.Generator().manual_seed(0), num_inference_steps=2)
+    result = DAAM(pipe).explain("a red circle", generator=torch.Generator().manual_seed(0), num_inference_steps=2)
     segmenter = DAAMKMeansSegmenter.from_daam(result, words=["red", "circle"], n_clusters=3)
     np.testing.assert_allclose(segmenter.heat_maps, torch.stack([result.heatmap("red"), result.heatmap("circle")]))
     labels = segmenter(result.images[0])
@@ -198,6 +198,14 @@ def test_daam_kmeans_from_a_real_daam_result():
     assert labels.max() >= 1
     with pytest.raises(TypeError, match="DAAMResult"):
         DAAMKMeansSegmenter.from_daam({"red": np.ones((4, 4))})
+    maps = DAAM(pipe).attribute("a red circle", generator=torch.Generator().manual_seed(0), num_inference_steps=2)
+    from_tensor = DAAMKMeansSegmenter.from_daam(maps, words=[1, 2], n_clusters=3)  # red, circle by index
+    np.testing.assert_allclose(from_tensor.heat_maps, segmenter.heat_maps)
+    np.testing.assert_array_equal(from_tensor(result.images[0]), labels)
+    with pytest.raises(ValueError, match="indices"):
+        DAAMKMeansSegmenter.from_daam(maps, words=["red"])
+    with pytest.raises(ValueError, match="n_images, n_words, H, W"):
+        DAAMKMeansSegmenter.from_daam(maps[0])
 
 
 # ------------------------------------------------------------------------------------------ as LIME's segmentation_fn

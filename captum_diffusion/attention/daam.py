@@ -181,7 +181,7 @@ class DAAMAttnProcessor:
 
 @dataclass
 class DAAMResult:
-    """What :meth:`DAAM.attribute` returns; lists run over generated images (prompt-major, as diffusers
+    """What :meth:`DAAM.explain` returns; lists run over generated images (prompt-major, as diffusers
     orders them: prompt 0's images first).
 
     ``images``: PIL images. ``heatmaps[i]``: float32 tensor ``(len(words[i]), H, W)`` at image ``i``'s size,
@@ -278,10 +278,17 @@ class DAAM(Attribution):
     It is captum's ``forward_func``. Raises ``TypeError`` for anything else and ``ValueError`` for a UNet
     without cross-attention.
 
+    ``attribute(prompts, ...)`` honours captum's contract (a tensor ``(n_images, n_words, H, W)``);
+    ``explain(prompts, ...)``, with the same arguments, returns the rich :class:`DAAMResult`
+    (:class:`~captum_diffusion.protocols.AttentionMethod`).
+
     Example::
 
         daam = DAAM(pipe)
-        result = daam.attribute("a red circle", words=["red", "circle"], generator=torch.Generator().manual_seed(0))
+        maps = daam.attribute("a red circle", words=["red", "circle"], generator=torch.Generator().manual_seed(0))
+        maps.shape                             # (1, 2, H, W) float32
+        result = daam.explain("a red circle", words=["red", "circle"], generator=torch.Generator().manual_seed(0))
+        result.heatmap("circle")               # (H, W); result.images[0] is the generated image
         masks = result.threshold(0.4)          # list of bool (2, H, W)
         fig = result.plot()                    # matplotlib Figure
     """
@@ -356,9 +363,46 @@ class DAAM(Attribution):
                   height: Optional[int] = None, width: Optional[int] = None,
                   negative_prompt: Union[None, str, Sequence[str]] = None, num_images_per_prompt: int = 1,
                   steps: Optional[Iterable[int]] = None, layers: Optional[Iterable[str]] = None,
-                  resolutions: Optional[Iterable] = None, negative_maps: bool = False,
-                  progress: Optional[bool] = None, **pipeline_kwargs) -> DAAMResult:
-        """Generate images for ``prompts`` and return per-word DAAM heat maps with them.
+                  resolutions: Optional[Iterable] = None, progress: Optional[bool] = None,
+                  **pipeline_kwargs) -> torch.Tensor:
+        """captum's contract: generate images for ``prompts`` and return their DAAM heat maps as one float32
+        tensor ``(n_images, n_words, H, W)`` on the CPU (images prompt-major, words in the order addressed).
+
+        The arguments are :meth:`explain`'s (without ``negative_maps``); this is ``torch.stack`` of
+        ``explain(...).heatmaps``. Every prompt must address the same number of words (``ValueError``, raised
+        before generating, otherwise): use :meth:`explain` for per-image lists, the images, the word labels,
+        negative-prompt maps, thresholding and plots.
+        """
+        if pipeline_kwargs.pop("negative_maps", False):
+            raise ValueError("attribute() returns the prompts' maps only; use explain(..., negative_maps=True) for "
+                             "the negative prompt's maps (DAAMResult.negative_heatmaps)")
+        counts = [len(t) for t in self._targets(prompts, words)[1]]
+        if len(set(counts)) > 1:
+            raise ValueError(f"attribute() stacks the maps into one (n_images, n_words, H, W) tensor, but the prompts "
+                             f"address different numbers of words {counts}; give words= with as many words per "
+                             f"prompt, or call explain(...), whose DAAMResult keeps one (n_words, H, W) map per image")
+        result = self.explain(prompts, words=words, generator=generator, num_inference_steps=num_inference_steps,
+                              guidance_scale=guidance_scale, height=height, width=width,
+                              negative_prompt=negative_prompt, num_images_per_prompt=num_images_per_prompt,
+                              steps=steps, layers=layers, resolutions=resolutions, progress=progress,
+                              **pipeline_kwargs)
+        return torch.stack(result.heatmaps).to(torch.float32)
+
+    def _targets(self, prompts, words) -> tuple[list[str], list]:
+        """The prompts as a list and, per prompt, its addressed words (``WordTokens``), checked."""
+        prompts = _as_prompts(prompts, "prompts")
+        per_prompt_words = _per_prompt(words, len(prompts))
+        return prompts, [resolve_words(p, self.pipeline.tokenizer, w) for p, w in zip(prompts, per_prompt_words)]
+
+    def explain(self, prompts: Union[str, Sequence[str]], *, words=None, generator=None,
+                num_inference_steps: Optional[int] = None, guidance_scale: Optional[float] = None,
+                height: Optional[int] = None, width: Optional[int] = None,
+                negative_prompt: Union[None, str, Sequence[str]] = None, num_images_per_prompt: int = 1,
+                steps: Optional[Iterable[int]] = None, layers: Optional[Iterable[str]] = None,
+                resolutions: Optional[Iterable] = None, negative_maps: bool = False,
+                progress: Optional[bool] = None, **pipeline_kwargs) -> DAAMResult:
+        """Generate images for ``prompts`` and return per-word DAAM heat maps with them, as a :class:`DAAMResult`
+        (images, per-image maps and word labels, thresholding, plots; :meth:`attribute` gives the plain tensor).
 
         ``prompts``: a prompt or a list. ``words``: ``None`` (every word), word specs applied to every
         prompt (``"dog"``, ``"red#1"``, ``("red", 1)``, word index; see :mod:`captum_diffusion.words.tokens`), or
@@ -373,11 +417,9 @@ class DAAM(Attribution):
         pipe = self.pipeline
         for reserved in ("prompt", "output_type", "prompt_embeds"):
             if reserved in pipeline_kwargs:
-                raise TypeError(f"attribute() got {reserved!r}: DAAM passes the prompts itself and returns PIL images")
-        prompts = _as_prompts(prompts, "prompts")
-        per_prompt_words = _per_prompt(words, len(prompts))
+                raise TypeError(f"DAAM got {reserved!r}: it passes the prompts itself and returns PIL images")
+        prompts, targets = self._targets(prompts, words)
         tokenizer = pipe.tokenizer
-        targets = [resolve_words(p, tokenizer, w) for p, w in zip(prompts, per_prompt_words)]
         negatives = None
         if negative_prompt is not None:
             negatives = _as_prompts(negative_prompt, "negative_prompt", allow_empty=True)

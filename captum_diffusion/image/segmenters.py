@@ -215,10 +215,25 @@ class DAAMKMeansSegmenter:
 
     @classmethod
     def from_daam(cls, result, image: int = 0, words: Sequence | None = None, **kwargs) -> "DAAMKMeansSegmenter":
-        """Build from a ``captum_diffusion.attention.DAAMResult``: image ``image``'s maps of ``words`` (labels or
-        indices; default all of its words). ``**kwargs`` go to the constructor."""
+        """Build from DAAM's maps: image ``image``'s maps of ``words``. ``**kwargs`` go to the constructor.
+
+        ``result``: the ``captum_diffusion.attention.DAAMResult`` of ``DAAM(pipe).explain(...)`` (``words``: labels
+        such as ``"red"`` / ``"a#1"`` or indices; default all of the image's words), or the float tensor
+        ``(n_images, n_words, H, W)`` of ``DAAM(pipe).attribute(...)`` (``words``: indices only; default all).
+        """
+        if isinstance(result, torch.Tensor):
+            if result.ndim != 4:
+                raise ValueError(f"result must be DAAM.attribute's (n_images, n_words, H, W) tensor, got shape "
+                                 f"{tuple(result.shape)}")
+            maps = result[checks.index(image, result.shape[0], "image")]
+            if words is None:
+                return cls(maps, **kwargs)
+            indices = [checks.index(w, maps.shape[0], "words[i] (a tensor has no labels: give indices)")
+                       for w in words]
+            return cls(maps[indices], **kwargs)
         if not (hasattr(result, "heatmaps") and hasattr(result, "heatmap")):
-            raise TypeError(f"result must be a captum_diffusion.attention.DAAMResult, got {type(result).__name__}")
+            raise TypeError(f"result must be a captum_diffusion.attention.DAAMResult (DAAM.explain) or the tensor of "
+                            f"DAAM.attribute, got {type(result).__name__}")
         if words is None:
             maps = result.heatmaps[image]
         else:

@@ -1,4 +1,5 @@
-"""Shapley axiom checks for any per-word attribution (shap, lime, captum, or a plain array).
+"""Shapley axiom checks for any per-word attribution (shap, lime, captum's ``WordAttributionResult`` / a result with
+``seq_attr``, or a plain array).
 
 Each check measures a gap in the units of ``f`` and passes when ``gap <= atol``:
 
@@ -20,7 +21,7 @@ from typing import Sequence
 import numpy as np
 
 from captum_diffusion.metrics.ranking import as_vector
-from captum_diffusion.words import PromptFunction, WordGame, as_words
+from captum_diffusion.words import PromptFunction, WordGame, as_words, word_labels
 
 
 @dataclass(frozen=True)
@@ -49,10 +50,22 @@ def _game(f: PromptFunction | WordGame, prompt: str | Sequence[str] | None) -> W
     return WordGame(f, prompt)
 
 
-def _values(attributions, n_words: int) -> np.ndarray:
-    phi = as_vector(attributions, "attributions")
-    if phi.size != n_words:
-        raise ValueError(f"attributions has {phi.size} values but the prompt has {n_words} words")
+def _vector(attributions) -> np.ndarray:
+    """``attributions`` as float64 ``(d,)``; a captum-style result (``WordAttributionResult``) gives its
+    ``seq_attr``."""
+    if hasattr(attributions, "seq_attr"):
+        attributions = attributions.seq_attr
+    return as_vector(attributions, "attributions")
+
+
+def _values(attributions, game: WordGame) -> np.ndarray:
+    phi = _vector(attributions)
+    if phi.size != game.n_words:
+        raise ValueError(f"attributions has {phi.size} values but the prompt has {game.n_words} words")
+    labels = getattr(attributions, "input_tokens", None)
+    if labels is not None and list(labels) != word_labels(game.words):
+        raise ValueError(f"attributions are for the words {list(labels)} but the prompt's words are "
+                         f"{word_labels(game.words)}")
     return phi
 
 
@@ -74,18 +87,22 @@ def check_efficiency(
     """Efficiency: attributions ``(d,)`` sum to ``v(all words) - v(no words)``.
 
     Give ``f`` and ``prompt`` (then ``v(all) = f(prompt)``, ``v(none) = f("")``), or ``full_value`` and
-    ``base_value`` directly (``base_value`` defaults to a shap Explanation's ``.base_values``).
+    ``base_value`` directly (``base_value`` defaults to a shap Explanation's ``.base_values``; both default to a
+    ``WordAttributionResult``'s ``full_value`` / ``base_value``).
     """
+    if f is None and hasattr(attributions, "seq_attr") and hasattr(attributions, "base_value"):
+        full_value = attributions.full_value if full_value is None else full_value
+        base_value = attributions.base_value if base_value is None else base_value
     if base_value is None and hasattr(attributions, "base_values") and f is None:
         base_value = float(np.ravel(attributions.base_values)[0])
     if f is not None:
         game = _game(f, prompt)
-        phi = _values(attributions, game.n_words)
+        phi = _values(attributions, game)
         base_value, full_value = game([np.zeros(game.n_words), np.ones(game.n_words)])
     elif full_value is None or base_value is None:
         raise ValueError("give f and prompt, or both full_value and base_value")
     else:
-        phi = as_vector(attributions, "attributions")
+        phi = _vector(attributions)
     gap = abs(phi.sum() - (full_value - base_value))
     detail = f"sum(phi) = {phi.sum():.6g}, v(all) - v(none) = {full_value - base_value:.6g}"
     return _check("efficiency", gap, atol, tuple(range(phi.size)), detail)
@@ -116,7 +133,7 @@ def check_symmetry(
     default: every symmetric pair found. No symmetric pair -> passes with ``gap = 0``."""
     game = _game(f, prompt)
     d = game.n_words
-    phi = _values(attributions, d)
+    phi = _values(attributions, game)
     masks, v = _table(game)
 
     def symmetric(i: int, j: int) -> bool:
@@ -151,7 +168,7 @@ def check_null_player(
     """Null player: a word whose addition never changes the value (within ``game_atol``) gets attribution 0.
     No null word -> passes with ``gap = 0``."""
     game = _game(f, prompt)
-    phi = _values(attributions, game.n_words)
+    phi = _values(attributions, game)
     masks, v = _table(game)
     nulls = tuple(
         i for i in range(game.n_words)

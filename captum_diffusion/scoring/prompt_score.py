@@ -51,6 +51,11 @@ class PromptScore:
         self._scores: dict[str, float] = {}
 
     @property
+    def scores(self) -> dict[str, float]:
+        """Every sub-prompt scored so far and its score (a copy), in the order they were first scored."""
+        return dict(self._scores)
+
+    @property
     def reference_image(self):
         """The full prompt's image at the generator's seed and settings (cached after the first call)."""
         return self.generator([self.prompt])[0]

@@ -3,18 +3,27 @@
 captum explains ``forward(mask)`` where ``mask`` is a float 0/1 word-presence tensor ``(n, d)``: the input is
 ``ones(1, d)`` (every word present) and the baseline ``zeros(1, d)`` (every word deleted, the empty prompt).
 ``forward`` is the core's :class:`~captum_diffusion.words.WordGame`, so each sub-prompt reaches ``f`` once.
+
+The result follows captum's convention for attributions over text (``captum.attr.LLMAttribution``): a
+:class:`WordAttributionResult`, which *is* a ``captum.attr.LLMAttributionResult`` (``seq_attr``, ``input_tokens``,
+``output_tokens``, ``seq_attr_dict``, ``plot_seq_attr()``), plus the game's ``base_value`` and ``full_value``.
 """
 from __future__ import annotations
 
+import contextlib
+import inspect
+import random
 from math import factorial
-from typing import Any
+from typing import Any, Iterator, Optional, Sequence
 
 import captum.attr
 import numpy as np
 import torch
+from captum.attr import LLMAttributionResult
 
+from captum_diffusion import checks
 from captum_diffusion.protocols import PromptFunction
-from captum_diffusion.words.game import WordGame
+from captum_diffusion.words.game import WordGame, word_labels
 
 #: captum's ShapleyValues enumerates d! orderings (8 words: 40320, ~30 s of bookkeeping): refused above this.
 MAX_SHAPLEY_VALUES_WORDS = 8
@@ -28,15 +37,96 @@ METHODS = {
     "lime": captum.attr.Lime,
 }
 
+#: the methods that draw random samples (captum uses torch's global RNG): seeded by ``WordAttribution(seed=...)``,
+#: with the fewest ``n_samples`` each accepts (a regression needs two samples: with one it returns zeros).
+SAMPLED_METHODS = {"shapley_sampling": 1, "kernel_shap": 2, "lime": 2}
+
+#: keyword arguments of captum's ``attribute`` that :meth:`WordAttribution.attribute` sets itself.
+_FIXED = ("inputs", "baselines", "target", "additional_forward_args", "return_input_shape")
+
+#: the name of the payoff in ``output_tokens``: ``f`` gives one score per prompt.
+OUTPUT_NAME = "score"
+
+
+class WordAttributionResult(LLMAttributionResult):
+    """Per-word attributions of one prompt, as captum's ``LLMAttributionResult`` (it is one).
+
+    ``seq_attr``: tensor ``(d,)``, one attribution per word in the units of ``f``. ``input_tokens``: the words'
+    labels (:func:`~captum_diffusion.words.word_labels`: a repeated word is ``a#0``, ``a#1``, as in DAAM's maps
+    and shap's feature names). ``output_tokens``: ``["score"]``, the payoff. ``token_attr``: ``seq_attr`` as one
+    row ``(1, d)``, so ``plot_token_attr()`` works too. ``words``: the prompt's words; ``prompt``: them joined;
+    ``method``: the captum method's name.
+
+    ``base_value`` (``f("")``, every word deleted) and ``full_value`` (``f(prompt)``) come from the game's memo:
+    the sampled Shapley methods and Kernel SHAP evaluated both already; otherwise the first access sends that one
+    prompt to ``f``. Efficiency (Shapley methods): ``seq_attr.sum() == full_value - base_value``.
+
+    ``plot_seq_attr(show=False)`` returns captum's ``(figure, axes)`` bar chart; ``seq_attr_dict`` maps labels to
+    values; ``np.asarray(result)`` is ``seq_attr`` as numpy (so metrics taking arrays accept the result).
+    """
+
+    def __init__(self, *, seq_attr: torch.Tensor, words: Sequence[str], method: str,
+                 game: Optional[WordGame] = None, base_value: Optional[float] = None,
+                 full_value: Optional[float] = None):
+        words = list(words)
+        super().__init__(input_tokens=word_labels(words), output_tokens=[OUTPUT_NAME], seq_attr=seq_attr,
+                         token_attr=seq_attr.reshape(1, -1))
+        self.words = words
+        self.method = method
+        self._game = game
+        self._values = {"base_value": base_value, "full_value": full_value}
+
+    @property
+    def prompt(self) -> str:
+        return " ".join(self.words)
+
+    def _value(self, name: str, present: bool) -> float:
+        if self._values[name] is None:
+            if self._game is None:
+                raise ValueError(f"{name} is unknown: this result was built without its game or a {name}")
+            self._values[name] = self._game.value(np.full(len(self.words), present))
+        return float(self._values[name])
+
+    @property
+    def base_value(self) -> float:
+        """``f("")``: the value with every word deleted (the baseline of the attribution)."""
+        return self._value("base_value", False)
+
+    @property
+    def full_value(self) -> float:
+        """``f(prompt)``: the value with every word present (the explained input)."""
+        return self._value("full_value", True)
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        values = self.seq_attr.detach().cpu().numpy()
+        return values if dtype is None else values.astype(dtype)
+
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, WordAttributionResult):
+            return NotImplemented
+        return (self.input_tokens == other.input_tokens and self.output_tokens == other.output_tokens
+                and self.method == other.method and self.seq_attr.shape == other.seq_attr.shape
+                and bool(torch.equal(self.seq_attr, other.seq_attr)))
+
+    __hash__ = None  # mutable, compared by value
+
+    def __repr__(self) -> str:
+        values = ", ".join(f"{k!r}: {v:.4g}" for k, v in self.seq_attr_dict.items())
+        return f"WordAttributionResult(method={self.method!r}, seq_attr={{{values}}})"
+
 
 class WordAttribution:
     """Per-word attributions of a black box ``f: Sequence[str] -> np.ndarray (n,)`` with a captum method.
 
     ``method``: one of :data:`METHODS` ("feature_ablation": ``f(prompt) - f(prompt without word)``;
     "shapley_values": exact Shapley values by all ``d!`` orderings, at most :data:`MAX_SHAPLEY_VALUES_WORDS`
-    words; "shapley_sampling", "kernel_shap", "lime": sampled). ``init_kwargs`` go to the captum class (e.g. ``interpretable_model``
-    for Lime). ``dtype``: dtype of the mask tensors and of the result (captum 0.9 still sums Shapley
-    contributions in float32, so expect ~1e-6 agreement). ``progress``: captum's tqdm bar (``show_progress``).
+    words; "shapley_sampling", "kernel_shap", "lime": sampled). ``init_kwargs`` go to the captum class (e.g.
+    ``interpretable_model`` for Lime). ``dtype``: dtype of the mask tensors and of the result (captum 0.9 still
+    sums Shapley contributions in float32, so expect ~1e-6 agreement). ``progress``: captum's tqdm bar
+    (``show_progress``). ``seed``: the sampled methods (:data:`SAMPLED_METHODS`) draw from torch's global RNG
+    seeded with it inside a fork (``torch.random.fork_rng``; python's and numpy's global RNGs are seeded too
+    and restored), so two calls agree exactly and the caller's RNG state is untouched; ``None`` draws from the
+    global RNGs as captum does.
     """
 
     def __init__(
@@ -46,34 +136,37 @@ class WordAttribution:
         *,
         dtype: torch.dtype = torch.float64,
         progress: bool = True,
+        seed: Optional[int] = 0,
         **init_kwargs: Any,
     ):
         if not callable(f):
             raise TypeError(f"f must be callable: Sequence[str] -> np.ndarray (n,), got {type(f).__name__}")
         if method not in METHODS:
             raise ValueError(f"method must be one of {sorted(METHODS)}, got {method!r}")
-        if not dtype.is_floating_point:
+        if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
             raise TypeError(f"dtype must be a floating point torch dtype, got {dtype}")
+        if not isinstance(progress, bool):
+            raise TypeError(f"progress must be a bool, got {type(progress).__name__} {progress!r}")
         self.f = f
         self.method = method
         self.dtype = dtype
-        self.progress = bool(progress)
+        self.progress = progress
+        self.seed = None if seed is None else checks.seed(seed)
         self.init_kwargs = init_kwargs
         self.last_game: WordGame | None = None  # the game of the latest attribute() call (counts calls to f)
 
-    def attribute(self, prompt: str, **captum_kwargs: Any) -> torch.Tensor:
-        """Attributions of the words of ``prompt``: tensor ``(d,)`` of ``dtype``, in the units of ``f``.
+    def attribute(self, prompt: str | Sequence[str], **captum_kwargs: Any) -> WordAttributionResult:
+        """Attributions of the words of ``prompt`` as a :class:`WordAttributionResult` (captum's
+        ``LLMAttributionResult``): ``result.seq_attr`` is the tensor ``(d,)`` of ``dtype`` in the units of ``f``,
+        ``result.input_tokens`` the word labels.
 
-        ``captum_kwargs`` go to the captum method's ``attribute`` (``n_samples``, ``perturbations_per_eval``,
-        ``show_progress``, ...); ``inputs`` and ``baselines`` are set here. ``perturbations_per_eval``
-        defaults to 16 (captum's is 1) so that ``f`` gets sub-prompts in batches; ``show_progress`` defaults
-        to the ``progress`` given at construction.
+        ``captum_kwargs`` go to the captum method's ``attribute`` (``n_samples`` for the sampled methods,
+        ``perturbations_per_eval``, ``show_progress``, ``feature_mask``); ``inputs``, ``baselines``, ``target``,
+        ``additional_forward_args`` and ``return_input_shape`` are set here. ``perturbations_per_eval`` defaults
+        to 16 (captum's is 1) so that ``f`` gets sub-prompts in batches; ``show_progress`` defaults to the
+        ``progress`` given at construction. Unknown or invalid arguments raise ``TypeError`` / ``ValueError``.
         """
-        fixed = {"inputs", "baselines", "target", "additional_forward_args"} & set(captum_kwargs)
-        if fixed:
-            raise TypeError(f"WordAttribution.attribute sets {sorted(fixed)} itself; do not pass them")
-        captum_kwargs.setdefault("perturbations_per_eval", 16)
-        captum_kwargs.setdefault("show_progress", self.progress)
+        captum_kwargs = self._check_captum_kwargs(captum_kwargs)
         game = WordGame(self.f, prompt)
         if self.method == "shapley_values" and game.n_words > MAX_SHAPLEY_VALUES_WORDS:
             raise ValueError(
@@ -88,11 +181,57 @@ class WordAttribution:
 
         algorithm = METHODS[self.method](forward, **self.init_kwargs)
         inputs = torch.ones(1, game.n_words, dtype=self.dtype)
-        attributions = algorithm.attribute(inputs, baselines=torch.zeros_like(inputs), **captum_kwargs)
-        return attributions.detach().reshape(game.n_words).to(self.dtype)
+        seeded = self.seed is not None and self.method in SAMPLED_METHODS
+        with seeded_rngs(self.seed) if seeded else contextlib.nullcontext():
+            attributions = algorithm.attribute(inputs, baselines=torch.zeros_like(inputs), **captum_kwargs)
+        seq_attr = attributions.detach().reshape(game.n_words).to(self.dtype)
+        return WordAttributionResult(seq_attr=seq_attr, words=game.words, method=self.method, game=game)
+
+    def _check_captum_kwargs(self, captum_kwargs: dict) -> dict:
+        fixed = set(_FIXED) & set(captum_kwargs)
+        if fixed:
+            raise TypeError(f"WordAttribution.attribute sets {sorted(fixed)} itself; do not pass them")
+        accepted = {name for name, p in inspect.signature(METHODS[self.method].attribute).parameters.items()
+                    if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and name != "self"} - set(_FIXED)
+        unknown = sorted(set(captum_kwargs) - accepted)
+        if unknown:
+            hint = (f"; n_samples is for the sampled methods {sorted(SAMPLED_METHODS)}"
+                    if "n_samples" in unknown else "")
+            raise TypeError(f"method {self.method!r} does not take {unknown}; it takes {sorted(accepted)}{hint}")
+        captum_kwargs.setdefault("perturbations_per_eval", 16)
+        captum_kwargs.setdefault("show_progress", self.progress)
+        checks.positive_int(captum_kwargs["perturbations_per_eval"], "perturbations_per_eval")
+        if not isinstance(captum_kwargs["show_progress"], bool):
+            raise TypeError(f"show_progress must be a bool, got {captum_kwargs['show_progress']!r}")
+        if self.method in SAMPLED_METHODS and "n_samples" in captum_kwargs:
+            least = SAMPLED_METHODS[self.method]
+            n_samples = captum_kwargs["n_samples"]
+            if least == 1:
+                checks.positive_int(n_samples, "n_samples")
+            else:
+                checks.int_at_least(n_samples, least, f"n_samples ({self.method} fits a regression to the samples)")
+        return captum_kwargs
 
     def __repr__(self) -> str:
-        return f"WordAttribution(method={self.method!r})"
+        seed = f", seed={self.seed}" if self.method in SAMPLED_METHODS else ""
+        return f"WordAttribution(method={self.method!r}{seed})"
+
+
+@contextlib.contextmanager
+def seeded_rngs(seed: int) -> Iterator[None]:
+    """Inside: torch's CPU RNG, python's ``random`` and numpy's global RNG seeded with ``seed``; on exit all
+    three are back in the state they had (torch's through ``torch.random.fork_rng``), also on an exception."""
+    seed = checks.seed(seed)
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng(devices=[]):
+        torch.random.default_generator.manual_seed(seed)
+        random.seed(seed)
+        np.random.seed(seed)
+        try:
+            yield
+        finally:
+            random.setstate(python_state)
+            np.random.set_state(numpy_state)
 
 
 def shapley_from_values(masks: np.ndarray, values: np.ndarray) -> np.ndarray:
