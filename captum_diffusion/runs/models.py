@@ -1,0 +1,84 @@
+"""Load the model and scorer a run names: the embedded ShapesWorld model, or a diffusers checkpoint by id / folder."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from captum_diffusion.runs.config import SHAPES_WORLD
+
+#: The scorer used when the model ships none and ``--clip`` is not given.
+DEFAULT_CLIP = "openai/clip-vit-base-patch32"
+
+
+@dataclass
+class LoadedModel:
+    """A run's generator and scorer: ``pipeline`` (a diffusers pipeline), ``scorer`` (``protocols.Scorer``),
+    ``defaults`` (generation settings the model ships: ``steps``, ``guidance``, ``size``), ``source`` (what
+    was loaded: the embedded model's folder, a local folder or a hub id)."""
+
+    pipeline: object
+    scorer: object
+    defaults: dict
+    source: str
+
+
+def _dtype(name):
+    import torch
+
+    return None if name is None else getattr(torch, name)
+
+
+def load_model(model: str, clip: str | None = None, *, device=None, dtype=None) -> LoadedModel:
+    """Load ``model`` (``"shapes-world"``, a diffusers hub id or a local folder) and its scorer.
+
+    ``clip``: ``None`` (the model's own scorer where it ships one, else ``DEFAULT_CLIP``) or a spec for
+    ``captum_diffusion.scoring.load_scorer``. ``dtype``: ``"float16"`` etc. Raises ``ValueError`` with the cause
+    for a missing folder or a model that cannot be loaded (offline and not in the local hub cache, say).
+    """
+    from captum_diffusion.scoring import load_scorer
+
+    torch_dtype = _dtype(dtype)
+    if model == SHAPES_WORLD:
+        from captum_diffusion.shapes_world import DEFAULT_GENERATION, PIPELINE_DIR, load_shapes_world
+
+        pipeline, own_scorer = load_shapes_world(device=device, dtype=torch_dtype)
+        defaults = {"steps": DEFAULT_GENERATION.num_inference_steps, "guidance": DEFAULT_GENERATION.guidance_scale,
+                    "size": (DEFAULT_GENERATION.height, DEFAULT_GENERATION.width)}
+        source = str(PIPELINE_DIR)
+    else:
+        pipeline, own_scorer, defaults, source = _load_diffusers(model, device, torch_dtype), None, {}, model
+    if clip is None:
+        scorer = own_scorer if own_scorer is not None else _scorer(load_scorer, DEFAULT_CLIP, device, torch_dtype)
+    else:
+        scorer = _scorer(load_scorer, clip, device, torch_dtype)
+    return LoadedModel(pipeline, scorer, defaults, source)
+
+
+def _scorer(load_scorer, spec, device, dtype):
+    try:
+        return load_scorer(spec, device=device, dtype=dtype)
+    except (OSError, ValueError, RuntimeError) as error:
+        raise ValueError(f"--clip {spec!r} cannot be loaded: {_first_line(error)}") from None
+
+
+def _load_diffusers(model: str, device, dtype):
+    from diffusers import DiffusionPipeline
+
+    looks_local = model.startswith((".", "/", "~")) or Path(model).expanduser().exists()
+    if looks_local and not (Path(model).expanduser() / "model_index.json").is_file():
+        raise ValueError(f"--model {model!r}: no diffusers pipeline folder there (model_index.json missing); give "
+                         "a folder written by save_pretrained, a hub id, or 'shapes-world'")
+    try:
+        pipeline = DiffusionPipeline.from_pretrained(str(Path(model).expanduser()) if looks_local else model,
+                                                     **({"dtype": dtype} if dtype is not None else {}))
+    except (OSError, ValueError, RuntimeError) as error:
+        raise ValueError(f"--model {model!r} cannot be loaded: {_first_line(error)}") from None
+    if device is not None:
+        pipeline.to(device)
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

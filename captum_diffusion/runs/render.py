@@ -1,0 +1,97 @@
+"""``report.html`` of a saved run: composed from ``captum_diffusion.report``'s building blocks, no model needed."""
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+import numpy as np
+
+from captum_diffusion import report
+from captum_diffusion.runs.store import PromptRun, Run
+
+REPORT = "report.html"
+
+
+def _main_method(result: PromptRun) -> str:
+    """The method whose values colour the words: exact SHAP when run, else the first one."""
+    return "shap-exact" if "shap-exact" in result.values else result.methods[0]
+
+
+def prompt_section(result: PromptRun) -> str:
+    """One prompt's section: image(s), coloured words, bars and table, sub-prompt grid, maps, segments, seeds."""
+    if result.status != "done":
+        return f'<p class="error">This prompt failed: <code>{html.escape(result.error or "unknown error")}</code></p>'
+    method = _main_method(result)
+    mean = result.values[method].mean(0)
+    base = float(result.base_values[method].mean())
+    images = "".join(f'<figure class="plot"><img src="{report.image_data_uri(image)}" width="192" alt="seed {seed}">'
+                     f"<figcaption>seed {seed}</figcaption></figure>" for seed, image in zip(result.seeds, result.images))
+    seeds_note = f"averaged over seeds {', '.join(map(str, result.seeds))}" if len(result.seeds) > 1 else \
+        f"seed {result.seeds[0]}"
+    parts = [f'<div class="side-by-side">{images}</div>',
+             f"<h3>Words coloured by {html.escape(method)} ({seeds_note})</h3>",
+             report.word_text_html(result.words, mean, result.labels, base_value=base)]
+    means = {m: v.mean(0) for m, v in result.values.items()}
+    bases = {m: float(v.mean()) for m, v in result.base_values.items()}
+    bar = report.figure_data_uri(report.bar_chart(result.labels, means, base_value=base))
+    parts.append(f'<div class="side-by-side"><figure class="plot"><img src="{bar}" alt="values by method">'
+                 f"<figcaption>value of each word by method</figcaption></figure>"
+                 f"{report.values_table_html(result.labels, means, bases)}</div>")
+    if len(result.seeds) > 1:
+        parts.append("<h3>Seed agreement</h3>")
+        parts.append(report.seed_agreement_html(report.seed_agreement(result.values[method], result.labels),
+                                                result.seeds))
+    first = result.subprompts[0] if result.subprompts else []
+    if first:
+        parts.append(f"<h3>Sub-prompt images, seed {result.seeds[0]} (payoff under each)</h3>")
+        parts.append(report.subprompt_grid_html([(e.prompt, e.payoff, e.image) for e in first if e.image is not None]))
+    if result.attention is not None:
+        parts.append(f"<h3>Attention maps (DAAM), seed {result.seeds[0]}</h3>")
+        parts.append(report.attention_maps_html(result.images[0], result.attention[0], result.attention_labels))
+    if result.segments is not None:
+        parts.append(f"<h3>Segments and the segment-by-word table, seed {result.seeds[0]}</h3>")
+        parts.append(report.segment_table_html(result.images[0], result.segments[0], result.segment_tables[0],
+                                               result.table_words))
+    return "".join(parts)
+
+
+def run_section(run: Run) -> str:
+    """The run's settings, model, counts and versions."""
+    manifest = run.manifest
+    own = "(the model's own)"
+    rows = {
+        "model": f'{manifest["model"]["spec"]} ({manifest["model"]["class"]})',
+        "scorer": f'{manifest["scorer"]["class"]} {manifest["scorer"]["spec"] or own}',
+        "settings": json.dumps({k: v for k, v in manifest["config"].items() if k != "prompts"}),
+        "images": f'{manifest["counts"]["images_generated"]} generated, '
+                  f'{manifest["counts"]["images_from_cache"]} from the cache (this invocation)',
+        "time": f'{manifest["timings"]["seconds"]} s (model loading {manifest["timings"].get("model_load_seconds", 0):.1f} s)',
+        "command": " ".join(manifest["command"]),
+        "versions": ", ".join(f"{k} {v}" for k, v in manifest["versions"].items() if v),
+    }
+    body = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows.items())
+    return f'<table class="values"><tbody>{body}</tbody></table>'
+
+
+def render(run: Run) -> str:
+    """The report of ``run`` as one self-contained HTML document."""
+    payoff = run.prompts[0].payoff if run.prompts else "the scorer's similarity to the full prompt's image"
+    sections = [("How to read this report", report.how_to_read_html(payoff), "how-to-read")]
+    index = []
+    by_prompt = {p.prompt: p for p in run.prompts}
+    for number, entry in enumerate(run.manifest["prompts"]):
+        anchor = f"prompt-{number}"
+        result = by_prompt.get(entry["prompt"])
+        body = prompt_section(result) if result is not None else \
+            f'<p class="empty">Not explained yet ({html.escape(entry["status"])}).</p>'
+        sections.append((entry["prompt"], body, anchor))
+        index.append((entry["prompt"], anchor))
+    sections.append(("Run", run_section(run), "run"))
+    return report.page("diffusion-explain report", sections, index=index if len(index) > 1 else None,
+                       footer=f"saved run: {run.directory}")
+
+
+def write_report(run: Run, path=None) -> Path:
+    """Write ``render(run)`` to ``path`` (default ``run.directory / "report.html"``); returns the path."""
+    return report.write_page(Path(run.directory) / REPORT if path is None else path, render(run))
