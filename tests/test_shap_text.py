@@ -192,7 +192,7 @@ def test_word_explanation_lets_shap_plots_draw_captum_results():
     f = BagOfWords()
     phi = WordAttribution(f, "feature_ablation", progress=False).attribute(PROMPT)
     expl = word_explanation(phi, PROMPT, base_value=f.value(""))
-    np.testing.assert_allclose(expl.values, phi.numpy())
+    np.testing.assert_allclose(expl.values, phi.seq_attr.numpy())
     assert list(expl.data) == PROMPT.split() and expl.base_values == pytest.approx(0.1)
     plt.close("all")
     shap.plots.bar(expl, show=False)

@@ -235,7 +235,7 @@ def word_values(method: str, f, config: RunConfig, seed: int) -> tuple[np.ndarra
     options = {}
     if config.max_evals is not None and name in ("shapley_sampling", "kernel_shap", "lime"):
         d = len(prompt.split())
-        options["n_samples"] = max(1, config.max_evals // d) if name == "shapley_sampling" else config.max_evals
+        options["n_samples"] = max(1, config.max_evals // d) if name == "shapley_sampling" else max(2, config.max_evals)
     result = WordAttribution(f, name, seed=seed, progress=False).attribute(prompt, **options)
     return np.asarray(result.seq_attr, dtype=np.float64).reshape(-1), empty
 
