@@ -1,0 +1,343 @@
+"""captum_diffusion.report: the HTML report's building blocks (no model, no browser; see
+test_report_browser.py for the page in a real Chromium)."""
+from __future__ import annotations
+
+import base64
+import io
+import os
+import re
+from html.parser import HTMLParser
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import shap  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.text import Text  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from captum_diffusion import report  # noqa: E402
+
+PROMPT = "a red circle and a blue square"
+WORDS = PROMPT.split()
+LABELS = ["a#0", "red", "circle", "and", "a#1", "blue", "square"]
+VALUES = np.array([0.02, 0.31, 0.12, -0.05, -0.01, 0.18, 0.09])
+BASE = 0.41
+
+
+def decode_uri(uri: str) -> Image.Image:
+    prefix = "data:image/png;base64,"
+    assert uri.startswith(prefix)
+    return Image.open(io.BytesIO(base64.b64decode(uri[len(prefix):])))
+
+
+def img_uris(html: str) -> list[str]:
+    return re.findall(r'<img src="(data:image/png;base64,[^"]+)"', html)
+
+
+class _Words(HTMLParser):
+    """Visible text of ``div.shap-words`` (elements styled ``display: none`` skipped), the words' styles and
+    titles: what a browser shows, without a browser."""
+
+    def __init__(self):
+        super().__init__()
+        self.stack: list[tuple[bool, bool]] = []  # (inside shap-words, hidden)
+        self.text: list[str] = []
+        self.words: list[dict] = []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        inside, hidden = self.stack[-1] if self.stack else (False, False)
+        inside = inside or "shap-words" in (attrs.get("class") or "").split()
+        style = (attrs.get("style") or "").replace(" ", "")
+        hidden = hidden or "display:none" in style
+        if "shap-word" in (attrs.get("class") or "").split():
+            self.words.append({"style": attrs.get("style", ""), "title": attrs.get("title", ""),
+                               "label": attrs.get("data-label"), "text": ""})
+        self.stack.append((inside, hidden))
+
+    def handle_endtag(self, tag):
+        self.stack.pop()
+
+    def handle_data(self, data):
+        inside, hidden = self.stack[-1] if self.stack else (False, False)
+        if inside and not hidden:
+            self.text.append(data)
+            if self.words and self.words[-1]["text"] == "" and data.strip():
+                self.words[-1]["text"] = data.strip()
+
+
+def parse_words(html: str) -> _Words:
+    parser = _Words()
+    parser.feed(html)
+    return parser
+
+
+def background_rgba(style: str) -> tuple[float, float, float, float]:
+    match = re.search(r"background:\s*rgba?\(([^)]*)\)", style)
+    assert match, style
+    parts = [float(p) for p in match.group(1).split(",")]
+    return tuple(parts + [1.0] * (4 - len(parts)))
+
+
+# ------------------------------------------------------------------------------------------------ images
+
+def test_image_data_uri_round_trips_pil_and_array():
+    rng = np.random.default_rng(0)
+    array = rng.integers(0, 256, size=(20, 30, 3), dtype=np.uint8)
+    for image in (array, Image.fromarray(array)):
+        decoded = decode_uri(report.image_data_uri(image))
+        assert decoded.format == "PNG" and decoded.size == (30, 20)
+        np.testing.assert_array_equal(np.asarray(decoded.convert("RGB")), array)
+
+
+def test_figure_data_uri_is_png_and_closes_the_figure():
+    fig = plt.figure(figsize=(2, 1))
+    fig.gca().plot([0, 1], [1, 0])
+    number = fig.number
+    image = decode_uri(report.figure_data_uri(fig))
+    assert image.size[0] > 50 and image.size[1] > 20
+    assert not plt.fignum_exists(number)
+
+
+# ------------------------------------------------------------------------------------------- word text
+
+@pytest.mark.parametrize("stock", [True, False], ids=["shap-text", "own"])
+def test_word_text_html_colours_spaces_and_tooltips(stock):
+    html = report.word_text_html(WORDS, VALUES, base_value=BASE, stock=stock)
+    assert "np.float" not in html and not re.search(r"np\.\w+\(", html)
+    parsed = parse_words(html)
+    assert " ".join("".join(parsed.text).split()) == PROMPT  # words separated by spaces
+    assert "".join(parsed.text).strip().count(" ") == len(WORDS) - 1
+    assert [w["text"] for w in parsed.words] == WORDS
+    assert [w["label"] for w in parsed.words] == LABELS
+    for word, value, label in zip(parsed.words, VALUES, LABELS):
+        r, g, b, a = background_rgba(word["style"])
+        assert a > 0, word
+        assert (r > b) if value > 0 else (b > r), (label, value, word["style"])
+        assert word["title"] == f"{label}: {value:+.4f}"
+    # one symmetric scale: the largest |value| is the most opaque
+    alphas = [background_rgba(w["style"])[3] for w in parsed.words]
+    assert int(np.argmax(alphas)) == int(np.argmax(np.abs(VALUES)))
+
+
+def test_word_text_html_stock_plot_is_relabelled_for_prompts():
+    html = report.word_text_html(WORDS, VALUES, base_value=BASE)
+    assert 'f(&quot;&quot;) (empty prompt)' in html and "f(prompt)" in html
+    assert "base value" not in html and "(inputs)" not in html
+    assert "<svg" in html  # shap's force bar
+    without_base = report.word_text_html(WORDS, VALUES)
+    assert "<svg" not in without_base and "shap-word" in without_base
+
+
+def test_word_text_html_close_labels_do_not_overlap():
+    """f("") and f(prompt) almost equal: one label is anchored left of its point, the other right."""
+    html = report.word_text_html(["a", "red", "circle"], [0.3, -0.29, 0.01], base_value=0.5)
+    anchors = re.findall(r'<text x="[^"]+" y="10"[^>]*text-anchor="(\w+)"', html)
+    assert sorted(anchors) == ["end", "start"]
+
+
+def test_word_text_html_falls_back_when_shap_html_changes(monkeypatch):
+    monkeypatch.setattr(shap.plots, "text", lambda *args, **kwargs: "<div>something else</div>")
+    html = report.word_text_html(WORDS, VALUES, base_value=BASE)
+    parsed = parse_words(html)
+    assert " ".join("".join(parsed.text).split()) == PROMPT
+    assert len(parsed.words) == len(WORDS) and "something else" not in html
+
+
+def test_word_text_html_escapes_and_checks():
+    html = report.word_text_html(["x<y", "z"], [0.1, -0.1], stock=True)
+    assert "x&lt;y" in html and "x<y" not in html
+    with pytest.raises(ValueError, match="2 words"):
+        report.word_text_html(["a", "b"], [0.1, 0.2, 0.3])
+    with pytest.raises(ValueError, match="NaN"):
+        report.word_text_html(["a", "b"], [0.1, np.nan])
+
+
+# ----------------------------------------------------------------------------------------- plots, tables
+
+def _texts(fig) -> list[str]:
+    return [t.get_text() for t in fig.findobj(Text)]
+
+
+@pytest.mark.parametrize("feature_names", [None, LABELS], ids=["labels-from-data", "feature-names"])
+def test_waterfall_relabels_base_and_prompt(feature_names):
+    explanation = shap.Explanation(values=VALUES, base_values=BASE, data=np.array(WORDS, dtype=object),
+                                   feature_names=feature_names)
+    fig = report.waterfall(explanation)
+    texts = _texts(fig)
+    joined = "\n".join(texts)
+    assert 'f("") (empty prompt) = 0.410' in joined
+    assert f"f(prompt) = {BASE + VALUES.sum():.3f}" in joined
+    assert "E[f(X)]" not in joined and "f(x)" not in joined
+    assert "a#0" in texts and "a#1" in texts
+    assert not any(re.search(r"\ba = a\b", t) for t in texts)
+    report.figure_data_uri(fig)  # renders and closes
+
+
+def test_bar_chart_groups_methods_per_word():
+    methods = {"shap-exact": VALUES, "lime": VALUES * 0.8, "captum-shapley_sampling": VALUES + 0.01}
+    fig = report.bar_chart(LABELS, methods, base_value=BASE)
+    assert isinstance(fig, Figure)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == LABELS
+    assert len(ax.containers) == 3 and all(len(c) == len(LABELS) for c in ax.containers)
+    np.testing.assert_allclose([bar.get_width() for bar in ax.containers[1]], VALUES * 0.8)
+    assert "0.410" in ax.get_title()
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == list(methods)
+    with pytest.raises(ValueError, match="7 words"):
+        report.bar_chart(LABELS, {"lime": [1.0, 2.0]})
+
+
+def test_values_table_html_shows_every_method_and_efficiency_rows():
+    html = report.values_table_html(LABELS, {"shap-exact": VALUES, "lime": VALUES * 0.5},
+                                    {"shap-exact": BASE, "lime": 0.45})
+    for name in ("shap-exact", "lime", *LABELS):
+        assert f">{name}<" in html
+    for value in (*VALUES, *(VALUES * 0.5)):
+        assert f">{value:.3f}<" in html
+    assert f">{BASE + VALUES.sum():.3f}<" in html and ">0.410<" in html
+    assert "np." not in html
+
+
+def test_subprompt_grid_html_captions_in_order_and_downscales():
+    big = np.zeros((512, 512, 3), dtype=np.uint8)
+    entries = [("", 0.4123, big), ("a red", 0.55, big[:64, :64]), ("a red circle", 1.0, big[:64, :64])]
+    html = report.subprompt_grid_html(entries, thumb_size=96)
+    assert "(empty prompt)" in html and ">0.412<" in html and ">0.550<" in html and ">1.000<" in html
+    assert html.index("(empty prompt)") < html.index("a red<") < html.index("a red circle<")
+    uris = img_uris(html)
+    assert len(uris) == 3
+    assert max(decode_uri(uris[0]).size) == 96 and decode_uri(uris[1]).size == (64, 64)
+
+
+def test_attention_maps_share_one_colour_scale_and_one_colour_bar():
+    rng = np.random.default_rng(0)
+    image = np.full((64, 64, 3), 255, dtype=np.uint8)
+    maps = rng.random((3, 16, 16)) * np.array([1.0, 2.0, 5.0])[:, None, None]
+    fig, (vmin, vmax) = report.attention_maps_figure(image, maps, ["a", "red", "circle"])
+    assert vmin == 0.0 and vmax == pytest.approx(maps.max())
+    overlays = [im for ax in fig.axes for im in ax.get_images() if im.get_array().shape[:2] == (16, 16)]
+    assert len(overlays) == 3 and {im.get_clim() for im in overlays} == {(vmin, vmax)}
+    colourbars = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
+    assert len(colourbars) == 1
+    assert [ax.get_title() for ax in fig.axes if ax.get_title()] == ["a", "red", "circle"]
+    plt.close(fig)
+    html = report.attention_maps_html(image, maps, ["a", "red", "circle"])
+    assert len(img_uris(html)) == 1 and "One colour scale" in html
+    with pytest.raises(ValueError, match="n_words=2"):
+        report.attention_maps_html(image, maps, ["a", "red"])
+
+
+def test_segment_table_html_numbers_and_values():
+    image = np.full((32, 32, 3), 200, dtype=np.uint8)
+    segments = np.zeros((32, 32), dtype=np.int64)
+    segments[:, 16:] = 1
+    segments[16:, :] += 2
+    table = np.arange(8, dtype=float).reshape(4, 2) / 10 - 0.3
+    html = report.segment_table_html(image, segments, table, ["red", "circle"])
+    assert len(img_uris(html)) == 1
+    for i in range(4):
+        assert f"<tr><th>{i}</th>" in html
+    for value in table.ravel():
+        assert f">{value:.3f}<" in html
+    assert html.count('class="num best"') == 2  # segment 3 is the largest for both words
+    with pytest.raises(ValueError, match="rows"):
+        report.segment_table_html(image, segments, table[:3], ["red", "circle"])
+
+
+# ------------------------------------------------------------------------------------------ seed agreement
+
+def test_seed_agreement_identical_seeds_agree_fully():
+    values = np.array([[0.1, 0.6, 0.3], [0.1, 0.6, 0.3]])
+    result = report.seed_agreement(values, ["a", "red", "circle"])
+    assert result["percent_ranks_aligned"] == {"mean": 100.0, "min": 100.0}
+    assert result["spearman"]["mean"] == pytest.approx(1.0) and result["kendall"]["min"] == pytest.approx(1.0)
+    assert result["std"] == [0.0, 0.0, 0.0] and result["same_top"]
+    assert [s["top"] for s in result["per_seed"]] == ["red", "red"]
+    assert result["per_seed"][0]["ranking"] == ["red", "circle", "a"]
+
+
+def test_seed_agreement_reversed_ranking():
+    values = np.array([[3.0, 2.0, 1.0], [1.0, 2.0, 3.0]])
+    result = report.seed_agreement(values, ["x", "y", "z"])
+    assert result["pairs"][0]["percent_ranks_aligned"] == pytest.approx(100 / 3)  # only the middle word
+    assert result["spearman"]["mean"] == pytest.approx(-1.0)
+    assert result["kendall"]["mean"] == pytest.approx(-1.0)
+    assert not result["same_top"]
+    assert [s["top"] for s in result["per_seed"]] == ["x", "z"]
+
+
+def test_seed_agreement_red_circle_example_and_summary_over_pairs():
+    """'red' scored 0.67 on seed 0 and 0.06 on seed 1 for 'a red circle'."""
+    values = np.array([[0.05, 0.67, 0.20], [0.10, 0.06, 0.50], [0.05, 0.60, 0.25]])
+    result = report.seed_agreement(values, ["a", "red", "circle"])
+    assert result["n_seeds"] == 3 and len(result["pairs"]) == 3
+    assert result["std"][1] == pytest.approx(np.std([0.67, 0.06, 0.60]))
+    assert result["mean"][1] == pytest.approx(np.mean([0.67, 0.06, 0.60]))
+    aligned = [p["percent_ranks_aligned"] for p in result["pairs"]]
+    assert aligned == pytest.approx([0.0, 100.0, 0.0])
+    assert result["percent_ranks_aligned"]["mean"] == pytest.approx(100 / 3)
+    assert result["percent_ranks_aligned"]["min"] == 0.0
+    assert result["spearman"]["min"] == pytest.approx(-0.5)
+    html = report.seed_agreement_html(result, seeds=[0, 1, 7])
+    assert "seed 7" in html and ">0.670<" in html and ">0.060<" in html and "33%" in html
+    assert "differs" in html and f">{np.std([0.67, 0.06, 0.60]):.3f}<" in html
+
+
+def test_seed_agreement_undefined_correlations_and_one_seed():
+    result = report.seed_agreement([[0.2, 0.2, 0.2], [0.1, 0.5, 0.3]], ["a", "b", "c"])
+    assert result["pairs"][0]["spearman"] is None and result["spearman"] == {"mean": None, "min": None}
+    one = report.seed_agreement([[0.1, 0.5]], ["a", "b"])
+    assert one["pairs"] == [] and one["percent_ranks_aligned"]["mean"] is None
+    assert "One seed only" in report.seed_agreement_html(one)
+    with pytest.raises(ValueError, match="n_words=2"):
+        report.seed_agreement([[0.1, 0.2, 0.3]], ["a", "b"])
+
+
+# ------------------------------------------------------------------------------------------------- page
+
+def test_how_to_read_html_explains_each_section():
+    html = report.how_to_read_html("CLIP cosine between the sub-prompt's image and the full prompt's image")
+    assert "CLIP cosine between the sub-prompt&#x27;s image" in html
+    for phrase in ("empty prompt", "base value", "Negative", "lowers the score", "one colour scale",
+                   "Ranks aligned", "Spearman", "Kendall"):
+        assert phrase.lower() in html.lower(), phrase
+
+
+def test_page_is_self_contained_with_index_and_unique_anchors():
+    sections = [("Prompt: a <red> circle", "<p>one</p>"), ("Word values", "<p>two</p>"),
+                ("Word values", "<p>three</p>"), ("Other", "<p>four</p>", "prompt-2")]
+    html = report.page("Run <1>", sections, index=[("a <red> circle", "prompt-a-red-circle"),
+                                                   ("second", "prompt-2")])
+    assert html.startswith("<!DOCTYPE html>") and '<meta charset="utf-8">' in html
+    assert "<title>Run &lt;1&gt;</title>" in html
+    ids = re.findall(r'<section id="([^"]+)"', html)
+    assert ids == ["prompt-a-red-circle", "word-values", "word-values-2", "prompt-2"]
+    assert re.findall(r'<a href="#([^"]+)"', html) == ["prompt-a-red-circle", "prompt-2"]
+    assert not re.search(r"(src|href)=\"(https?:)?//", html) and "<script" not in html
+    assert "@import" not in html and "url(" not in html
+    auto = report.page("t", sections[:2], index=True)
+    assert re.findall(r'<a href="#([^"]+)"', auto) == ["prompt-a-red-circle", "word-values"]
+    assert "<nav" not in report.page("t", sections[:1])
+
+
+def test_write_page_is_atomic(tmp_path, monkeypatch):
+    path = tmp_path / "run" / "report.html"
+    assert report.write_page(path, "<p>old é</p>") == path
+    assert path.read_text(encoding="utf-8") == "<p>old é</p>"
+    report.write_page(path, "<p>new</p>")
+    assert path.read_text(encoding="utf-8") == "<p>new</p>"
+
+    def broken_replace(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", broken_replace)
+    with pytest.raises(OSError, match="disk full"):
+        report.write_page(path, "<p>half</p>")
+    assert path.read_text(encoding="utf-8") == "<p>new</p>"
+    assert sorted(p.name for p in path.parent.iterdir()) == ["report.html"]  # no temp file left
