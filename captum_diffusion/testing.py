@@ -106,3 +106,25 @@ def tiny_stable_diffusion(layout: str = "sd1", seed: int = 0):
                                        requires_safety_checker=False)
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def tiny_open_clip(seed: int = 0, image_size: int = 64):
+    """A random-weight open_clip ``CLIP`` as an ``OpenCLIPSimilarity``: a 2-block ViT (16 px patches, so a 4x4
+    grid at 64 px) and a 2-block text tower, 32-d embeddings, open_clip's own offline BPE tokenizer
+    (``SimpleTokenizer``, 77 tokens) and its eval transform (shortest-edge bicubic resize to ``image_size``,
+    centre crop, OpenAI mean / std) set as ``model.visual.preprocess_cfg`` as ``open_clip.create_model`` does."""
+    import open_clip
+    from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
+    from open_clip.transform import PreprocessCfg, image_transform_v2
+
+    from captum_diffusion.scoring.open_clip import OpenCLIPSimilarity
+
+    vision = CLIPVisionCfg(layers=2, width=32, head_width=16, patch_size=16, image_size=image_size)
+    text = CLIPTextCfg(context_length=77, vocab_size=49408, width=32, heads=2, layers=2)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = CLIP(embed_dim=32, vision_cfg=vision, text_cfg=text).eval()
+    cfg = PreprocessCfg(size=image_size)
+    open_clip.set_model_preprocess_cfg(model, dict(cfg.__dict__))
+    return OpenCLIPSimilarity(model, preprocess=image_transform_v2(cfg, is_train=False),
+                              tokenizer=open_clip.tokenizer.SimpleTokenizer(context_length=77))

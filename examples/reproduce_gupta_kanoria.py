@@ -6,11 +6,16 @@ are computed through ``shap_adapters`` (2**d sub-prompts, d <= 4). The values ar
 compared with the hand-assigned ground truth, printing both of the paper's tables beside its reported numbers:
 percent of ranks aligned (5.1.1) and RMSE (5.1.2).
 
-The paper used Stable Diffusion v1-4 and open_clip ViT-B-16-plus-240; this script takes any diffusers
-checkpoint and any transformers CLIP, by hub id or local directory::
+The paper used Stable Diffusion v1-4 and open_clip ViT-B-16-plus-240 (laion400m_e32); this script takes any
+diffusers checkpoint and any scorer ``captum_diffusion.scoring.load_scorer`` reads: ``open_clip:NAME:PRETRAINED``
+(an open_clip model and its tag or checkpoint file) or a transformers CLIP hub id / local directory::
 
+    # the paper's setup
     python examples/reproduce_gupta_kanoria.py --model CompVis/stable-diffusion-v1-4 \
-        --clip openai/clip-vit-base-patch32 --device cuda --out outputs/gupta_kanoria
+        --clip open_clip:ViT-B-16-plus-240:laion400m_e32 --device cuda --out outputs/gupta_kanoria
+    # transformers CLIP instead
+    python examples/reproduce_gupta_kanoria.py --model CompVis/stable-diffusion-v1-4 \
+        --clip openai/clip-vit-base-patch32 --device cuda --out outputs/gupta_kanoria_openai
     # offline, on the embedded ShapesWorld model (its vocabulary lacks most of these words: plumbing only):
     python examples/reproduce_gupta_kanoria.py --model captum_diffusion/shapes_world/weights/pipeline \
         --clip captum_diffusion/shapes_world/weights/clip --steps 10 --out outputs/gupta_kanoria_shapes
@@ -37,7 +42,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--model", default="CompVis/stable-diffusion-v1-4",
                         help="diffusers text-to-image checkpoint: hub id or local directory (save_pretrained layout)")
     parser.add_argument("--clip", default="openai/clip-vit-base-patch32",
-                        help="transformers CLIP model: hub id or local directory")
+                        help="scorer: open_clip:NAME:PRETRAINED (e.g. open_clip:ViT-B-16-plus-240:laion400m_e32, "
+                             "the paper's; PRETRAINED is a tag or checkpoint file), open_clip:hf-hub:ORG/REPO, or a "
+                             "transformers CLIP hub id / directory")
     parser.add_argument("--seed", type=int, default=0, help="one seed for every sub-prompt (default 0)")
     parser.add_argument("--steps", type=int, default=None, help="inference steps (default: the pipeline's)")
     parser.add_argument("--guidance", type=float, default=None, help="guidance scale (default: the pipeline's)")
@@ -124,13 +131,13 @@ def main(argv=None) -> dict:
 
     from captum_diffusion.datasets import load_gupta_kanoria
     from captum_diffusion.generation import TextToImage
-    from captum_diffusion.scoring.clip import CLIPSimilarity
+    from captum_diffusion.scoring import load_scorer
 
     dtype = DTYPES[args.dtype] if args.dtype else (torch.float16 if str(args.device).startswith("cuda") else torch.float32)
     started = time.perf_counter()
     extra = {"safety_checker": None, "requires_safety_checker": False} if args.no_safety_checker else {}
     pipe = DiffusionPipeline.from_pretrained(str(args.model), dtype=dtype, **extra).to(args.device)
-    clip = CLIPSimilarity(str(args.clip), device=args.device, dtype=dtype)
+    clip = load_scorer(str(args.clip), device=args.device, dtype=dtype)
     args.out.mkdir(parents=True, exist_ok=True)
     generator = TextToImage(pipe, seed=args.seed, num_inference_steps=args.steps, guidance_scale=args.guidance,
                             height=args.size, width=args.size, batch_size=args.batch_size,

@@ -14,6 +14,7 @@ _EXPORTS = {
     "OpenCLIPSimilarity": "open_clip",
     "LatentSimilarity": "latent",
     "PromptScore": "prompt_score",
+    "load_scorer": "load",
 }
 
 __all__ = sorted(_EXPORTS)
