@@ -1,0 +1,208 @@
+"""diffusion-explain: saved runs reload exactly, resume after kill -9, and bad input exits 2 leaving nothing."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from captum_diffusion.cli import main
+from captum_diffusion.runs import RunConfig, explain_run, load_run
+
+PROMPT = "a red circle"
+SETTINGS = dict(seeds=(0, 1), words=("shap-exact", "lime", "captum-feature_ablation"), lime_samples=20)
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    """One small ShapesWorld run: 1 prompt, 2 seeds, three methods, DAAM maps, SLIC segment table."""
+    out = tmp_path_factory.mktemp("run") / "run"
+    config = RunConfig(prompts=(PROMPT,), segments="slic", **SETTINGS)
+    return explain_run(config, out, command=["test"], progress=False), out
+
+
+def test_saved_run_reloads_equal(saved):
+    run, out = saved
+    again = load_run(out)
+    assert len(again) == 1 and again[0].status == "done"
+    first, second = run[0], again[0]
+    assert second.words == ["a", "red", "circle"] and second.seeds == [0, 1]
+    for method in SETTINGS["words"]:
+        np.testing.assert_array_equal(first.values[method], second.values[method])
+        for seed in (None, 0, 1):
+            a, b = first.explanation(method, seed), second.explanation(method, seed)
+            np.testing.assert_array_equal(a.values, b.values)
+            assert a.base_values == b.base_values and list(a.feature_names) == list(b.feature_names)
+            assert list(a.data) == list(b.data)
+    np.testing.assert_array_equal(first.attention, second.attention)
+    assert second.attention.shape == (2, 3, 64, 64) and second.attention_labels == ["a", "red", "circle"]
+    for s in range(2):
+        np.testing.assert_array_equal(first.segments[s], second.segments[s])
+        np.testing.assert_array_equal(first.segment_tables[s], second.segment_tables[s])
+        assert np.array_equal(np.asarray(first.images[s]), np.asarray(second.images[s]))
+    masks = [entry.mask for entry in second.subprompts[0]]
+    assert masks == sorted(masks) and len(masks) == 8 and masks[0] == "000" and masks[-1] == "111"
+
+
+def test_saved_values_are_the_in_memory_explanations(saved):
+    """What the run saved is what the Python API computes on the same model, seed and settings."""
+    import shap_adapters
+    from captum_diffusion.attention import DAAM
+    from captum_diffusion.generation import TextToImage
+    from captum_diffusion.scoring import PromptScore
+    from captum_diffusion.shapes_world import DEFAULT_GENERATION, load_shapes_world
+
+    run, _ = saved
+    pipe, scorer = load_shapes_world()
+    for row, seed in enumerate((0, 1)):
+        generator = TextToImage(pipe, seed=seed, progress=False, **DEFAULT_GENERATION.pipeline_kwargs())
+        f = PromptScore(generator, scorer, PROMPT)
+        explanation = shap_adapters.explain_prompt(PROMPT, f, algorithm="exact", progress=False)
+        np.testing.assert_array_equal(run[0].values["shap-exact"][row], explanation.values)
+        assert run[0].base_values["shap-exact"][row] == explanation.base_values == f([""])[0]
+        np.testing.assert_allclose(explanation.values.sum() + explanation.base_values, 1.0, atol=1e-6)  # efficiency
+        maps = DAAM(pipe).explain(PROMPT, progress=False, **generator.pipeline_kwargs(1))
+        np.testing.assert_array_equal(run[0].attention[row], maps.heatmaps[0].numpy())
+        assert np.array_equal(np.asarray(maps.images[0]), np.asarray(run[0].images[row]))   # the same generation
+    manifest = run.manifest
+    assert manifest["versions"]["torch"] and manifest["model"]["scheduler"]["class"]
+    assert manifest["prompts"][0]["status"] == "done" and manifest["command"] == ["test"]
+    assert manifest["counts"]["images_generated"] == 16        # 2**3 sub-prompts x 2 seeds, each once
+
+
+def test_rerun_resumes_without_generating(saved, capsys):
+    _, out = saved
+    config = RunConfig(prompts=(PROMPT,), segments="slic", **SETTINGS)
+    again = explain_run(config, out, progress=False, report=False)
+    assert again.manifest["counts"]["images_generated"] == 0 and again.manifest["counts"]["prompts_resumed"] == 1
+    assert len(again.manifest["history"]) == 1
+    assert main(["show", str(out)]) == 0
+    table = capsys.readouterr().out
+    assert "a red circle" in table and "shap-exact" in table and "red (+" in table
+
+
+def test_other_settings_in_the_same_folder_are_refused(saved, capsys):
+    _, out = saved
+    before = sorted(p.name for p in out.iterdir())
+    assert main(["explain", PROMPT, "--seeds", "3", "--out", str(out), "--quiet"]) == 2
+    assert "other settings" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == before
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--model", "/no/such/folder"], "no diffusers pipeline folder"),
+    (["--words", "shap-magic"], "words (a word-attribution method) must be one of"),
+    (["--seeds", "-1"], "seeds must be a non-negative int"),
+    (["--segments", "watershed"], "segments must be one of"),
+    (["--size", "0"], "size must be a positive int"),
+])
+def test_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, arguments, message):
+    out = tmp_path / "out"
+    assert main(["explain", PROMPT, "--out", str(out), "--quiet", *arguments]) == 2
+    assert message in capsys.readouterr().err and not out.exists()
+
+
+def test_bad_files_name_the_line_and_key(tmp_path, capsys):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text('a red circle\n{"prompt": "a blue square", "seed": 1}\n{"prompt": 3}\n')
+    assert main(["explain", "--prompts", str(prompts), "--out", str(tmp_path / "o")]) == 2
+    assert f"{prompts}:3:" in capsys.readouterr().err
+    config = tmp_path / "run.toml"
+    config.write_text('seeds = [0, 1]\nguidanse = 5\n')
+    assert main(["explain", PROMPT, "--config", str(config), "--out", str(tmp_path / "o")]) == 2
+    assert "unknown key(s) ['guidanse']" in capsys.readouterr().err
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if os.access(locked, os.W_OK):
+            pytest.skip("running as a user who can write anywhere")
+        assert main(["explain", PROMPT, "--out", str(locked / "run")]) == 2
+        assert "cannot be written" in capsys.readouterr().err
+    finally:
+        locked.chmod(0o700)
+    assert not (tmp_path / "o").exists()
+
+
+def test_config_file_and_flags_merge(tmp_path):
+    from captum_diffusion.cli import build_parser, config_from_args
+
+    config = tmp_path / "run.toml"
+    config.write_text('prompts = ["a blue square", {prompt = "a red circle", seeds = [2]}]\nseeds = [0, 1]\n'
+                      'words = ["lime"]\nsteps = 7\nout = "elsewhere"\n')
+    args = build_parser().parse_args(["explain", "a green triangle", "--config", str(config), "--steps", "9"])
+    run_config, out = config_from_args(args)
+    assert [p.prompt for p in run_config.prompts] == ["a green triangle", "a blue square", "a red circle"]
+    assert run_config.steps == 9 and run_config.seeds == (0, 1) and run_config.words == ("lime",)
+    assert run_config.seeds_for(run_config.prompts[2]) == (2,) and out == "elsewhere"
+    assert RunConfig.from_settings(run_config.settings()) == run_config
+
+
+def test_killed_run_resumes_to_the_same_results(tmp_path):
+    """kill -9 half way through, rerun: no image generated twice, results equal to an uninterrupted run."""
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red circle\na blue square\na green triangle\n")
+    common = ["--prompts", str(prompts), "--attention", "none", "--quiet"]
+    command = [sys.executable, "-m", "captum_diffusion", "explain", *common]
+    killed = tmp_path / "killed"
+    process = subprocess.Popen([*command, "--out", str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 240
+    while not (killed / "prompts" / "000" / "result.json").exists() and time.time() < deadline:
+        time.sleep(0.2)
+        assert process.poll() is None, process.stderr.read().decode()
+    time.sleep(1.0)                                            # somewhere inside the second prompt
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    on_disk = len(list((killed / "cache").rglob("*.png")))
+    assert 8 <= on_disk < 24 and not (killed / "prompts" / "002" / "result.json").exists()
+    subprocess.run([*command, "--out", str(killed)], check=True, capture_output=True)
+    fresh = tmp_path / "fresh"
+    subprocess.run([*command, "--out", str(fresh)], check=True, capture_output=True)
+    resumed, reference = load_run(killed), load_run(fresh)
+    assert resumed.manifest["counts"]["images_generated"] + on_disk == reference.manifest["counts"]["images_generated"] == 24
+    assert len(list((killed / "cache").rglob("*.png"))) == 24
+    for a, b in zip(resumed.prompts, reference.prompts):
+        np.testing.assert_array_equal(a.values["shap-exact"], b.values["shap-exact"])
+        assert a.base_values["shap-exact"] == b.base_values["shap-exact"]
+    assert json.loads((killed / "manifest.json").read_text())["prompts"][2]["status"] == "done"
+
+
+def test_module_entry_point_prints_help():
+    out = subprocess.run([sys.executable, "-m", "captum_diffusion", "explain", "--help"], capture_output=True,
+                         text=True, check=True).stdout
+    assert "--seeds" in out and "shap-exact" in out and "open_clip:NAME" in out
+
+
+def test_report_of_a_saved_run_in_chromium(saved):
+    """The CLI's report.html of a real ShapesWorld run, opened from disk in headless Chromium."""
+    from test_report_browser import browser_available, chromium, css_rgba, full_page_screenshot, open_in_browser
+
+    if not browser_available():
+        pytest.skip("chromium and/or chromedriver are not installed (apt-get install chromium chromium-driver)")
+    import io
+
+    import PIL.Image
+
+    _, out = saved
+    assert main(["report", str(out)]) == 0
+    with chromium() as driver:
+        logs = open_in_browser(driver, out / "report.html")
+        assert [entry for entry in logs if entry["level"] == "SEVERE"] == []
+        widths = driver.execute_script("return Array.from(document.images).map(i => i.complete ? i.naturalWidth : 0)")
+        assert len(widths) >= 14 and min(widths) > 0          # 2 seeds + 8 sub-prompts + charts, maps, segments
+        words = driver.find_elements("css selector", "section#prompt-0 .shap-words")[0]
+        assert words.get_attribute("innerText").strip() == PROMPT
+        spans = driver.find_elements("css selector", "section#prompt-0 .shap-words .shap-word")
+        for span in spans:
+            r, g, b, a = css_rgba(span.value_of_css_property("background-color"))
+            value = float(span.get_attribute("data-value"))
+            assert a > 0 and (r, g, b) != (0, 0, 0)
+            assert (r > b) if value > 0 else (b > r)
+        shot = np.asarray(PIL.Image.open(io.BytesIO(full_page_screenshot(driver))).convert("RGB"))
+        assert shot.std() > 20
