@@ -43,7 +43,10 @@ def t2i(pipe, **kwargs) -> TextToImage:
 class TinyTorchGenerator(torch.nn.Module):
     """A deterministic text-to-image callable: bag of byte embeddings + per-prompt seeded noise -> 16x16 RGB.
 
-    Follows the diffusers convention: one ``torch.Generator`` per prompt, processed as one batch."""
+    Follows the diffusers convention: one ``torch.Generator`` per prompt, processed as one batch. ``calls`` logs the
+    batches; it does not change the images, so it is left out of the cache identity."""
+
+    cache_identity_exclude = ("calls",)
 
     def __init__(self):
         super().__init__()

@@ -78,8 +78,11 @@ class CLIPConditionedGenerator(nn.Module):
 
     ``__call__(prompts, generator=None)``: ``generator`` is None (noise from ``seed``), one ``torch.Generator``
     or a list of one per prompt (``TextToImage`` passes such a list). The empty prompt ``""`` is allowed.
-    Attribute ``n_forward`` counts generator forward passes (one per prompt).
+    Attribute ``n_forward`` counts generator forward passes (one per prompt); it is left out of the cache identity
+    (``cache_identity_exclude``, see ``captum_diffusion.generation.identity``), everything else is in it.
     """
+
+    cache_identity_exclude = ("n_forward",)
 
     def __init__(self, generator: Callable, text_encoder, tokenizer=None, *, z_dim: int | None = None, seed: int = 0,
                  normalize: bool = False, value_range: tuple[float, float] = (-1.0, 1.0), device=None):

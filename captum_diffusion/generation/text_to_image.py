@@ -6,7 +6,9 @@ Every explainer that shares a ``TextToImage`` shares its cache, so one sub-promp
 """
 from __future__ import annotations
 
+import functools
 import hashlib
+import importlib.metadata
 import inspect
 import json
 from collections.abc import Sequence
@@ -44,13 +46,14 @@ class TextToImage:
             otherwise it must be deterministic by itself. The settings below that are not ``None`` are passed
             to it as keywords when its signature names them (``height=``, ``num_inference_steps=``, ...).
         seed: every prompt starts from the same noise, drawn from its own CPU ``torch.Generator().manual_seed(seed)``
-            and passed as ``latents=`` (plus one seeded generator per prompt for schedulers that add noise), so
-            nothing random depends on the other prompts in a batch or their order. With ``batch_size=1`` images are
-            bit-identical however they are requested. Batched, float kernels (oneDNN convolutions, BLAS/cuBLAS
-            GEMMs) may round differently for another batch shape or row, so a few pixels can differ by one grey
-            level (measured on the tiny SD 1.x/2.x/XL test models: at most 1 level, on under 1% of the values;
-            Shapley values moved by ~1e-8 there, by up to 6e-5 on ShapesWorld). The cache fixes each image once
-            made, so all explainers sharing this object play exactly one game.
+            and passed as ``latents=``; schedulers that add noise while sampling (ancestral, SDE) draw it from one
+            more CPU generator per prompt, seeded with ``noise_seed(seed)`` (another stream, so that noise is not
+            the initial noise again). Nothing random depends on the other prompts in a batch or their order. With
+            ``batch_size=1`` images are bit-identical however they are requested. Batched, float kernels (oneDNN
+            convolutions, BLAS/cuBLAS GEMMs) may round differently for another batch shape or row, so a few pixels
+            can differ by one grey level (measured on the tiny SD 1.x/2.x/XL test models: at most 1 level, on under
+            1% of the values; Shapley values moved by ~1e-8 there, by up to 6e-5 on ShapesWorld). The cache fixes
+            each image once made, so all explainers sharing this object play exactly one game.
         num_inference_steps, guidance_scale: passed to the pipeline (``None``: the pipeline's default).
         height, width: image size in pixels (``None``: the pipeline's default, ``unet.config.sample_size *
             vae_scale_factor``); must be multiples of the pipeline's ``vae_scale_factor``.
@@ -60,14 +63,19 @@ class TextToImage:
         max_in_memory: bound the in-memory cache to this many images (least recently used dropped; see
             ``ImageCache``); useful with ``cache_dir`` for thousands of large images. ``None``: no bound.
         progress: show a tqdm bar over the images being generated (the pipeline's own per-step bar is disabled).
-        cache_key: a stable name for the generator in cache keys. For a callable it replaces the derived identity
-            (module + qualified name, + a weight fingerprint for a ``torch.nn.Module``) and is required with
-            ``cache_dir`` for a lambda or local function; for a pipeline it is added to the fingerprint of its
-            components (class, config and sampled weights of each).
+        cache_key: a stable name for the generator in cache keys. For a callable it replaces the derived names,
+            code and settings (the contents of the tensors it holds are still hashed in), and is required with
+            ``cache_dir`` when the callable has no identity that survives the process (a lambda or local function,
+            an object of unknown kind anywhere in it: see ``captum_diffusion.generation.identity``); for a pipeline
+            it is added to the derived identity.
 
     ``__call__(prompts)`` returns one RGB ``PIL.Image.Image`` per prompt. Images are cached under a key made of the
-    generator's identity (class, config and a weight fingerprint of every component, or the callable's name),
-    the settings above, the seed and the prompt, never by the prompt alone. ``n_generated`` counts images
+    generator's identity *at that call* (``identity``: the pipeline's class, and each current component's class,
+    config and a hash of every weight; or what a callable holds, walked recursively), the settings (``settings``:
+    the arguments above, the device, dtype and library versions), the seed and the prompt, never by the prompt
+    alone. The identity is re-derived at every call, cheaply (tensor hashes are cached by ``torch``'s version
+    counter; ~5 ms per call on ShapesWorld), so a swapped scheduler or component, added layers (a loaded LoRA) or
+    weights edited in place never read or overwrite another model's images. ``n_generated`` counts images
     generated, ``n_from_cache`` images returned without generating (including repeats within one call), so their
     sum is the number of images requested. The empty prompt ``""`` is allowed (an unconditional generation, the
     empty coalition); a prompt past the text encoder's token limit raises ``ValueError`` before anything is made.
@@ -98,6 +106,7 @@ class TextToImage:
         self.n_generated = 0
         self.n_from_cache = 0
 
+        self.cache_key = cache_key
         if _is_diffusers_pipeline(pipeline_or_callable):
             self.pipeline = pipeline_or_callable
             self._function = None
@@ -105,8 +114,6 @@ class TextToImage:
                 self.pipeline.to(**checks.placement(device, dtype))
             self.pipeline.set_progress_bar_config(disable=True)
             self.height, self.width = self._pipeline_size(height, width)
-            identity = pipeline_identity(self.pipeline)
-            placement = {"device": self.pipeline.device.type, "dtype": str(self.pipeline.dtype)}
         elif callable(pipeline_or_callable):
             self.pipeline = None
             self._function = pipeline_or_callable
@@ -116,20 +123,37 @@ class TextToImage:
                 pipeline_or_callable.to(**checks.placement(device, dtype))
             self.height = checks.optional_positive_int(height, "height")
             self.width = checks.optional_positive_int(width, "width")
-            identity = callable_identity(pipeline_or_callable, cache_key, persistent=cache_dir is not None)
-            placement = {}
         else:
             raise TypeError(
                 "pipeline_or_callable must be a diffusers text-to-image pipeline or a callable "
                 f"list[str] -> list[PIL.Image]; got {type(pipeline_or_callable).__name__}"
             )
-        self.identity = identity if cache_key is None or self.pipeline is None else f"{cache_key}|{identity}"
-        self.settings = {
-            "seed": self.seed, "num_inference_steps": self.num_inference_steps, "guidance_scale": self.guidance_scale,
-            "height": self.height, "width": self.width, **placement,
-            "versions": {"torch": torch.__version__, "diffusers": _diffusers_version()},
-        }
         self.cache = ImageCache(cache_dir, max_in_memory=max_in_memory)
+        _ = self.identity  # derive it now: a generator unfit for the on-disk cache fails here, not at the first call
+
+    @property
+    def identity(self) -> str:
+        """Which generator makes the images, as it is *now* (see ``captum_diffusion.generation.identity``).
+
+        Re-derived on every access, cheaply: tensor hashes are cached by version and only changed tensors are
+        rehashed, so swapping a scheduler or a component, loading a LoRA or editing weights in place all give a new
+        identity. Raises ``ValueError`` for an on-disk cache when the generator has no cross-process identity and no
+        ``cache_key`` was given."""
+        if self.pipeline is not None:
+            identity = pipeline_identity(self.pipeline)
+            return identity if self.cache_key is None else f"{self.cache_key}|{identity}"
+        return callable_identity(self._function, self.cache_key, persistent=self.cache.directory is not None)
+
+    @property
+    def settings(self) -> dict:
+        """The generation settings in every key: seed, steps, guidance, size, the pipeline's current device and
+        dtype, and the torch / diffusers / transformers versions."""
+        return {
+            "seed": self.seed, "num_inference_steps": self.num_inference_steps, "guidance_scale": self.guidance_scale,
+            "height": self.height, "width": self.width, **_placement(self.pipeline),
+            "versions": {"torch": torch.__version__, "diffusers": _version("diffusers"),
+                         "transformers": _version("transformers")},
+        }
 
     # ---------------------------------------------------------------------------------------------------------
     def __repr__(self) -> str:
@@ -152,10 +176,9 @@ class TextToImage:
         return sizes[0], sizes[1]
 
     def key(self, prompt: str) -> str:
-        """The cache key of ``prompt`` under this generator, its settings and seed (a sha256 hex digest)."""
-        payload = json.dumps({"generator": self.identity, "settings": self.settings, "prompt": prompt},
-                             sort_keys=True, default=str)
-        return hashlib.sha256(payload.encode()).hexdigest()
+        """The cache key of ``prompt`` under this generator as it is now, its settings and seed (a sha256 hex
+        digest)."""
+        return _key(prompt, self.identity, self.settings)
 
     @property
     def token_limit(self) -> int | None:
@@ -184,7 +207,8 @@ class TextToImage:
     def __call__(self, prompts: Sequence[str]) -> list[PIL.Image.Image]:
         """One RGB image per prompt (copies: mutating them does not touch the cache)."""
         prompts = checks.string_list(prompts, "prompts", allow_single=False)
-        key_of = {prompt: self.key(prompt) for prompt in prompts}
+        identity, settings = self.identity, self.settings  # once per call: the generator as it is now
+        key_of = {prompt: _key(prompt, identity, settings) for prompt in prompts}
         keys = [key_of[prompt] for prompt in prompts]
         found = {key: self.cache.get(key) for key in dict.fromkeys(keys)}
         missing = [prompt for prompt, key in key_of.items() if found[key] is None]
@@ -195,29 +219,32 @@ class TextToImage:
                 batch = missing[start : start + self.batch_size]
                 for prompt, image in zip(batch, self._generate(batch)):
                     key = key_of[prompt]
-                    self.cache.put(key, image, {"prompt": prompt, "generator": self.identity, **self.settings})
+                    self.cache.put(key, image, {"prompt": prompt, "generator": identity, **settings})
                     found[key] = image
                 self.n_generated += len(batch)
                 bar.update(len(batch))
         self.n_from_cache += len(prompts) - len(missing)
         return [found[key].copy() for key in keys]
 
-    def _generators(self, n: int) -> list[torch.Generator]:
-        return [torch.Generator("cpu").manual_seed(self.seed) for _ in range(n)]
+    def _generators(self, n: int, seed: int | None = None) -> list[torch.Generator]:
+        seed = self.seed if seed is None else seed
+        return [torch.Generator("cpu").manual_seed(seed) for _ in range(n)]
 
     def _generate(self, prompts: list[str]) -> list[PIL.Image.Image]:
         """Images for one batch of at most ``batch_size`` prompts."""
         return self._call_function(prompts) if self.pipeline is None else self._call_pipeline(prompts)
 
     def _call_pipeline(self, prompts: list[str]) -> list[PIL.Image.Image]:
-        kwargs = {"prompt": prompts, "generator": self._generators(len(prompts)), "output_type": "pil",
-                  "num_images_per_prompt": 1}
+        kwargs = {"prompt": prompts, "output_type": "pil", "num_images_per_prompt": 1}
         for name in ("num_inference_steps", "guidance_scale", "height", "width"):
             if getattr(self, name) is not None:
                 kwargs[name] = getattr(self, name)
         latents = self._latents(len(prompts))
-        if latents is not None:
+        if latents is not None:  # the scheduler's own noise then comes from another stream than the latents
             kwargs["latents"] = latents
+            kwargs["generator"] = self._generators(len(prompts), noise_seed(self.seed))
+        else:  # the pipeline draws the latents, then its noise, from one stream
+            kwargs["generator"] = self._generators(len(prompts))
         images = self.pipeline(**kwargs).images
         return [as_rgb_image(image, "pipeline output") for image in images]
 
@@ -264,12 +291,34 @@ def _keyword_parameters(function) -> set[str]:
         return set()
 
 
-def _diffusers_version() -> str:
+def noise_seed(seed: int) -> int:
+    """The seed of the per-prompt generator passed to a pipeline as ``generator=`` alongside ``latents`` drawn
+    from ``seed``: the first 63 bits of ``sha256(f"scheduler-noise:{seed}")``. Deterministic and per prompt like the
+    latents, but another stream, so an ancestral / SDE scheduler's injected noise is not the initial noise again."""
+    return int.from_bytes(hashlib.sha256(f"scheduler-noise:{seed}".encode()).digest()[:8], "big") >> 1
+
+
+def _placement(pipeline) -> dict:
+    """The device type and dtype of the pipeline's first model (``pipeline.device`` / ``.dtype``, without their
+    search for offloading hooks); ``{}`` for a callable or a pipeline without models."""
+    for component in () if pipeline is None else pipeline.components.values():
+        parameter = next(component.parameters(), None) if isinstance(component, torch.nn.Module) else None
+        if parameter is not None:
+            return {"device": parameter.device.type, "dtype": str(parameter.dtype)}
+    return {}
+
+
+def _key(prompt: str, identity: str, settings: dict) -> str:
+    payload = json.dumps({"generator": identity, "settings": settings, "prompt": prompt}, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+@functools.lru_cache(maxsize=None)
+def _version(package: str) -> str:
     try:
-        import diffusers
-    except ImportError:  # pragma: no cover
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - both are dependencies
         return "none"
-    return diffusers.__version__
 
 
 def _short(text: str, limit: int = 60) -> str:
