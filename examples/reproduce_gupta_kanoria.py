@@ -1,4 +1,4 @@
-"""Reproduce Gupta & Kanoria, section 5.1: exact Shapley values of prompt words over their 10-prompt dataset.
+r"""Reproduce Gupta & Kanoria, section 5.1: exact Shapley values of prompt words over their 10-prompt dataset.
 
 For each prompt, every sub-prompt (the empty one included: an unconditional generation) is generated at one
 seed, scored by CLIP image-image cosine to the full prompt's image, and the exact Shapley values of the words
@@ -16,9 +16,12 @@ diffusers checkpoint and any scorer ``captum_diffusion.scoring.load_scorer`` rea
     # transformers CLIP instead
     python examples/reproduce_gupta_kanoria.py --model CompVis/stable-diffusion-v1-4 \
         --clip openai/clip-vit-base-patch32 --device cuda --out outputs/gupta_kanoria_openai
-    # offline, on the embedded ShapesWorld model (its vocabulary lacks most of these words: plumbing only):
-    python examples/reproduce_gupta_kanoria.py --model captum_diffusion/shapes_world/weights/pipeline \
-        --clip captum_diffusion/shapes_world/weights/clip --steps 10 --out outputs/gupta_kanoria_shapes
+    # a local checkpoint folder (save_pretrained layout) and a local CLIP directory
+    python examples/reproduce_gupta_kanoria.py --model ~/models/sd-v1-4 --clip ~/models/clip-vit-base-patch32 \
+        --device cuda --out outputs/gupta_kanoria_local
+    # offline, on the embedded ShapesWorld model with its own scorer, steps and guidance (its vocabulary lacks most
+    # of these words: plumbing only)
+    python examples/reproduce_gupta_kanoria.py --model shapes-world --clip "" --device cpu --out outputs/gk_shapes
 
 Images are cached on disk under ``<out>/cache`` (lossless PNG), so a second run re-scores without generating.
 Results go to ``<out>/results.json`` and the full-prompt images to ``<out>/images/``.
@@ -37,17 +40,20 @@ DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="CompVis/stable-diffusion-v1-4",
-                        help="diffusers text-to-image checkpoint: hub id or local directory (save_pretrained layout)")
+                        help="diffusers text-to-image checkpoint: hub id or local directory (save_pretrained layout), "
+                             "or shapes-world (the embedded model)")
     parser.add_argument("--clip", default="openai/clip-vit-base-patch32",
                         help="scorer: open_clip:NAME:PRETRAINED (e.g. open_clip:ViT-B-16-plus-240:laion400m_e32, "
                              "the paper's; PRETRAINED is a tag or checkpoint file), open_clip:hf-hub:ORG/REPO, or a "
-                             "transformers CLIP hub id / directory")
+                             "transformers CLIP hub id / directory; \"\" = the model's own scorer (shapes-world)")
     parser.add_argument("--seed", type=int, default=0, help="one seed for every sub-prompt (default 0)")
-    parser.add_argument("--steps", type=int, default=None, help="inference steps (default: the pipeline's)")
-    parser.add_argument("--guidance", type=float, default=None, help="guidance scale (default: the pipeline's)")
+    parser.add_argument("--steps", type=int, default=None, help="inference steps (default: the model's own where it "
+                                                                  "ships them, else the pipeline's)")
+    parser.add_argument("--guidance", type=float, default=None, help="guidance scale (default: the model's own where "
+                                                                     "it ships one, else the pipeline's)")
     parser.add_argument("--size", type=int, default=None, help="image height = width in pixels (default: the pipeline's)")
     parser.add_argument("--batch-size", type=int, default=8, help="sub-prompts per pipeline call")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -127,19 +133,27 @@ def print_tables(rows: list[dict], dataset) -> dict:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    from diffusers import DiffusionPipeline
-
     from captum_diffusion.datasets import load_gupta_kanoria
     from captum_diffusion.generation import TextToImage
-    from captum_diffusion.scoring import load_scorer
+    from captum_diffusion.runs.models import load_model
 
-    dtype = DTYPES[args.dtype] if args.dtype else (torch.float16 if str(args.device).startswith("cuda") else torch.float32)
+    dtype = args.dtype or ("float16" if str(args.device).startswith("cuda") else "float32")
     started = time.perf_counter()
-    extra = {"safety_checker": None, "requires_safety_checker": False} if args.no_safety_checker else {}
-    pipe = DiffusionPipeline.from_pretrained(str(args.model), dtype=dtype, **extra).to(args.device)
-    clip = load_scorer(str(args.clip), device=args.device, dtype=dtype)
+    if args.no_safety_checker and args.model != "shapes-world":
+        from diffusers import DiffusionPipeline
+
+        from captum_diffusion.scoring import load_scorer
+
+        pipe = DiffusionPipeline.from_pretrained(str(args.model), dtype=DTYPES[dtype], safety_checker=None,
+                                                 requires_safety_checker=False).to(args.device)
+        clip, defaults = load_scorer(str(args.clip), device=args.device, dtype=DTYPES[dtype]), {}
+    else:
+        loaded = load_model(str(args.model), args.clip or None, device=args.device, dtype=dtype)
+        pipe, clip, defaults = loaded.pipeline, loaded.scorer, loaded.defaults
+    steps = args.steps if args.steps is not None else defaults.get("steps")
+    guidance = args.guidance if args.guidance is not None else defaults.get("guidance")
     args.out.mkdir(parents=True, exist_ok=True)
-    generator = TextToImage(pipe, seed=args.seed, num_inference_steps=args.steps, guidance_scale=args.guidance,
+    generator = TextToImage(pipe, seed=args.seed, num_inference_steps=steps, guidance_scale=guidance,
                             height=args.size, width=args.size, batch_size=args.batch_size,
                             cache_dir=args.out / "cache", progress=not args.quiet)
     print(f"model {args.model} ({type(pipe).__name__}), CLIP {args.clip}, {generator}")
@@ -153,8 +167,8 @@ def main(argv=None) -> dict:
     images.mkdir(exist_ok=True)
     for i, image in enumerate(generator(dataset.prompts)):
         image.save(images / f"{i:02d}_{dataset.prompts[i].replace(' ', '_').replace(chr(39), '')}.png")
-    summary = {"model": str(args.model), "clip": str(args.clip), "seed": args.seed, "steps": args.steps,
-               "guidance": args.guidance, "device": str(args.device), "dtype": str(dtype), "seconds": seconds,
+    summary = {"model": str(args.model), "clip": str(args.clip), "seed": args.seed, "steps": steps,
+               "guidance": guidance, "device": str(args.device), "dtype": str(dtype), "seconds": seconds,
                "images_generated": generator.n_generated, "averages": averages, "prompts": rows}
     (args.out / "results.json").write_text(json.dumps(summary, indent=1))
     print(f"results: {args.out / 'results.json'}")

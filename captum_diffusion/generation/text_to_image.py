@@ -234,17 +234,26 @@ class TextToImage:
         """Images for one batch of at most ``batch_size`` prompts."""
         return self._call_function(prompts) if self.pipeline is None else self._call_pipeline(prompts)
 
-    def _call_pipeline(self, prompts: list[str]) -> list[PIL.Image.Image]:
-        kwargs = {"prompt": prompts, "output_type": "pil", "num_images_per_prompt": 1}
-        for name in ("num_inference_steps", "guidance_scale", "height", "width"):
-            if getattr(self, name) is not None:
-                kwargs[name] = getattr(self, name)
-        latents = self._latents(len(prompts))
+    def pipeline_kwargs(self, n: int) -> dict:
+        """The keyword arguments (all but ``prompt``) of the pipeline call that makes ``n`` images here: settings,
+        per-prompt ``latents`` and ``generator`` list. Another tool that calls the pipeline with them (e.g.
+        ``DAAM.explain(prompt, **generator.pipeline_kwargs(1))``) traces exactly the generation this object makes."""
+        if self.pipeline is None:
+            raise TypeError("pipeline_kwargs is for a TextToImage over a diffusers pipeline, not a callable")
+        n = checks.positive_int(n, "n")
+        kwargs = {name: getattr(self, name) for name in ("num_inference_steps", "guidance_scale", "height", "width")
+                  if getattr(self, name) is not None}
+        latents = self._latents(n)
         if latents is not None:  # the scheduler's own noise then comes from another stream than the latents
             kwargs["latents"] = latents
-            kwargs["generator"] = self._generators(len(prompts), noise_seed(self.seed))
+            kwargs["generator"] = self._generators(n, noise_seed(self.seed))
         else:  # the pipeline draws the latents, then its noise, from one stream
-            kwargs["generator"] = self._generators(len(prompts))
+            kwargs["generator"] = self._generators(n)
+        return kwargs
+
+    def _call_pipeline(self, prompts: list[str]) -> list[PIL.Image.Image]:
+        kwargs = {"prompt": prompts, "output_type": "pil", "num_images_per_prompt": 1,
+                  **self.pipeline_kwargs(len(prompts))}
         images = self.pipeline(**kwargs).images
         return [as_rgb_image(image, "pipeline output") for image in images]
 
