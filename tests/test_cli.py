@@ -69,7 +69,8 @@ def test_saved_values_are_the_in_memory_explanations(saved):
         np.testing.assert_allclose(explanation.values.sum() + explanation.base_values, 1.0, atol=1e-6)  # efficiency
         maps = DAAM(pipe).explain(PROMPT, progress=False, **generator.pipeline_kwargs(1))
         np.testing.assert_array_equal(run[0].attention[row], maps.heatmaps[0].numpy())
-        assert np.array_equal(np.asarray(maps.images[0]), np.asarray(run[0].images[row]))   # the same generation
+        traced, stored = np.asarray(maps.images[0], dtype=int), np.asarray(run[0].images[row], dtype=int)
+        assert np.abs(traced - stored).max() <= 1      # the same generation (alone vs in a batch of 8: rounding)
     manifest = run.manifest
     assert manifest["versions"]["torch"] and manifest["model"]["scheduler"]["class"]
     assert manifest["prompts"][0]["status"] == "done" and manifest["command"] == ["test"]
@@ -117,14 +118,17 @@ def test_bad_files_name_the_line_and_key(tmp_path, capsys):
     config.write_text('seeds = [0, 1]\nguidanse = 5\n')
     assert main(["explain", PROMPT, "--config", str(config), "--out", str(tmp_path / "o")]) == 2
     assert "unknown key(s) ['guidanse']" in capsys.readouterr().err
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("not a folder")
+    assert main(["explain", PROMPT, "--out", str(a_file / "run")]) == 2
+    assert "cannot be written" in capsys.readouterr().err
     locked = tmp_path / "locked"
     locked.mkdir()
     locked.chmod(0o500)
     try:
-        if os.access(locked, os.W_OK):
-            pytest.skip("running as a user who can write anywhere")
-        assert main(["explain", PROMPT, "--out", str(locked / "run")]) == 2
-        assert "cannot be written" in capsys.readouterr().err
+        if not os.access(locked, os.W_OK):                     # root can write anywhere: then only the file case
+            assert main(["explain", PROMPT, "--out", str(locked / "run")]) == 2
+            assert "cannot be written" in capsys.readouterr().err
     finally:
         locked.chmod(0o700)
     assert not (tmp_path / "o").exists()
@@ -160,13 +164,15 @@ def test_killed_run_resumes_to_the_same_results(tmp_path):
     process.send_signal(signal.SIGKILL)
     process.wait()
     on_disk = len(list((killed / "cache").rglob("*.png")))
-    assert 8 <= on_disk < 24 and not (killed / "prompts" / "002" / "result.json").exists()
+    unique = 20                              # 3 prompts x 2**3 sub-prompts, "" and "a" shared by all three
+    assert 8 <= on_disk < unique and not (killed / "prompts" / "002" / "result.json").exists()
     subprocess.run([*command, "--out", str(killed)], check=True, capture_output=True)
     fresh = tmp_path / "fresh"
     subprocess.run([*command, "--out", str(fresh)], check=True, capture_output=True)
     resumed, reference = load_run(killed), load_run(fresh)
-    assert resumed.manifest["counts"]["images_generated"] + on_disk == reference.manifest["counts"]["images_generated"] == 24
-    assert len(list((killed / "cache").rglob("*.png"))) == 24
+    generated = resumed.manifest["counts"]["images_generated"]
+    assert generated + on_disk == reference.manifest["counts"]["images_generated"] == unique
+    assert len(list((killed / "cache").rglob("*.png"))) == unique
     for a, b in zip(resumed.prompts, reference.prompts):
         np.testing.assert_array_equal(a.values["shap-exact"], b.values["shap-exact"])
         assert a.base_values["shap-exact"] == b.base_values["shap-exact"]

@@ -222,7 +222,7 @@ def word_values(method: str, f, config: RunConfig, seed: int) -> tuple[np.ndarra
     from captum_diffusion.words import WordAttribution
 
     prompt = f.prompt
-    empty = float(f([""])[0])
+    empty = lambda: float(f([""])[0])  # noqa: E731 - after the explainer: its batches decide the images' rounding
     if method.startswith("shap-"):
         explanation = shap_adapters.explain_prompt(prompt, f, algorithm=method[len("shap-"):],
                                                    max_evals=None if method == "shap-exact" else config.max_evals,
@@ -230,14 +230,14 @@ def word_values(method: str, f, config: RunConfig, seed: int) -> tuple[np.ndarra
         return np.asarray(explanation.values, dtype=np.float64), float(explanation.base_values)
     if method == "lime":
         explanation = lime_adapters.explain_prompt(prompt, f, num_samples=config.lime_samples, seed=seed)
-        return lime_adapters.word_weights(explanation), empty
+        return lime_adapters.word_weights(explanation), empty()
     name = method[len("captum-"):]
     options = {}
     if config.max_evals is not None and name in ("shapley_sampling", "kernel_shap", "lime"):
         d = len(prompt.split())
         options["n_samples"] = max(1, config.max_evals // d) if name == "shapley_sampling" else max(2, config.max_evals)
     result = WordAttribution(f, name, seed=seed, progress=False).attribute(prompt, **options)
-    return np.asarray(result.seq_attr, dtype=np.float64).reshape(-1), empty
+    return np.asarray(result.seq_attr, dtype=np.float64).reshape(-1), empty()
 
 
 def _wants_attention(config: RunConfig, model) -> bool:
