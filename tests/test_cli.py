@@ -201,7 +201,7 @@ def test_report_of_a_saved_run_in_chromium(saved):
         logs = open_in_browser(driver, out / "report.html")
         assert [entry for entry in logs if entry["level"] == "SEVERE"] == []
         widths = driver.execute_script("return Array.from(document.images).map(i => i.complete ? i.naturalWidth : 0)")
-        assert len(widths) >= 14 and min(widths) > 0          # 2 seeds + 8 sub-prompts + charts, maps, segments
+        assert len(widths) == 14 and min(widths) > 0   # 2 seeds, bars, waterfall, 8 sub-prompts, maps, segments
         words = driver.find_elements("css selector", "section#prompt-0 .shap-words")[0]
         assert words.get_attribute("innerText").strip() == PROMPT
         spans = driver.find_elements("css selector", "section#prompt-0 .shap-words .shap-word")

@@ -35,8 +35,13 @@ def prompt_section(result: PromptRun) -> str:
     means = {m: v.mean(0) for m, v in result.values.items()}
     bases = {m: float(v.mean()) for m, v in result.base_values.items()}
     bar = report.figure_data_uri(report.bar_chart(result.labels, means, base_value=base))
+    waterfall = ""
+    if method.startswith("shap-"):
+        uri = report.figure_data_uri(report.waterfall(result.explanation(method)))
+        waterfall = (f'<figure class="plot"><img src="{uri}" alt="waterfall"><figcaption>{html.escape(method)}: from the '
+                     "empty prompt's score to the full prompt's</figcaption></figure>")
     parts.append(f'<div class="side-by-side"><figure class="plot"><img src="{bar}" alt="values by method">'
-                 f"<figcaption>value of each word by method</figcaption></figure>"
+                 f"<figcaption>value of each word by method</figcaption></figure>{waterfall}"
                  f"{report.values_table_html(result.labels, means, bases)}</div>")
     if len(result.seeds) > 1:
         parts.append("<h3>Seed agreement</h3>")
