@@ -168,7 +168,8 @@ def test_killed_run_resumes_to_the_same_results(tmp_path):
     assert 8 <= on_disk < unique and not (killed / "prompts" / "002" / "result.json").exists()
     subprocess.run([*command, "--out", str(killed)], check=True, capture_output=True)
     fresh = tmp_path / "fresh"
-    subprocess.run([*command, "--out", str(fresh)], check=True, capture_output=True)
+    quiet = subprocess.run([*command, "--out", str(fresh)], check=True, capture_output=True, text=True)
+    assert quiet.stdout == quiet.stderr == ""                 # --quiet: no bars, no loading messages, no warnings
     resumed, reference = load_run(killed), load_run(fresh)
     generated = resumed.manifest["counts"]["images_generated"]
     assert generated + on_disk == reference.manifest["counts"]["images_generated"] == unique
