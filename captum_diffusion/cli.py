@@ -75,6 +75,17 @@ def build_parser() -> argparse.ArgumentParser:
     show = sub.add_parser("show", help="print a table of a saved run: prompt, top words, values")
     show.add_argument("directory", metavar="DIR")
     show.add_argument("--top", type=int, default=3, help="words shown per prompt (default 3)")
+    cache = sub.add_parser("cache", help="list, size or prune an image cache (DIR: a cache folder or a run folder)")
+    actions = cache.add_subparsers(dest="action", required=True)
+    actions.add_parser("ls", help="one line per image: when written, size, model, settings, prompt").add_argument(
+        "directory", metavar="DIR")
+    actions.add_parser("du", help="disk usage, by model").add_argument("directory", metavar="DIR")
+    prune = actions.add_parser("prune", help="remove images by model, age or to fit a size (at least one option)")
+    prune.add_argument("directory", metavar="DIR")
+    prune.add_argument("--model", metavar="SUBSTRING", help="remove images whose model identity contains this")
+    prune.add_argument("--older-than", metavar="AGE", help="remove images written longer ago than this, e.g. 7d, 12h")
+    prune.add_argument("--max-size", metavar="SIZE", help="remove the oldest (selected) images until the cache "
+                                                          "fits, e.g. 2GB, 500MB")
     return parser
 
 
@@ -180,6 +191,12 @@ def main(argv: list[str] | None = None) -> int:
             from captum_diffusion.runs import load_run, write_report
 
             print(write_report(load_run(args.directory)))
+            return 0
+        if args.command == "cache":
+            from captum_diffusion.generation.cache import cache_command
+
+            print(cache_command(args.action, args.directory, model=getattr(args, "model", None),
+                                older_than=getattr(args, "older_than", None), max_size=getattr(args, "max_size", None)))
             return 0
         print(show(args.directory, args.top))
         return 0

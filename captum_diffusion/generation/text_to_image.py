@@ -6,6 +6,7 @@ Every explainer that shares a ``TextToImage`` shares its cache, so one sub-promp
 """
 from __future__ import annotations
 
+import collections
 import functools
 import hashlib
 import importlib.metadata
@@ -205,7 +206,9 @@ class TextToImage:
 
     # ---------------------------------------------------------------------------------------------------------
     def __call__(self, prompts: Sequence[str]) -> list[PIL.Image.Image]:
-        """One RGB image per prompt (copies: mutating them does not touch the cache)."""
+        """One RGB image per prompt (copies: mutating them does not touch the cache). With ``cache_dir`` each is the
+        image stored there: when another process sharing the folder published a key first, its image, not the
+        one generated here (see ``ImageCache``)."""
         prompts = checks.string_list(prompts, "prompts", allow_single=False)
         identity, settings = self.identity, self.settings  # once per call: the generator as it is now
         key_of = {prompt: _key(prompt, identity, settings) for prompt in prompts}
@@ -213,17 +216,28 @@ class TextToImage:
         found = {key: self.cache.get(key) for key in dict.fromkeys(keys)}
         missing = [prompt for prompt, key in key_of.items() if found[key] is None]
         self._check_token_limit(missing)
+        queue, published_meanwhile = collections.deque(missing), 0
         with tqdm(total=len(missing), desc="generating", unit="image", disable=not self.progress or not missing,
                   leave=False) as bar:
-            for start in range(0, len(missing), self.batch_size):
-                batch = missing[start : start + self.batch_size]
-                for prompt, image in zip(batch, self._generate(batch)):
-                    key = key_of[prompt]
-                    self.cache.put(key, image, {"prompt": prompt, "generator": identity, **settings})
-                    found[key] = image
-                self.n_generated += len(batch)
+            while queue:
+                batch = []
+                while queue and len(batch) < self.batch_size:
+                    prompt = queue.popleft()
+                    found[key_of[prompt]] = self.cache.get(key_of[prompt])  # another process sharing cache_dir
+                    if found[key_of[prompt]] is None:                       # may have made it meanwhile
+                        batch.append(prompt)
+                    else:
+                        published_meanwhile += 1
+                        bar.update(1)
+                if not batch:
+                    break
+                images = self._generate(batch)
+                self.n_generated += len(batch)  # counted before storing: a disk error cannot lose the count
+                for prompt, image in zip(batch, images):
+                    key = key_of[prompt]  # put returns the stored image: another writer's if it finished first
+                    found[key] = self.cache.put(key, image, {"prompt": prompt, "generator": identity, **settings})
                 bar.update(len(batch))
-        self.n_from_cache += len(prompts) - len(missing)
+        self.n_from_cache += len(prompts) - len(missing) + published_meanwhile
         return [found[key].copy() for key in keys]
 
     def _generators(self, n: int, seed: int | None = None) -> list[torch.Generator]:
