@@ -415,7 +415,8 @@ class ImageCache:
         older_than = checks.optional_finite_number(older_than, "older_than", low=0.0)
         max_bytes = None if max_bytes is None else checks.int_at_least(max_bytes, 0, "max_bytes")
         if identity is None and older_than is None and max_bytes is None:
-            raise ValueError("prune needs identity, older_than or max_bytes (to remove everything, delete the folder)")
+            raise ValueError("prune needs identity (--model), older_than (--older-than) or max_bytes (--max-size); "
+                             "to remove everything, delete the folder")
         entries = sorted(self.entries(), key=lambda e: e.mtime)
         cutoff = time.time() - (older_than or 0.0)
         chosen = [e for e in entries if (identity is None or identity in (e.identity or ""))
