@@ -172,18 +172,27 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "explain":
             if args.quiet:
                 quiet_libraries()
+            from captum_diffusion.runs.distributed import OtherRankFailed, is_main_rank
+
             try:
                 config, out = config_from_args(args)
-            except TypeError as error:  # a wrong type in --config: still the user's input
-                raise ValueError(str(error)) from None
+            except (TypeError, ValueError, FileNotFoundError) as error:
+                if not is_main_rank():  # every process of a launched job read the same input: rank 0 reports it
+                    return EXIT_USAGE
+                if isinstance(error, TypeError):  # a wrong type in --config: still the user's input
+                    raise ValueError(str(error)) from None
+                raise
             from captum_diffusion.runs.execute import explain_run
 
-            run = explain_run(config, out, command=["diffusion-explain", *argv], force=args.force,
-                              progress=not args.quiet)
+            try:  # one process, or each process of `accelerate launch ... -m captum_diffusion explain ...`
+                run = explain_run(config, out, command=["diffusion-explain", *argv], force=args.force,
+                                  progress=not args.quiet)
+            except OtherRankFailed as stopped:  # another process failed and printed its error
+                return stopped.exit_code
             failed = [p["prompt"] for p in run.manifest["prompts"] if p["status"] == "failed"]
-            if not args.quiet:
+            if not args.quiet and is_main_rank():
                 print(f"saved {len(run.prompts)} prompt(s) to {run.directory} (report: {run.directory / 'report.html'})")
-            for prompt in failed:
+            for prompt in failed if is_main_rank() else ():
                 print(f"diffusion-explain: prompt {prompt!r} failed; see {run.directory / 'manifest.json'}",
                       file=sys.stderr)
             return 1 if failed else 0

@@ -1,11 +1,15 @@
 """Run a configuration: every prompt, every seed, every requested explainer, saved as it goes.
 
-``explain_run(config, out)`` is what ``diffusion-explain explain`` calls. Each prompt's results are written as soon
-as they are done and the images live in ``out/cache``, so a run that is killed resumes where it stopped: finished
+``explain_run(config, out)`` is what ``diffusion-explain explain`` calls, in one process or in each process of an
+``accelerate launch`` / ``torchrun`` job (``runs.distributed``: one code path, one rank without a launcher). The
+images the explainers need are planned and deduplicated across prompts first (``runs.plan``), generated into
+``out/cache`` split between the processes, then every prompt is explained from the cache by one process. Each
+prompt's results are written as soon as they are done, so a run that is killed resumes where it stopped: finished
 prompts are read back, and no image is generated twice.
 """
 from __future__ import annotations
 
+import json
 import platform
 import shutil
 import sys
@@ -65,55 +69,165 @@ def versions() -> dict[str, str]:
 
 
 def explain_run(config: RunConfig, out, *, command: list[str] | None = None, force: bool = False,
-                progress: bool = True, report: bool = True) -> Run:
-    """Explain every prompt of ``config`` and save the run in ``out`` (see ``captum_diffusion.runs.store``).
+                progress: bool = True, report: bool = True, prompts_per_wave: int | None = None, state=None) -> Run:
+    """Explain every prompt of ``config`` and save the run in ``out`` (see ``captum_diffusion.runs.store``), on
+    one process or on every process of an ``accelerate launch`` / ``torchrun`` job (the same code: one rank).
 
     Resumes a run with the same settings in ``out``; refuses another run's folder unless ``force`` (then its
     results are replaced, its image cache kept). A prompt that raises is recorded as failed with its error and the
-    run goes on. Returns the loaded :class:`~captum_diffusion.runs.store.Run`; writes ``report.html`` when
-    ``report``.
-    """
-    from captum_diffusion.runs.models import load_model
+    run goes on. Returns the loaded :class:`~captum_diffusion.runs.store.Run` (on the main process; the others
+    get the manifest and no prompts); writes ``report.html`` when ``report``.
 
-    folder, resuming = check_output_folder(out, config, force=force)
+    How (``captum_diffusion.runs.plan``): every process builds the same plan of the images the explainers need,
+    deduplicated across prompts and packed in batches. Then, wave by wave (``prompts_per_wave`` prompts, default:
+    one per process): the wave's batches missing from ``out/cache`` are split between the processes and generated
+    (each unique image once), all meet, then each process explains its prompts of the wave from the cache and
+    writes their folders; the main process writes the manifest (counts per process and in total) and, at the end,
+    the report. Waves keep results coming as the run goes (and a killed run resumes from them); their size never
+    changes which batch makes an image, so results do not depend on the number of processes. A process that
+    raises stops every process at the next phase boundary, its error shown by it alone
+    (``runs.distributed.OtherRankFailed`` elsewhere). ``state``: an ``accelerate.PartialState`` (default: the
+    current one).
+    """
+    import uuid
+
+    from captum_diffusion.runs.distributed import Ranks
+    from captum_diffusion.runs.models import load_model
+    from captum_diffusion.runs.plan import fill_cache, plan_run
+
+    ranks = Ranks(state)
+    show = progress and ranks.is_main
     started = time.perf_counter()
-    model = load_model(config.model, config.clip, device=config.device, dtype=config.dtype)
+    folder = Path(out).expanduser().resolve()
+    with ranks.phase("check --out") as phase:
+        if ranks.is_main:
+            folder, resuming = check_output_folder(out, config, force=force)
+            phase.payload = resuming
+    resuming = phase.records[0]
+    with ranks.phase("load the model"):
+        model = load_model(config.model, config.clip, device=ranks.device(config.device), dtype=config.dtype)
     load_seconds = time.perf_counter() - started
-    if not resuming and (folder / "prompts").exists():
-        shutil.rmtree(folder / "prompts")
-    folder.mkdir(parents=True, exist_ok=True)
-    previous = read_manifest(folder) if resuming else None
-    manifest = _manifest(config, model, command, previous)
-    manifest["timings"]["model_load_seconds"] = load_seconds
-    write_json(folder / MANIFEST, manifest)
-    counts = manifest["counts"]
-    with tqdm(total=len(config.prompts), desc="prompts", unit="prompt", disable=not progress) as bar:
-        for number, spec in enumerate(config.prompts):
-            entry = manifest["prompts"][number]
-            if (prompt_dir(folder, number) / RESULT).is_file() and entry["status"] == "done":
-                counts["prompts_resumed"] += 1
-                bar.update(1)
-                continue
-            tick = time.perf_counter()
-            try:
-                result = explain_prompt(spec, config, model, folder / "cache", counts, progress=progress)
-            except Exception as error:  # noqa: BLE001 - one failing prompt must not lose the others
-                result = PromptRun(spec.prompt, split_words(spec.prompt), word_labels(split_words(spec.prompt)),
-                                   list(config.seeds_for(spec)), status="failed", error=f"{type(error).__name__}: {error}")
-            save_prompt(folder, number, result)
-            entry.update(status=result.status, error=result.error, seconds=round(time.perf_counter() - tick, 3))
+    manifest = None
+    with ranks.phase("plan") as phase:
+        if ranks.is_main:
+            if not resuming and (folder / "prompts").exists():
+                shutil.rmtree(folder / "prompts")
+            folder.mkdir(parents=True, exist_ok=True)
+            previous = read_manifest(folder) if resuming else None
+            manifest = _manifest(config, model, command, previous)
+            manifest["launch"] = {"id": uuid.uuid4().hex, "processes": ranks.size,
+                                  "prompts_per_wave": prompts_per_wave or ranks.size}
+            manifest["timings"]["model_load_seconds"] = load_seconds
+            pending = [n for n in range(len(config.prompts)) if not _finished(folder, n)]
+            manifest["counts"]["prompts_resumed"] = len(config.prompts) - len(pending)
+            for number in range(len(config.prompts)):
+                if number not in pending:
+                    manifest["prompts"][number]["status"] = "done"
+            write_json(folder / MANIFEST, manifest)
+        tick = time.perf_counter()
+        plan = plan_run(config, model=model)
+        phase.payload = {"digest": plan.digest(), "seconds": round(time.perf_counter() - tick, 3),
+                         **({"launch": manifest["launch"]["id"], "pending": pending} if ranks.is_main else {})}
+    main = phase.records[0]
+    with ranks.phase("check the processes agree"):
+        if ranks.is_main and any(record["digest"] != main["digest"] for record in phase.records):
+            raise RuntimeError("the processes planned different work (different library versions on different "
+                               "machines?); every process must run the same versions")
+        if not ranks.is_main:
+            seen = read_manifest(folder)
+            if seen is None or seen.get("launch", {}).get("id") != main["launch"]:
+                raise ValueError(f"--out {str(folder)!r} on this process does not show the run the main process is "
+                                 "writing: --out must be one folder shared by every process and machine")
+    if ranks.is_main:
+        manifest["plan"] = plan.summary()
+        manifest["timings"]["plan_seconds"] = main["seconds"]
+        manifest["counts"].update({key: 0 for key in _RUN_COUNTS})
+        manifest["counts"]["per_rank"] = [dict.fromkeys(_RANK_COUNTS, 0) | {"rank": r} for r in range(ranks.size)]
+        write_json(folder / MANIFEST, manifest)
+    waves = plan.waves(main["pending"], prompts_per_wave or ranks.size)
+    with tqdm(total=len(config.prompts), initial=len(config.prompts) - len(main["pending"]), desc="prompts",
+              unit="prompt", disable=not show) as bar:
+        for wave in waves:
+            filled = fill_cache(plan, folder / "cache", model=model, batches=wave.batches, ranks=ranks,
+                                progress=show)
+            with ranks.phase("explain") as phase:
+                tick = time.perf_counter()
+                counts = {"images_generated": 0, "images_from_cache": 0}
+                entries, deduplicated = {}, 0
+                for number in wave.prompts[ranks.rank::ranks.size]:
+                    spec, begun = config.prompts[number], time.perf_counter()
+                    try:
+                        result = explain_prompt(spec, config, model, folder / "cache", counts, progress=show)
+                    except Exception as error:  # noqa: BLE001 - one failing prompt must not lose the others
+                        words = split_words(spec.prompt)
+                        result = PromptRun(spec.prompt, words, word_labels(words), list(config.seeds_for(spec)),
+                                           status="failed", error=f"{type(error).__name__}: {error}")
+                    save_prompt(folder, number, result)
+                    entries[number] = {"status": result.status, "error": result.error,
+                                       "seconds": round(time.perf_counter() - begun, 3)}
+                    deduplicated += plan.prompts[number].deduplicated
+                phase.payload = {"entries": entries, "counts": counts, "deduplicated": deduplicated,
+                                 "fill": filled["rank"], "seconds": time.perf_counter() - tick}
+            if ranks.is_main:
+                _add_wave(manifest, phase.records, filled, started)
+                write_json(folder / MANIFEST, manifest)
+            bar.update(len(wave.prompts))
+    run = None
+    with ranks.phase("report"):
+        if ranks.is_main:
+            manifest["timings"]["finished"] = _now()
             manifest["timings"]["seconds"] = round(time.perf_counter() - started, 3)
             write_json(folder / MANIFEST, manifest)
-            bar.update(1)
-    manifest["timings"]["finished"] = _now()
-    manifest["timings"]["seconds"] = round(time.perf_counter() - started, 3)
-    write_json(folder / MANIFEST, manifest)
-    run = load_run(folder)
-    if report:
-        from captum_diffusion.runs.render import write_report
+            run = load_run(folder)
+            if report:
+                from captum_diffusion.runs.render import write_report
 
-        write_report(run)
-    return run
+                write_report(run)
+    return run if run is not None else Run(folder, read_manifest(folder), [])
+
+
+#: The manifest's run-wide counts besides images_generated / images_from_cache / prompts_resumed.
+_RUN_COUNTS = ("images_planned", "images_cached", "images_recomputed", "images_generated_while_explaining",
+               "images_deduplicated")
+#: The counts kept per process (``counts["per_rank"]``).
+_RANK_COUNTS = ("prompts", "batches", "planned", "generated", "generated_while_explaining", "recomputed",
+                "from_cache", "deduplicated", "fill_seconds", "fill_cpu_seconds", "explain_seconds")
+
+
+def _finished(folder: Path, number: int) -> bool:
+    path = prompt_dir(folder, number) / RESULT
+    try:
+        return path.is_file() and json.loads(path.read_text()).get("status") == "done"
+    except (OSError, ValueError):
+        return False
+
+
+def _add_wave(manifest: dict, records: list[dict], filled: dict, started: float) -> None:
+    """Fold one wave's records (one per process) and fill counters into the manifest."""
+    counts = manifest["counts"]
+    for rank, record in enumerate(records):
+        for number, entry in record["entries"].items():
+            manifest["prompts"][int(number)].update(entry)
+        fill, explained = record["fill"], record["counts"]
+        mine = counts["per_rank"][rank]
+        mine["prompts"] += len(record["entries"])
+        for name in ("batches", "planned", "generated", "recomputed"):
+            mine[name] += fill[name]
+        mine["generated"] += explained["images_generated"]
+        mine["generated_while_explaining"] += explained["images_generated"]
+        mine["from_cache"] += explained["images_from_cache"]
+        mine["deduplicated"] += record["deduplicated"]
+        mine["fill_seconds"] = round(mine["fill_seconds"] + fill["seconds"], 3)
+        mine["fill_cpu_seconds"] = round(mine["fill_cpu_seconds"] + fill["cpu_seconds"], 3)
+        mine["explain_seconds"] = round(mine["explain_seconds"] + record["seconds"], 3)
+        counts["images_generated"] += fill["generated"] + explained["images_generated"]
+        counts["images_generated_while_explaining"] += explained["images_generated"]
+        counts["images_from_cache"] += explained["images_from_cache"]
+        counts["images_deduplicated"] += record["deduplicated"]
+    counts["images_planned"] += filled["total"]["planned"]
+    counts["images_cached"] += filled["cached"]
+    counts["images_recomputed"] += filled["total"]["recomputed"]
+    manifest["timings"]["seconds"] = round(time.perf_counter() - started, 3)
 
 
 def _now() -> str:
