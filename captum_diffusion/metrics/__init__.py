@@ -16,6 +16,15 @@ _EXPORTS = {
     "iod": "masks",
     "ioh": "masks",
     "clip_score": "clip",
+    "FaithfulnessScore": "faithfulness",
+    "deletion_curve": "faithfulness",
+    "insertion_curve": "faithfulness",
+    "random_order_curves": "faithfulness",
+    "attribution_order": "faithfulness",
+    "aopc": "faithfulness",
+    "comprehensiveness": "faithfulness",
+    "sufficiency": "faithfulness",
+    "faithfulness_scores": "faithfulness",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -14,6 +14,8 @@ _EXPORTS = {
     "resolve_words": "tokens",
     "word_token_positions": "tokens",
     "WordTokens": "tokens",
+    "explain_interactions": "interactions",
+    "strongest_pairs": "interactions",
 }
 
 __all__ = sorted([*_EXPORTS, "PromptFunction", "WordGame", "as_mask_matrix", "as_words", "evaluate_masks",
