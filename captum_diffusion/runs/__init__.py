@@ -14,6 +14,8 @@ _EXPORTS = {
     "Run": "store",
     "PromptRun": "store",
     "write_report": "render",
+    "plan_run": "plan",
+    "fill_cache": "plan",
 }
 
 __all__ = sorted(_EXPORTS)
