@@ -58,6 +58,16 @@ def finite_number(value, name: str, *, low: float | None = None, high: float | N
     return value
 
 
+#: The largest classifier-free guidance scale accepted: typical scales are 1..20; far above, the latents overflow,
+#: the images come back black and attention maps NaN.
+MAX_GUIDANCE_SCALE = 1000.0
+
+
+def guidance_scale(value, name: str = "guidance_scale") -> float | None:
+    """``None`` (the pipeline's default) or a classifier-free guidance scale in ``[0, MAX_GUIDANCE_SCALE]``."""
+    return optional_finite_number(value, name, low=0.0, high=MAX_GUIDANCE_SCALE)
+
+
 def optional_finite_number(value, name: str, **bounds) -> float | None:
     """``None`` or ``finite_number(value, name, **bounds)``."""
     return None if value is None else finite_number(value, name, **bounds)
@@ -111,7 +121,27 @@ def index(value, length: int, name: str) -> int:
 
 
 def placement(device, dtype) -> dict:
-    """The ``.to(...)`` keyword arguments among ``device`` / ``dtype`` that were given (not None)."""
+    """The ``.to(...)`` keyword arguments among ``device`` / ``dtype`` that were given (not None), checked: ``device``
+    a ``torch.device`` or a device string / index torch knows (``"cpu"``, ``"cuda:0"``), ``dtype`` a ``torch.dtype``."""
+    import torch
+
+    if device is not None:
+        if isinstance(device, bool) or not isinstance(device, (str, int, torch.device)):
+            raise TypeError(f"device must be a torch.device, a str such as 'cpu' or 'cuda:0', or None; "
+                            f"got {type(device).__name__} {device!r}")
+        try:
+            parsed = torch.device(device)
+        except (RuntimeError, ValueError, TypeError) as error:
+            raise ValueError(f"device {device!r} is not a torch device ({error})") from None
+        if parsed.type == "cuda" and (not torch.cuda.is_available()
+                                      or (parsed.index or 0) >= torch.cuda.device_count()):
+            raise ValueError(f"device {device!r} is not available here (CUDA available: {torch.cuda.is_available()}, "
+                             f"{torch.cuda.device_count() if torch.cuda.is_available() else 0} device(s))")
+        if parsed.type == "mps" and not torch.backends.mps.is_available():
+            raise ValueError(f"device {device!r} is not available here (no MPS backend)")
+    if dtype is not None and not isinstance(dtype, torch.dtype):
+        raise TypeError(f"dtype must be a torch.dtype (e.g. torch.float16) or None, got {type(dtype).__name__} "
+                        f"{dtype!r}")
     return {k: v for k, v in (("device", device), ("dtype", dtype)) if v is not None}
 
 
@@ -120,3 +150,72 @@ def sequence(value, name: str) -> Sequence:
     if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
         raise TypeError(f"{name} must be a sequence, got {type(value).__name__} {value!r}")
     return list(value)
+
+
+def random_state(value, name: str = "seed"):
+    """A seed for numpy / lime / sklearn ``random_state``: ``None``, a ``numpy.random.RandomState`` or a seed int
+    in ``0..2**32 - 1``."""
+    import numpy as np
+
+    if value is None or isinstance(value, np.random.RandomState):
+        return value
+    if not _is_int(value) or not 0 <= value < 2**32:
+        raise ValueError(f"{name} must be an int in 0..2**32-1, a numpy.random.RandomState or None, got {value!r}")
+    return int(value)
+
+
+def numeric_array(value, name: str, *, finite: bool = True):
+    """``value`` (array-like or torch tensor) as a float64 numpy array; ``TypeError`` naming ``name`` when it is not
+    numeric (strings, objects, ragged lists), ``ValueError`` when ``finite`` and it holds NaN or inf."""
+    import numpy as np
+
+    if hasattr(value, "detach"):  # torch tensor
+        value = value.detach().cpu().numpy()
+    if isinstance(value, (str, bytes)) or value is None:
+        raise TypeError(f"{name} must be an array of numbers, got {type(value).__name__} {value!r}")
+    try:
+        array = np.asarray(value)
+        if array.dtype.kind not in "biuf":
+            raise TypeError
+        array = array.astype(np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be an array of numbers (bool, int or float), got {type(value).__name__} "
+                        f"{_short_repr(value)}") from None
+    if finite and not np.isfinite(array).all():
+        raise ValueError(f"{name} must be finite; it holds {int((~np.isfinite(array)).sum())} NaN / inf value(s): "
+                         f"{_short_repr(value)}")
+    return array
+
+
+def binary_matrix(value, n_columns: int, name: str, column: str = "column"):
+    """0/1 (or bool) masks as a bool numpy array ``(n, n_columns)``; one row ``(n_columns,)`` becomes ``(1, n_columns)``.
+
+    ``column`` names what a column stands for in messages (``"word"``, ``"segment"``)."""
+    import numpy as np
+
+    if hasattr(value, "detach"):  # torch tensor
+        value = value.detach().cpu().numpy()
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a 0/1 array (n, {n_columns}), got {type(value).__name__} "
+                        f"{_short_repr(value)}") from None
+    if array.ndim == 1:
+        array = array[None, :]
+    if array.ndim != 2 or array.shape[1] != n_columns:
+        raise ValueError(f"{name} must have shape (n, {n_columns}) (one 0/1 {column} per column), got "
+                         f"{np.shape(value)}")
+    if array.dtype != bool:
+        if array.dtype.kind not in "biuf":
+            raise TypeError(f"{name} must be numeric 0/1 or bool, got dtype {array.dtype}")
+        outside = ~np.isin(array, (0, 1))
+        if outside.any():
+            raise ValueError(f"{name} must contain only 0 and 1 ({column} absent/present), got values such as "
+                             f"{array[outside][:3]}")
+        array = array.astype(bool)
+    return array
+
+
+def _short_repr(value, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -44,7 +44,11 @@ def _pil_to_rgb(image: PIL.Image.Image, name: str) -> PIL.Image.Image:
         rgba = image.convert("RGBA")
         background = PIL.Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return PIL.Image.alpha_composite(background, rgba).convert("RGB")
-    return image.convert("RGB")
+    try:
+        return image.convert("RGB")
+    except (ValueError, OSError) as error:  # e.g. "LAB": PIL converts it only through ImageCms
+        raise ValueError(f"{name} has PIL mode {image.mode!r}, which PIL cannot convert to RGB ({error}); convert it "
+                         "to 'RGB' first") from None
 
 
 def as_rgb_image(image, name: str = "image") -> PIL.Image.Image:

@@ -74,7 +74,8 @@ def explain_image(
         scorer: ``captum_diffusion.CLIPSimilarity`` (anything with ``embed_images`` / ``embed_texts``).
         segmenter: callable image -> ``(H, W)`` label map (default ``SuperpixelSegmenter("slic")``); or give
             ``segments`` (a precomputed label map ``0..n-1`` matching the image).
-        num_samples: LIME's perturbation samples; hide_color: see ``segment_scores.fill_color``;
+        num_samples: LIME's perturbation samples (at least ``n_segments + 1``); hide_color: see
+            ``segment_scores.fill_color``;
         text_template: the caption each word is embedded in (default: the scorer's ``text_template``).
         deduplicate: embed each distinct masked image once (LIME draws many repeats when segments are few).
         output: ``"cosine"`` (CLIP similarity to each word, default), ``"probability"`` or ``"log_probability"``
@@ -94,9 +95,12 @@ def explain_image(
     num_samples = checks.int_at_least(num_samples, 2, "num_samples")
     batch_size = checks.positive_int(batch_size, "batch_size")
     kernel_width = checks.finite_number(kernel_width, "kernel_width", low=0.0, low_open=True)
+    seed = checks.random_state(seed, "seed")
     segment_scorer = SegmentScorer.from_prompt(image, prompt, scorer, segmenter=segmenter, segments=segments,
                                                words=words, text_template=text_template, hide_color=hide_color,
                                                deduplicate=deduplicate, output=output)
+    checks.int_at_least(num_samples, segment_scorer.n_segments + 1, f"num_samples (a regression over "
+                        f"{segment_scorer.n_segments} segments needs at least n_segments + 1)")
     explainer = LimeImageExplainer(kernel_width=kernel_width, random_state=seed)
     labels = segment_scorer.segments
     with _lime_progress(progress):
@@ -113,11 +117,18 @@ def _label(explanation, word) -> int:
         if word not in explanation.words:
             raise ValueError(f"word {word!r} is not one of the explained words {explanation.words}")
         return explanation.words.index(word)
-    return int(word)
+    return checks.index(word, len(explanation.words), "word (a word or its label index)")
+
+
+def _check_explanation(explanation) -> None:
+    if not isinstance(explanation, ImageExplanation) or not hasattr(explanation, "words"):
+        raise TypeError(f"explanation must be the WordImageExplanation of lime_adapters.explain_image, got "
+                        f"{type(explanation).__name__}")
 
 
 def segment_weights(explanation) -> np.ndarray:
     """LIME weights per segment and word: ``(n_segments, n_words)`` (rows = segment labels)."""
+    _check_explanation(explanation)
     n_segments = int(explanation.segments.max()) + 1
     weights = np.zeros((n_segments, len(explanation.words)))
     for label, pairs in explanation.local_exp.items():
@@ -134,5 +145,6 @@ def word_weight_maps(explanation) -> np.ndarray:
 def top_segments(explanation, word, k: int | None = None) -> list[tuple[int, float]]:
     """``(segment, weight)`` pairs for ``word`` (a word or its label index), highest weight first, ``k`` at most."""
     column = segment_weights(explanation)[:, _label(explanation, word)]
+    k = checks.optional_positive_int(k, "k")
     order = np.argsort(-column, kind="stable")[: None if k is None else k]
     return [(int(s), float(column[s])) for s in order]

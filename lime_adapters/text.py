@@ -36,6 +36,14 @@ class WordClassifierFn:
     """
 
     def __init__(self, game: WordGame, mask_string: str = MASK_STRING, *, batch_size: int | None = None):
+        if not isinstance(game, WordGame):
+            raise TypeError(f"game must be a captum_diffusion.words.WordGame (WordGame(f, prompt)), got "
+                            f"{type(game).__name__}")
+        if not isinstance(mask_string, str):
+            raise TypeError(f"mask_string must be a str, got {type(mask_string).__name__} {mask_string!r}")
+        if mask_string.split() != [mask_string]:
+            raise ValueError(f"mask_string must be one non-empty token without whitespace (lime splits on whitespace), "
+                             f"got {mask_string!r}")
         if mask_string in game.words:
             raise ValueError(f"the prompt contains lime's mask string {mask_string!r}; pass another mask_string")
         self.game = game
@@ -48,12 +56,13 @@ class WordClassifierFn:
         words = self.game.words
         if len(tokens) != len(words) or any(t != w and t != self.mask_string for t, w in zip(tokens, words)):
             raise ValueError(
-                f"lime passed {text!r}, which is not the prompt {self.game.prompt!r} with words replaced by "
+                f"texts: lime passed {text!r}, which is not the prompt {self.game.prompt!r} with words replaced by "
                 f"{self.mask_string!r}; build the explainer with word_explainer() (bow=False, split on whitespace)"
             )
         return np.array([t != self.mask_string for t in tokens])
 
     def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        texts = checks.string_list(texts, "texts", allow_single=False)
         masks = np.array([self.mask_of(t) for t in texts], dtype=bool).reshape(len(texts), self.game.n_words)
         step = self.batch_size or max(len(masks), 1)
         return np.concatenate([self.game(masks[i : i + step]) for i in range(0, len(masks), step)]
@@ -84,6 +93,9 @@ def word_explainer(*, seed: int | np.random.RandomState | None = 0, **kwargs) ->
     fixed = {"split_expression", "bow", "mask_string", "char_level"} & set(kwargs)
     if fixed:
         raise TypeError(f"word_explainer fixes {sorted(fixed)}; do not pass them")
+    seed = checks.random_state(seed, "seed")
+    if "kernel_width" in kwargs:
+        kwargs["kernel_width"] = checks.finite_number(kwargs["kernel_width"], "kernel_width", low=0.0, low_open=True)
     return LimeTextExplainer(
         split_expression=SPLIT_EXPRESSION, bow=False, mask_string=MASK_STRING, random_state=seed, **kwargs
     )
@@ -101,15 +113,19 @@ def explain_prompt(
 ) -> Explanation:
     """LIME weights of the words of ``prompt`` for the black box ``f`` (sub-prompts -> scores ``(n,)``).
 
-    ``num_samples`` perturbed prompts (the first is the full prompt) are scored, each distinct sub-prompt
-    once, ``batch_size`` per call to ``f`` (``None``: all at once); ``seed``: lime's ``random_state``;
+    ``num_samples`` perturbed prompts (the first is the full prompt; at least ``d + 1`` for ``d`` words, which a
+    regression over the words needs) are scored, each distinct sub-prompt once, ``batch_size`` per call to ``f``
+    (``None``: all at once); ``seed``: lime's ``random_state``;
     ``kernel_width``: lime's kernel width (in lime's cosine distance x 100 units, > 0).
     Returns lime's ``Explanation`` for label 0 with every word as a feature; ``word_weights`` gives the
     weights ``(d,)`` in word order, ``explanation.as_list(label=0)`` as ``(label, weight)`` pairs (labels from
     ``word_labels``).
     """
     game = WordGame(f, prompt)
-    num_samples = checks.int_at_least(num_samples, 2, "num_samples (the prompt plus perturbations)")
+    num_samples = checks.int_at_least(num_samples, game.n_words + 1, f"num_samples (the prompt plus perturbations; "
+                                      f"a regression over {game.n_words} words needs at least d + 1)")
+    seed = checks.random_state(seed, "seed")
+    batch_size = checks.optional_positive_int(batch_size, "batch_size")
     kernel_width = checks.finite_number(kernel_width, "kernel_width", low=0.0, low_open=True)
     checks.one_of(feature_selection, ("none", "auto", "forward_selection", "highest_weights", "lasso_path"),
                   "feature_selection")
@@ -123,6 +139,11 @@ def explain_prompt(
 def word_weights(explanation: Explanation, label: int = 0) -> np.ndarray:
     """Per-word LIME weights of ``explanation``, float64 ``(d,)`` in the prompt's word order (0 for a word
     that lime left out of the explanation)."""
+    if not isinstance(explanation, Explanation) or not hasattr(explanation.domain_mapper, "indexed_string"):
+        raise TypeError(f"explanation must be the lime Explanation of lime_adapters.explain_prompt, got "
+                        f"{type(explanation).__name__}")
+    if isinstance(label, bool) or not isinstance(label, (int, np.integer)):
+        raise TypeError(f"label must be an int (0 for explain_prompt's score), got {type(label).__name__} {label!r}")
     if label not in explanation.local_exp:
         raise ValueError(f"explanation has no label {label}; it explains labels {sorted(explanation.local_exp)}")
     weights = np.zeros(explanation.domain_mapper.indexed_string.num_words())

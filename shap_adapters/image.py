@@ -13,10 +13,11 @@ from typing import Sequence
 import numpy as np
 import shap
 
-from captum_diffusion.image.segment_scores import SegmentScorer, hide_segments
+from captum_diffusion.image.segment_scores import SegmentScorer, fill_color, hide_segments
 from captum_diffusion import checks
 from captum_diffusion.convert import to_rgb_array
 from captum_diffusion.image.segmenters import check_label_map
+from shap_adapters.text import check_max_evals
 
 MAX_EXACT_SEGMENTS = 12
 ALGORITHMS = ("auto", "exact", "permutation")
@@ -26,14 +27,18 @@ class SegmentMasker(shap.maskers.Masker):
     """A shap masker whose features are the segments of one image.
 
     The explained instance is the presence vector ``x = np.ones(n_segments)``; ``masker(mask, x)`` returns the
-    image (uint8 ``(1, H, W, 3)``) with the segments where ``mask & x`` is False painted ``fill`` (uint8 ``(3,)``).
+    image (uint8 ``(1, H, W, 3)``) with the segments where ``mask & x`` is False painted ``fill`` (uint8 ``(3,)``, or
+    anything ``segment_scores.fill_color`` takes: ``"background"``, a grey level, an RGB triple).
     ``shape`` is ``(1, n_segments)``.
     """
 
     def __init__(self, image: np.ndarray, segments: np.ndarray, fill: np.ndarray):
         self.image = to_rgb_array(image)
         self.segments = check_label_map(segments, self.image.shape, min_segments=1)
-        self.fill = np.asarray(fill, dtype=np.uint8)
+        try:
+            self.fill = fill_color(self.image, fill)
+        except ValueError as error:
+            raise ValueError(f"fill: {error}") from None
         self.shape = (1, int(self.segments.max()) + 1)
         self.clustering = None
 
@@ -66,7 +71,8 @@ def explain_image(
         image, prompt, scorer, segmenter, segments, words, hide_color, text_template, deduplicate, output: as
             ``lime_adapters.image.explain_image`` (the same ``SegmentScorer`` underneath).
         algorithm: ``"exact"`` (all ``2**n_segments`` coalitions; at most 12 segments), ``"permutation"``
-            (sampling, ``max_evals`` model calls, default 500), or ``"auto"`` (exact up to 12 segments).
+            (sampling, ``max_evals`` model calls, default 500, at least ``2 * n_segments + 1``: ``ValueError``
+            below), or ``"auto"`` (exact up to 12 segments).
         batch_size: masked images per model call; seed: the permutation sampler's seed; progress: shap's bar.
 
     Returns:
@@ -78,6 +84,7 @@ def explain_image(
     checks.one_of(algorithm, ALGORITHMS, "algorithm")
     max_evals = checks.optional_positive_int(max_evals, "max_evals")
     batch_size = checks.positive_int(batch_size, "batch_size")
+    seed = checks.random_state(seed, "seed")
     segment_scorer = SegmentScorer.from_prompt(image, prompt, scorer, segmenter=segmenter, segments=segments,
                                                words=words, text_template=text_template, hide_color=hide_color,
                                                deduplicate=deduplicate, output=output)
@@ -89,6 +96,8 @@ def explain_image(
             f"algorithm='exact' needs 2**{n} = {2 ** n} CLIP evaluations for {n} segments; exact is allowed up to "
             f"{MAX_EXACT_SEGMENTS} segments: use algorithm='permutation' (sampling) or a segmenter with fewer segments"
         )
+    if max_evals is not None and algorithm == "permutation":  # exact evaluates all 2**n coalitions regardless
+        check_max_evals(max_evals, algorithm, n, "segments")
     masker = SegmentMasker(segment_scorer.image, segment_scorer.segments, segment_scorer.fill)
     if algorithm == "exact":
         explainer = shap.explainers.Exact(segment_scorer.score_images, masker)
@@ -126,9 +135,15 @@ def image_explanation(explanation: shap.Explanation, image=None, segments=None) 
     three channels sum to its segment's value), ``data`` uint8 ``(1, H, W, 3)`` and the words as ``output_names``.
     ``image`` / ``segments`` default to the ones ``explain_image`` attached.
     """
-    image = to_rgb_array(getattr(explanation, "image", None) if image is None else image)
-    segments = getattr(explanation, "segments", None) if segments is None else segments
-    values = np.asarray(explanation.values)
+    if not isinstance(explanation, shap.Explanation):
+        raise TypeError(f"explanation must be the shap.Explanation of explain_image, got {type(explanation).__name__}")
+    if image is None and getattr(explanation, "image", None) is None:
+        raise ValueError("image is needed: this explanation carries no image (pass the explained image)")
+    if segments is None and getattr(explanation, "segments", None) is None:
+        raise ValueError("segments is needed: this explanation carries no segments (pass its label map)")
+    image = to_rgb_array(explanation.image if image is None else image)
+    segments = explanation.segments if segments is None else segments
+    values = checks.numeric_array(explanation.values, "explanation.values")
     segments = check_label_map(segments, image.shape, min_segments=1)
     if values.ndim != 2 or values.shape[0] != int(segments.max()) + 1:
         raise ValueError(f"explanation.values must be (n_segments, n_words) matching segments; got {values.shape}")

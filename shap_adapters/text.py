@@ -57,7 +57,7 @@ class _WordRow:
     words: list[str]
 
     def _init_words(self, words: Sequence[str]) -> np.ndarray:
-        self.words = as_words(words)
+        self.words = as_words(words, "words")
         return np.zeros((1, len(self.words)))  # background: every word absent
 
     def feature_names(self, x):  # called by shap.Explainer once per explained row
@@ -86,11 +86,16 @@ class WordPartitionMasker(_WordRow, shap.maskers.Partition):
     def __init__(self, words: str | Sequence[str], clustering: np.ndarray | None = None):
         background = self._init_words(words)
         d = len(self.words)
-        clustering = word_clustering(d) if clustering is None else np.asarray(clustering, dtype=np.float64)
+        clustering = word_clustering(d) if clustering is None else checks.numeric_array(clustering, "clustering")
         if clustering.shape != (d - 1, 4):
             raise ValueError(
                 f"clustering must be a linkage matrix of shape ({d - 1}, 4) for {d} words, got {clustering.shape}"
             )
+        for k, (left, right, height, size) in enumerate(clustering):
+            ids_ok = all(v == int(v) and 0 <= v < d + k for v in (left, right)) and left != right
+            if not ids_ok or height < 0 or size != int(size) or not 2 <= size <= d:
+                raise ValueError(f"clustering row {k} {clustering[k].tolist()} is not a linkage row [left id, right id, "
+                                 f"height >= 0, size]: ids must be earlier clusters (0..{d + k - 1}), size in 2..{d}")
         super().__init__(background, max_samples=1, clustering=clustering)
 
 
@@ -113,6 +118,22 @@ def resolve_algorithm(algorithm: str, n_words: int) -> str:
     return algorithm
 
 
+def check_max_evals(max_evals: int, algorithm: str, n_features: int, features: str) -> int:
+    """``max_evals`` if shap's ``algorithm`` can work with it over ``n_features`` features, else ``ValueError``.
+
+    "exact" needs ``2**d`` (every coalition). "permutation" needs ``2 * d + 1`` (one permutation forward and back):
+    with fewer, shap returns one value spread evenly over the features (or fails, depending on its version).
+    "partition" is held to the same ``2 * d + 1``, below which it too spreads one value evenly; above it, words of a
+    cluster the budget did not split still share the cluster's value (shap's approximation: raise ``max_evals``)."""
+    least = 2**n_features if algorithm == "exact" else 2 * n_features + 1
+    if max_evals < least:
+        rule = "2**d (every coalition)" if algorithm == "exact" else "2*d + 1"
+        raise ValueError(f"max_evals={max_evals} is too small for algorithm={algorithm!r} over {n_features} {features}: "
+                         f"the minimum is {rule} = {least}; with fewer, shap spreads one value evenly over the "
+                         f"{features} (or fails)")
+    return max_evals
+
+
 def explain_prompt(
     prompt: str,
     f: PromptFunction,
@@ -127,7 +148,8 @@ def explain_prompt(
 
     ``algorithm``: "exact" (every subset, the empty one included; at most :data:`MAX_EXACT_WORDS` words),
     "permutation" (sampled permutations) / "partition" (Owen values over :func:`word_clustering`), both with a
-    budget of ``max_evals`` evaluations (shap's default when None),
+    budget of ``max_evals`` evaluations (shap's default when None; at least ``2 * d + 1``, and ``2**d`` for "exact":
+    ``ValueError`` below, see :func:`check_max_evals`),
     or "auto" (exact up to :data:`AUTO_EXACT_WORDS` words, permutation above). ``batch_size``: sub-prompts
     per call to ``f`` (default: all of them, so ``f`` can batch its own work). ``seed``: shap's seed for the
     permutation sampler (shap seeds numpy's global RNG with it; None leaves it alone). ``progress``: shap's
@@ -143,6 +165,9 @@ def explain_prompt(
     algorithm = resolve_algorithm(algorithm, d)
     max_evals = checks.optional_positive_int(max_evals, "max_evals")
     batch_size = checks.optional_positive_int(batch_size, "batch_size")
+    seed = None if seed is None else checks.random_state(seed, "seed")
+    if max_evals is not None:
+        check_max_evals(max_evals, algorithm, d, "words")
     masker = WordPartitionMasker(game.words) if algorithm == "partition" else WordMasker(game.words)
     seed_kwarg = {"seed": seed} if algorithm == "permutation" else {}
     explainer = shap.Explainer(game, masker, algorithm=algorithm, **seed_kwarg)
@@ -159,9 +184,8 @@ def word_explanation(values, prompt: str | Sequence[str], base_value: float = 0.
     ``shap.Explanation`` (``.values`` ``(d,)``, ``.data`` = the words, ``.feature_names`` = their labels) so stock shap plots
     draw them. ``base_value``: the value with every word deleted, ``f("")``, for waterfall plots."""
     words = as_words(prompt)
-    if hasattr(values, "detach"):
-        values = values.detach().cpu().numpy()
-    values = np.asarray(values, dtype=np.float64).reshape(-1)
+    values = checks.numeric_array(values, "values").reshape(-1)
+    base_value = checks.finite_number(base_value, "base_value")
     if values.shape != (len(words),):
         raise ValueError(f"values has {values.size} entries but the prompt has {len(words)} words {words}")
     return shap.Explanation(

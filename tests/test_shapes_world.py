@@ -81,8 +81,10 @@ def test_bad_input_is_named():
         render("a red circle on the middle", 0)
     with pytest.raises(TypeError, match="generator"):
         render("a red circle", generator="seed")
+    with pytest.raises(TypeError, match="image"):
+        analyse(np.zeros((8, 8, 2)))  # (grayscale (H, W) is an image, as everywhere: captum_diffusion.convert)
     with pytest.raises(ValueError, match="image"):
-        analyse(np.zeros((8, 8)))
+        analyse(np.full((8, 8, 3), 2.0))  # floats must lie in [0, 1]
 
 
 def test_analyser_recovers_renderer_ground_truth():

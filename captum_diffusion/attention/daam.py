@@ -203,6 +203,7 @@ class DAAMResult:
 
     def heatmap(self, word: Union[str, int], image: int = 0) -> torch.Tensor:
         """The ``(H, W)`` map of ``word`` (a label from ``words[image]`` or its index) in image ``image``."""
+        image = checks.index(image, len(self.heatmaps), "image (an image index)")
         return self.heatmaps[image][self._word_index(word, image)]
 
     def threshold(self, tau: float = 0.4, normalization: str = "minmax") -> list[torch.Tensor]:
@@ -217,9 +218,11 @@ class DAAMResult:
         from captum.attr import visualization as viz
         from matplotlib.figure import Figure
 
-        if not 0 <= image < len(self):
-            raise ValueError(f"image must be in 0..{len(self) - 1}, got {image}")
-        indices = range(len(self.words[image])) if words is None else [self._word_index(w, image) for w in words]
+        image = checks.index(image, len(self), "image (an image index)")
+        alpha = checks.finite_number(alpha, "alpha", low=0.0, high=1.0)
+        panel_size = checks.finite_number(panel_size, "panel_size", low=0.0, low_open=True)
+        indices = (range(len(self.words[image])) if words is None
+                   else [self._word_index(w, image) for w in checks.sequence(words, "words")])
         picture = np.asarray(self.images[image].convert("RGB"))
         fig = Figure(figsize=(panel_size * (len(indices) + 1), panel_size))
         axes = fig.subplots(1, len(indices) + 1, squeeze=False)[0]
@@ -261,6 +264,12 @@ def threshold_maps(maps: torch.Tensor, tau: float = 0.4, normalization: str = "m
         raise ValueError(f"tau must be a number in [0, 1] (a fraction of each normalised map), got {tau!r}")
     if normalization not in ("minmax", "max"):
         raise ValueError(f"normalization must be 'minmax' or 'max', got {normalization!r}")
+    if not isinstance(maps, torch.Tensor) or not maps.is_floating_point():
+        maps = torch.as_tensor(checks.numeric_array(maps, "maps", finite=False))
+    if maps.ndim < 2 or maps.shape[-1] == 0 or maps.shape[-2] == 0:
+        raise ValueError(f"maps must be heat maps (..., H, W) with H, W >= 1, got shape {tuple(maps.shape)}")
+    if not torch.isfinite(maps).all():
+        raise ValueError(f"maps hold {int((~torch.isfinite(maps)).sum())} NaN / inf value(s); a heat map must be finite")
     flat = maps.flatten(-2)
     high = flat.amax(-1)[..., None, None]
     low = flat.amin(-1)[..., None, None] if normalization == "minmax" else torch.zeros_like(high)
@@ -320,6 +329,9 @@ class DAAM(Attribution):
             return available
         if isinstance(layers, str):
             layers = [layers]
+        layers = checks.string_list(layers, "layers", allow_single=False)
+        if not layers:
+            raise ValueError(f"layers is empty; give None (all) or names / dotted prefixes of {available}")
         chosen = []
         for pattern in layers:
             matched = [n for n in available if n == pattern or n.startswith(pattern.rstrip(".") + ".")]
@@ -433,6 +445,9 @@ class DAAM(Attribution):
                 raise ValueError("negative_maps=True needs a negative_prompt whose words to map")
             negative_targets = [resolve_words(n, tokenizer) for n in negatives]
         checks.positive_int(num_images_per_prompt, "num_images_per_prompt")
+        num_inference_steps = checks.optional_positive_int(num_inference_steps, "num_inference_steps")
+        guidance_scale = checks.guidance_scale(guidance_scale)
+        _check_generator(generator, len(prompts) * num_images_per_prompt)
         steps = _check_steps(steps)
         height, width = self._default_size(height, width)
         call = dict(prompt=prompts, height=height, width=width, num_images_per_prompt=num_images_per_prompt,
@@ -453,6 +468,10 @@ class DAAM(Attribution):
         if negative_maps and not trace.guided:
             raise ValueError("negative_maps=True needs classifier-free guidance (guidance_scale > 1): without "
                              "it the negative prompt is not used")
+        if not all(torch.isfinite(entry[0]).all() for entry in trace.sums.values()):
+            raise ValueError(f"the generation's attention is NaN / inf (guidance_scale={guidance_scale}, "
+                             f"num_inference_steps={num_inference_steps}): the latents overflowed, so there are no maps; "
+                             f"use a usual guidance_scale (1..20) or a float32 pipeline")
         owner = [i // num_images_per_prompt for i in range(n_images)]
         result = DAAMResult(images=list(images), prompts=[prompts[o] for o in owner], trace_bytes=trace.nbytes,
                             heatmaps=[trace.word_maps(i, [t.positions for t in targets[o]], (height, width))
@@ -509,21 +528,43 @@ def _check_steps(steps) -> Optional[frozenset]:
         return None
     if isinstance(steps, int) and not isinstance(steps, bool):
         steps = [steps]
-    steps = list(steps)
+    steps = checks.sequence(steps, "steps")
     if not steps or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in steps):
         raise ValueError(f"steps must be None or non-negative int step indices (0 = first denoising step), got {steps}")
     return frozenset(steps)
 
 
+def _check_generator(generator, n_images: int) -> None:
+    """``None``, one ``torch.Generator`` or a list of ``n_images`` of them (diffusers' ``generator=``)."""
+    if generator is None or isinstance(generator, torch.Generator):
+        return
+    if isinstance(generator, (list, tuple)) and all(isinstance(g, torch.Generator) for g in generator):
+        if len(generator) != n_images:
+            raise ValueError(f"generator is a list of {len(generator)} torch.Generators for {n_images} images; give "
+                             f"one per image (prompts x num_images_per_prompt) or a single one")
+        return
+    raise TypeError(f"generator must be None, a torch.Generator or a list of them (one per image), got "
+                    f"{type(generator).__name__} {generator!r}")
+
+
+def _is_size(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _check_resolutions(resolutions, grids: list[Size]) -> Optional[list[Size]]:
     if resolutions is None:
         return None
-    if isinstance(resolutions, int) or (isinstance(resolutions, tuple) and len(resolutions) == 2
-                                        and all(isinstance(r, int) for r in resolutions)):
+    if _is_size(resolutions) or (isinstance(resolutions, tuple) and len(resolutions) == 2
+                                 and all(_is_size(r) for r in resolutions)):
         resolutions = [resolutions]
+    resolutions = checks.sequence(resolutions, "resolutions")
+    if not resolutions:
+        raise ValueError(f"resolutions is empty; give None (all) or grid sizes of {grids}")
     out = []
     for r in resolutions:
-        size = (r, r) if isinstance(r, int) else tuple(r)
+        if not (_is_size(r) or (isinstance(r, (tuple, list)) and len(r) == 2 and all(_is_size(v) for v in r))):
+            raise TypeError(f"resolutions: each entry must be an int (a square grid) or an (h, w) pair of ints, got {r!r}")
+        size = (r, r) if _is_size(r) else tuple(r)
         if size not in grids:
             raise ValueError(f"resolutions: {r!r} is not an attention grid of this generation; its grids (h, w) "
                              f"are {grids}")

@@ -44,9 +44,13 @@ class AffineGenerator(nn.Module):
 
     def __init__(self, cond_dim: int, z_dim: int = 32, channels: int = 32, image_size: int = 32):
         super().__init__()
+        cond_dim = checks.positive_int(cond_dim, "cond_dim")
+        z_dim = checks.positive_int(z_dim, "z_dim")
+        channels = checks.positive_int(channels, "channels")
+        if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 8 \
+                or image_size & (image_size - 1):
+            raise ValueError(f"image_size must be a power of two >= 8 (an int), got {image_size!r}")
         n_blocks = int(round(math.log2(image_size / 4)))
-        if image_size < 8 or 4 * 2 ** n_blocks != image_size:
-            raise ValueError(f"image_size must be a power of two >= 8, got {image_size}")
         self.z_dim, self.cond_dim, self.image_size = z_dim, cond_dim, image_size
         self.seed_layer = nn.Linear(z_dim, channels * 16)
         self.blocks = nn.ModuleList(_AffineBlock(channels, channels, cond_dim + z_dim) for _ in range(n_blocks))
@@ -94,9 +98,20 @@ class CLIPConditionedGenerator(nn.Module):
                             f"got {type(text_encoder).__name__}")
         if isinstance(text_encoder, nn.Module) and hasattr(text_encoder, "config") and tokenizer is None:
             raise ValueError("tokenizer is required with a transformers text_encoder (pass the CLIP tokenizer)")
-        z_dim = getattr(generator, "z_dim", None) if z_dim is None else z_dim
+        own = getattr(generator, "z_dim", None)  # a generator that states its noise size (AffineGenerator does)
+        z_dim = own if z_dim is None else z_dim
         z_dim = checks.positive_int(z_dim, "z_dim (the generator's noise size)")
+        if isinstance(own, int) and own != z_dim:
+            raise ValueError(f"z_dim={z_dim} but the generator takes noise of size {own} (generator.z_dim)")
         seed = checks.seed(seed)
+        if isinstance(value_range, (str, bytes)) or np.ndim(value_range) != 1 or len(value_range) != 2:
+            raise ValueError(f"value_range must be (low, high), the generator's output range, got {value_range!r}")
+        low = checks.finite_number(value_range[0], "value_range[0] (low)")
+        high = checks.finite_number(value_range[1], "value_range[1] (high)")
+        if not low < high:
+            raise ValueError(f"value_range must be (low, high) with low < high, got {value_range!r}")
+        value_range = (low, high)
+        checks.placement(device, None)
         self.generator, self.text_encoder, self.tokenizer = generator, text_encoder, tokenizer
         self.z_dim, self.seed, self.normalize, self.value_range = z_dim, seed, normalize, tuple(value_range)
         self._device = device
@@ -133,6 +148,9 @@ class CLIPConditionedGenerator(nn.Module):
             return [torch.Generator().manual_seed(self.seed) for _ in range(n)]
         if isinstance(generator, torch.Generator):
             return [generator] * n
+        if not isinstance(generator, (list, tuple)):
+            raise TypeError(f"generator must be None, a torch.Generator or a list of {n} (one per prompt), got "
+                            f"{type(generator).__name__}")
         generators = list(generator)
         if len(generators) != n or not all(isinstance(g, torch.Generator) for g in generators):
             raise ValueError(f"generator must be None, a torch.Generator or a list of {n} (one per prompt)")
@@ -145,12 +163,24 @@ class CLIPConditionedGenerator(nn.Module):
         if not prompts:
             return torch.zeros(0, 3, 1, 1)
         sentences = self.encode(prompts)
+        if sentences.ndim != 2 or len(sentences) != len(prompts) or not torch.isfinite(sentences).all():
+            raise ValueError(f"text_encoder must return finite sentence embeddings (n, d), one per prompt; got shape "
+                             f"{tuple(sentences.shape)} for {len(prompts)} prompts")
+        cond_dim = getattr(self.generator, "cond_dim", None)
+        if isinstance(cond_dim, int) and sentences.shape[1] != cond_dim:
+            raise ValueError(f"text_encoder gives {sentences.shape[1]}-d sentence embeddings but the generator takes "
+                             f"cond_dim={cond_dim}: they must match")
         rows = []
         low, high = self.value_range
         for sentence, gen in zip(sentences, self._generators(len(prompts), generator)):
             noise = torch.randn(1, self.z_dim, generator=gen).to(self.device)
             out = self.generator(noise, sentence[None])
             self.n_forward += 1
+            if not isinstance(out, torch.Tensor) or out.ndim != 4 or out.shape[:2] != (1, 3):
+                raise ValueError(f"generator returned {type(out).__name__} "
+                                 f"{tuple(out.shape) if isinstance(out, torch.Tensor) else ''}; expected images (1, 3, H, W)")
+            if not torch.isfinite(out).all():
+                raise ValueError(f"generator returned NaN / inf pixels for the prompt {prompts[len(rows)]!r}")
             rows.append(((out.float() - low) / (high - low)).clamp(0, 1).cpu())
         return torch.cat(rows)
 

@@ -101,8 +101,15 @@ class TextToImage:
     ):
         self.seed = checks.seed(seed)
         self.num_inference_steps = checks.optional_positive_int(num_inference_steps, "num_inference_steps")
-        self.guidance_scale = checks.optional_finite_number(guidance_scale, "guidance_scale", low=0.0)
+        self.guidance_scale = checks.guidance_scale(guidance_scale)
         self.batch_size = checks.positive_int(batch_size, "batch_size")
+        if not isinstance(progress, (bool, np.bool_)):
+            raise TypeError(f"progress must be a bool, got {type(progress).__name__} {progress!r}")
+        if cache_key is not None and not isinstance(cache_key, str):
+            raise TypeError(f"cache_key must be a str or None, got {type(cache_key).__name__} {cache_key!r}")
+        if cache_key is not None and not cache_key.strip():
+            raise ValueError(f"cache_key must name the generator (a non-empty str) or be None, got {cache_key!r}")
+        checks.placement(device, dtype)  # checked before the pipeline is moved
         self.progress = bool(progress)
         self.n_generated = 0
         self.n_from_cache = 0

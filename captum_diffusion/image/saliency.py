@@ -112,8 +112,8 @@ class CLIPSaliency:
                                                   else text_template)
         self.n_steps = checks.positive_int(n_steps, "n_steps")
         self.nt_samples = checks.positive_int(nt_samples, "nt_samples")
-        self.stdevs = checks.finite_number(stdevs, "stdevs", low=0.0)
-        self.baseline = baseline
+        self.stdevs = checks.finite_number(stdevs, "stdevs (SmoothGrad's noise, pixel units)", low=0.0, high=1.0)
+        self.baseline = _check_baseline(baseline)
 
     @property
     def model(self) -> nn.Module:
@@ -238,6 +238,22 @@ class CLIPSaliency:
         return plot_attributions(image, attributions, words, **kwargs)
 
 
+def _check_baseline(baseline):
+    """``"background"``, ``"black"``, a grey level in [0, 1] or a finite tensor ``(3, H, W)`` in [0, 1]."""
+    invalid = f"baseline must be 'background', 'black', a level in [0, 1] or a (3, H, W) tensor in [0, 1], got "
+    if isinstance(baseline, str):
+        return checks.one_of(baseline, ("background", "black"), "baseline")
+    if isinstance(baseline, torch.Tensor):
+        values = checks.numeric_array(baseline, "baseline")
+        if values.ndim != 3 or values.shape[0] != 3 or values.size == 0 or values.min() < 0 or values.max() > 1:
+            raise ValueError(invalid + f"a tensor of shape {tuple(baseline.shape)} with values in "
+                             f"[{values.min(initial=0)}, {values.max(initial=0)}]")
+        return baseline
+    if isinstance(baseline, bool) or not isinstance(baseline, (int, float)):
+        raise TypeError(invalid + f"{type(baseline).__name__} {baseline!r}")
+    return checks.finite_number(baseline, "baseline", low=0.0, high=1.0)
+
+
 def _check_words(words) -> list[str]:
     words = checks.string_list(words, "words")
     if not words or not all(w.strip() for w in words):
@@ -256,8 +272,12 @@ def plot_attributions(image, attributions, words: Sequence[str], *, method: str 
     from captum.attr import visualization as viz
 
     rgb = to_rgb_array(image)
-    attributions = torch.as_tensor(attributions).detach().float().cpu().numpy()
-    words = list(words)
+    attributions = checks.numeric_array(attributions, "attributions")
+    words = checks.string_list(words, "words")
+    checks.one_of(method, ("heat_map", "blended_heat_map", "original_image", "masked_image", "alpha_scaling"),
+                  "method")
+    checks.one_of(sign, ("all", "positive", "negative", "absolute_value"), "sign")
+    alpha_overlay = checks.finite_number(alpha_overlay, "alpha_overlay", low=0.0, high=1.0)
     if attributions.ndim != 3 or attributions.shape[0] != len(words) or attributions.shape[1:] != rgb.shape[:2]:
         raise ValueError(f"attributions must be (n_words={len(words)}, H, W) = {(len(words),) + rgb.shape[:2]}, "
                          f"got {attributions.shape}")

@@ -46,9 +46,16 @@ def fill_color(image, hide_color="background") -> np.ndarray:
         if hide_color == "gray":
             return np.full(3, 128, dtype=np.uint8)
         raise ValueError(f"hide_color must be one of {HIDE_COLORS}, an int 0..255 or an RGB triple; got {hide_color!r}")
-    color = np.broadcast_to(np.asarray(hide_color), (3,)) if np.ndim(hide_color) == 0 else np.asarray(hide_color)
-    if color.shape != (3,) or not np.issubdtype(color.dtype, np.number) or color.min() < 0 or color.max() > 255:
-        raise ValueError(f"hide_color must be one of {HIDE_COLORS}, an int 0..255 or an RGB triple; got {hide_color!r}")
+    invalid = f"hide_color must be one of {HIDE_COLORS}, an int 0..255 or an RGB triple 0..255; got {hide_color!r}"
+    if isinstance(hide_color, (bool, np.bool_, bytes)) or hide_color is None:
+        raise ValueError(invalid)
+    try:
+        color = checks.numeric_array(hide_color, "hide_color")
+    except TypeError:
+        raise ValueError(invalid) from None
+    color = np.broadcast_to(color, (3,)) if color.ndim == 0 else color
+    if color.shape != (3,) or np.asarray(hide_color).dtype == bool or color.min() < 0 or color.max() > 255:
+        raise ValueError(invalid)
     return color.round().astype(np.uint8)
 
 
@@ -76,7 +83,7 @@ def resolve_words(prompt: str, words: Sequence[str] | None = None) -> list[str]:
         return prompt_words
     if isinstance(words, str):
         raise TypeError(f"words must be a sequence of str (e.g. ['red', 'circle']), got the str {words!r}")
-    words = list(words)
+    words = checks.string_list(words, "words", allow_single=False)
     if not words:
         raise ValueError("words is empty: give at least one word of the prompt, or None for all of them")
     missing = [w for w in words if w not in prompt_words]
@@ -113,8 +120,8 @@ class SegmentScorer:
         checks.one_of(output, OUTPUTS, "output")
         self.image = to_rgb_array(image)
         self.segments = check_label_map(segments, self.image.shape)
-        self.texts = list(texts)
-        if not self.texts or not all(isinstance(t, str) for t in self.texts):
+        self.texts = checks.string_list(texts, "texts", allow_single=False)
+        if not self.texts:
             raise ValueError(f"texts must be a non-empty sequence of str, got {texts!r}")
         self.words = list(self.texts)  # the words the texts stand for (``from_prompt`` sets the bare words)
         self.scorer = scorer
@@ -151,7 +158,7 @@ class SegmentScorer:
                 segmenter = SuperpixelSegmenter("slic")
             if not callable(segmenter):
                 raise TypeError(f"segmenter must be callable image -> (H, W) label map, got {type(segmenter).__name__}")
-            segments = segmenter(rgb)
+            segments = check_label_map(segmenter(rgb), rgb.shape, name="segments (the segmenter's output)")
         elif segmenter is not None:
             raise ValueError("give segmenter or segments, not both")
         scorer_ = cls(rgb, segments, [text_template.format(w) for w in words], scorer, hide_color=hide_color,
@@ -165,6 +172,7 @@ class SegmentScorer:
 
     def images(self, keep) -> np.ndarray:
         """uint8 ``(n, H, W, 3)``: the image with the segments not in ``keep`` ``(n, n_segments)`` hidden."""
+        keep = checks.binary_matrix(keep, self.n_segments, "keep", "segment")
         return hide_segments(self.image, self.segments, keep, self.fill)
 
     def score_images(self, images) -> np.ndarray:
@@ -172,7 +180,9 @@ class SegmentScorer:
         images = np.asarray(images)
         if images.ndim != 4 or images.shape[1:] != self.image.shape:
             raise ValueError(f"images must be (n, {', '.join(map(str, self.image.shape))}), got {images.shape}")
-        images = images.astype(np.uint8, copy=False)
+        if images.dtype != np.uint8:  # float in [0, 1], uint16, bool: converted as everywhere (no silent cast)
+            images = (np.stack([to_rgb_array(image, f"images[{i}]") for i, image in enumerate(images)])
+                      if len(images) else images.astype(np.uint8))
         keys = [hashlib.blake2b(img.tobytes(), digest_size=16).digest() for img in images]
         self._seen.update(keys)
         self.n_requested += len(images)
@@ -223,7 +233,12 @@ class SegmentWordTable:
 
     def best_segment(self, word) -> int:
         """The segment whose image alone is closest to ``word`` (a word or its index)."""
-        column = self.words.index(word) if isinstance(word, str) else int(word)
+        if isinstance(word, str):
+            if word not in self.words:
+                raise ValueError(f"word {word!r} is not one of the table's words {self.words}")
+            column = self.words.index(word)
+        else:
+            column = checks.index(word, len(self.words), "word (a word or its index)")
         return int(np.argmax(self.values[:, column]))
 
     def to_pandas(self):

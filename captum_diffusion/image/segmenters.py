@@ -11,6 +11,7 @@ Each segmenter is a callable ``segmenter(image) -> np.ndarray`` and so works dir
 """
 from __future__ import annotations
 
+import os
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -36,14 +37,19 @@ def check_label_map(segments, image_shape: Sequence[int], *, min_segments: int =
     Raises ``ValueError`` when it is not 2-D integer, does not match the image's ``(H, W)``, is not exactly the
     labels ``0..n-1`` (use ``relabel``), or has fewer than ``min_segments`` segments.
     """
+    height, width = _shape(image_shape, "image_shape")
+    min_segments = checks.int_at_least(min_segments, 1, "min_segments")
+    if hasattr(segments, "detach"):  # torch tensor
+        segments = segments.detach().cpu().numpy()
     segments = np.asarray(segments)
-    height, width = int(image_shape[0]), int(image_shape[1])
     if segments.ndim != 2 or not np.issubdtype(segments.dtype, np.integer):
         raise ValueError(f"{name} must be a 2-D integer label map (H, W); got dtype {segments.dtype} "
                          f"shape {segments.shape}")
     if segments.shape != (height, width):
         raise ValueError(f"{name} has shape {segments.shape} but the image is {(height, width)} (H, W): "
                          "they must match")
+    if segments.size == 0:
+        raise ValueError(f"{name} is empty (shape {segments.shape}): an image needs at least one pixel")
     present = np.unique(segments)
     if present[0] != 0 or present[-1] != len(present) - 1:
         raise ValueError(
@@ -56,6 +62,15 @@ def check_label_map(segments, image_shape: Sequence[int], *, min_segments: int =
             "regions: use a segmenter that finds more (e.g. more n_segments / clusters, a lower SAM threshold)"
         )
     return segments.astype(np.int64, copy=False)
+
+
+def _shape(shape, name: str) -> tuple[int, int]:
+    """``(H, W)`` of an image shape ``(H, W, ...)``: positive ints (0 only where a 0-pixel image is meant)."""
+    if isinstance(shape, (str, bytes)) or not isinstance(shape, Sequence) and not isinstance(shape, np.ndarray):
+        raise TypeError(f"{name} must be a shape (H, W, ...), got {type(shape).__name__} {shape!r}")
+    if len(shape) < 2:
+        raise ValueError(f"{name} must be a shape (H, W, ...), got {tuple(shape)!r}")
+    return (checks.int_at_least(shape[0], 0, f"{name}[0] (H)"), checks.int_at_least(shape[1], 0, f"{name}[1] (W)"))
 
 
 def masks_to_label_map(
@@ -83,17 +98,36 @@ def masks_to_label_map(
     if rank_by not in _RANK_KEYS:
         raise ValueError(f"rank_by must be one of {sorted(_RANK_KEYS)}, got {rank_by!r}")
     checks.int_at_least(max_segments, 2, "max_segments (objects plus background)")
-    height, width = int(shape[0]), int(shape[1])
-    scores = [float(_RANK_KEYS[rank_by](record)) for record in masks]
+    min_area = checks.int_at_least(min_area, 0, "min_area")
+    height, width = _shape(shape, "shape")
+    if height == 0 or width == 0:
+        raise ValueError(f"shape must be a non-empty image's (H, W), got {tuple(shape)!r}")
+    masks = checks.sequence(masks, "masks")
+    for i, record in enumerate(masks):
+        if not isinstance(record, Mapping):
+            raise TypeError(f"masks[{i}] must be a SAM mask record (a dict), got {type(record).__name__}")
+        missing = sorted({"segmentation", *_RANK_FIELDS[rank_by]} - set(record))
+        if missing:
+            raise ValueError(f"masks[{i}] lacks {missing} (SamAutomaticMaskGenerator records have 'segmentation', "
+                             f"'area', 'predicted_iou', 'stability_score')")
+    scores = []
+    for i, record in enumerate(masks):
+        try:
+            score = _RANK_KEYS[rank_by](record)
+        except TypeError:
+            score = None
+        scores.append(checks.finite_number(score, f"masks[{i}] ranking score ({rank_by} from "
+                                                  f"{ {k: record[k] for k in _RANK_FIELDS[rank_by]} })"))
     order = sorted(range(len(masks)), key=lambda i: (-scores[i], i))
     labels = np.full((height, width), -1, dtype=np.int64)
     n_objects = 0
     for i in order:
         if n_objects == max_segments - 1 or (labels >= 0).all():
             break
-        mask = np.asarray(masks[i]["segmentation"], dtype=bool)
+        mask = np.asarray(masks[i]["segmentation"])
         if mask.shape != (height, width):
-            raise ValueError(f"mask {i} has shape {mask.shape}, expected {(height, width)}")
+            raise ValueError(f"masks[{i}]['segmentation'] has shape {mask.shape}, expected {(height, width)}")
+        mask = checks.binary_matrix(mask, width, f"masks[{i}]['segmentation']", "pixel")
         claimed = mask & (labels < 0)
         if claimed.sum() >= max(min_area, 1):
             labels[claimed] = n_objects
@@ -102,6 +136,8 @@ def masks_to_label_map(
     return labels  # already 0..n-1: each kept mask claimed pixels, the background label is next
 
 
+_RANK_FIELDS = {"iou_area": ("predicted_iou", "area"), "area": ("area",), "predicted_iou": ("predicted_iou",),
+                "stability_area": ("stability_score", "area")}
 _RANK_KEYS = {
     "iou_area": lambda r: r["predicted_iou"] * r["area"],
     "area": lambda r: r["area"],
@@ -131,9 +167,13 @@ class SAMSegmenter:
         from segment_anything import SamAutomaticMaskGenerator, sam_model_registry
         from segment_anything.modeling import Sam
 
+        checks.placement(device, None)
         if model is None:
             if checkpoint is None:
                 raise ValueError("give either model (a segment_anything Sam) or checkpoint (a SAM .pth file path)")
+            if not isinstance(checkpoint, (str, os.PathLike)):
+                raise TypeError(f"checkpoint must be a path (str or os.PathLike) of a SAM .pth file, got "
+                                f"{type(checkpoint).__name__} {checkpoint!r}")
             if model_type not in sam_model_registry:
                 raise ValueError(f"model_type must be one of {sorted(sam_model_registry)}, got {model_type!r}")
             from pathlib import Path
@@ -173,10 +213,31 @@ class SuperpixelSegmenter:
         "quickshift": {"kernel_size": 4, "max_dist": 200, "ratio": 0.2, "rng": 0},
         "felzenszwalb": {"scale": 100, "sigma": 0.5, "min_size": 50},
     }
+    #: the numeric options checked up front: name -> ("int" | "positive" | "non_negative", lowest value)
+    DOMAINS = {
+        "slic": {"n_segments": ("int", 1), "compactness": ("positive", 0.0), "sigma": ("non_negative", 0.0),
+                 "max_num_iter": ("int", 1)},
+        "quickshift": {"kernel_size": ("positive", 0.0), "max_dist": ("positive", 0.0), "ratio": ("non_negative", 0.0),
+                       "sigma": ("non_negative", 0.0)},
+        "felzenszwalb": {"scale": ("positive", 0.0), "sigma": ("non_negative", 0.0), "min_size": ("int", 0)},
+    }
 
     def __init__(self, method: str = "slic", **kwargs):
-        if method not in self.DEFAULTS:
-            raise ValueError(f"method must be one of {sorted(self.DEFAULTS)}, got {method!r}")
+        import inspect
+
+        import skimage.segmentation as seg
+
+        checks.one_of(method, sorted(self.DEFAULTS), "method")
+        accepted = set(inspect.signature(getattr(seg, method)).parameters) - {"image"}
+        unknown = sorted(set(kwargs) - accepted)
+        if unknown:
+            raise TypeError(f"skimage.segmentation.{method} takes no {unknown}; its options are {sorted(accepted)}")
+        for name, (kind, low) in self.DOMAINS.get(method, {}).items():
+            if name in kwargs:
+                if kind == "int":
+                    checks.int_at_least(kwargs[name], low, name)
+                else:
+                    checks.finite_number(kwargs[name], name, low=low, low_open=kind == "positive")
         self.method = method
         self.kwargs = {**self.DEFAULTS[method], **kwargs}
 
@@ -191,6 +252,13 @@ class SuperpixelSegmenter:
         return relabel(labels)
 
 
+def _nonempty(words) -> list:
+    words = checks.sequence(words, "words")
+    if not words:
+        raise ValueError("words is empty: give None (every word) or at least one word")
+    return words
+
+
 class DAAMKMeansSegmenter:
     """Cluster pixels by their vector of per-word heat-map values (DAAM maps) with scikit-learn's ``KMeans``.
 
@@ -199,19 +267,22 @@ class DAAMKMeansSegmenter:
             resized to the image's ``(H, W)`` when called, then each word's map is scaled to [0, 1].
         n_clusters: k of k-means (the result may have fewer segments if pixels coincide).
         spatial_weight: weight of the pixel's (row, column) in [0, 1] appended to its feature vector, so that
-            clusters also gather nearby pixels (0 = heat values only).
+            clusters also gather nearby pixels (0 = heat values only; at most 1e6).
         seed: ``KMeans(random_state=seed)``.
 
     ``segmenter(image)`` returns the ``(H, W)`` label map; the image only supplies the output size.
     """
 
     def __init__(self, heat_maps, n_clusters: int = 4, *, spatial_weight: float = 0.25, seed: int = 0):
-        maps = torch.as_tensor(np.asarray(heat_maps) if not isinstance(heat_maps, torch.Tensor) else heat_maps)
-        if maps.ndim != 3 or maps.shape[0] < 1:
-            raise ValueError(f"heat_maps must be (n_words, h, w), got shape {tuple(maps.shape)}")
+        maps = torch.as_tensor(checks.numeric_array(heat_maps, "heat_maps"))
+        if maps.ndim != 3 or min(maps.shape) < 1:
+            raise ValueError(f"heat_maps must be (n_words, h, w) with every size >= 1, got shape {tuple(maps.shape)}")
         checks.int_at_least(n_clusters, 2, "n_clusters")
-        self.heat_maps = maps.detach().float().cpu()
-        self.n_clusters, self.spatial_weight, self.seed = n_clusters, float(spatial_weight), seed
+        # above ~1e6 the heat values no longer matter, and far above it k-means' squared distances overflow
+        spatial_weight = checks.finite_number(spatial_weight, "spatial_weight", low=0.0, high=1e6)
+        seed = checks.random_state(seed, "seed")
+        self.heat_maps = maps.float()
+        self.n_clusters, self.spatial_weight, self.seed = n_clusters, spatial_weight, seed
 
     @classmethod
     def from_daam(cls, result, image: int = 0, words: Sequence | None = None, **kwargs) -> "DAAMKMeansSegmenter":
@@ -229,15 +300,16 @@ class DAAMKMeansSegmenter:
             if words is None:
                 return cls(maps, **kwargs)
             indices = [checks.index(w, maps.shape[0], "words[i] (a tensor has no labels: give indices)")
-                       for w in words]
+                       for w in _nonempty(words)]
             return cls(maps[indices], **kwargs)
         if not (hasattr(result, "heatmaps") and hasattr(result, "heatmap")):
             raise TypeError(f"result must be a captum_diffusion.attention.DAAMResult (DAAM.explain) or the tensor of "
                             f"DAAM.attribute, got {type(result).__name__}")
+        image = checks.index(image, len(result.heatmaps), "image")
         if words is None:
             maps = result.heatmaps[image]
         else:
-            maps = torch.stack([result.heatmap(word, image) for word in words])
+            maps = torch.stack([result.heatmap(word, image) for word in _nonempty(words)])
         return cls(maps, **kwargs)
 
     def features(self, height: int, width: int) -> np.ndarray:

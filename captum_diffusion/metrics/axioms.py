@@ -20,6 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
+from captum_diffusion import checks
 from captum_diffusion.metrics.ranking import as_vector
 from captum_diffusion.words import PromptFunction, WordGame, as_words, word_labels
 
@@ -70,8 +71,6 @@ def _values(attributions, game: WordGame) -> np.ndarray:
 
 
 def _check(axiom: str, gap: float, atol: float, players: tuple, detail: str) -> AxiomCheck:
-    if not atol >= 0:
-        raise ValueError(f"atol must be >= 0, got {atol}")
     return AxiomCheck(axiom, float(gap), float(atol), bool(gap <= atol), players, detail)
 
 
@@ -90,6 +89,9 @@ def check_efficiency(
     ``base_value`` directly (``base_value`` defaults to a shap Explanation's ``.base_values``; both default to a
     ``WordAttributionResult``'s ``full_value`` / ``base_value``).
     """
+    atol = checks.finite_number(atol, "atol", low=0.0)
+    full_value = checks.optional_finite_number(full_value, "full_value")
+    base_value = checks.optional_finite_number(base_value, "base_value")
     if f is None and hasattr(attributions, "seq_attr") and hasattr(attributions, "base_value"):
         full_value = attributions.full_value if full_value is None else full_value
         base_value = attributions.base_value if base_value is None else base_value
@@ -103,8 +105,11 @@ def check_efficiency(
         raise ValueError("give f and prompt, or both full_value and base_value")
     else:
         phi = _vector(attributions)
-    gap = abs(phi.sum() - (full_value - base_value))
-    detail = f"sum(phi) = {phi.sum():.6g}, v(all) - v(none) = {full_value - base_value:.6g}"
+    terms = np.concatenate([phi, [-full_value, base_value]])
+    scale = max(float(np.abs(terms).max()), np.finfo(np.float64).tiny)  # scaled: huge values must not give inf - inf
+    gap = abs((terms / scale).sum()) * scale
+    with np.errstate(over="ignore"):  # the detail may read inf where the sums exceed float64; the gap is scaled
+        detail = f"sum(phi) = {phi.sum():.6g}, v(all) - v(none) = {full_value - base_value:.6g}"
     return _check("efficiency", gap, atol, tuple(range(phi.size)), detail)
 
 
@@ -131,6 +136,8 @@ def check_symmetry(
     """Symmetry: words ``i`` and ``j`` that the game treats alike (values within ``game_atol``) get the same
     attribution. ``pairs``: the pairs to check (each must be symmetric in the game, else ``ValueError``);
     default: every symmetric pair found. No symmetric pair -> passes with ``gap = 0``."""
+    atol = checks.finite_number(atol, "atol", low=0.0)
+    game_atol = checks.finite_number(game_atol, "game_atol", low=0.0)
     game = _game(f, prompt)
     d = game.n_words
     phi = _values(attributions, game)
@@ -144,10 +151,16 @@ def check_symmetry(
     if pairs is None:
         checked = tuple(p for p in combinations(range(d), 2) if symmetric(*p))
     else:
-        checked = tuple((int(i), int(j)) for i, j in pairs)
-        for i, j in checked:
-            if not (0 <= i < d and 0 <= j < d) or i == j:
+        checked = []
+        for pair in checks.sequence(pairs, "pairs"):
+            if isinstance(pair, (str, bytes)) or np.ndim(pair) != 1 or len(pair) != 2:
+                raise ValueError(f"pairs must hold pairs (i, j) of word indices, got {pair!r}")
+            i, j = (checks.int_at_least(k, 0, "pairs (word indices)") for k in pair)
+            if not (i < d and j < d) or i == j:
                 raise ValueError(f"pairs must hold two different word indices in 0..{d - 1}, got {(i, j)}")
+            checked.append((i, j))
+        checked = tuple(checked)
+        for i, j in checked:
             if not symmetric(i, j):
                 raise ValueError(
                     f"words {game.words[i]!r} ({i}) and {game.words[j]!r} ({j}) are not symmetric in this game"
@@ -167,6 +180,8 @@ def check_null_player(
 ) -> AxiomCheck:
     """Null player: a word whose addition never changes the value (within ``game_atol``) gets attribution 0.
     No null word -> passes with ``gap = 0``."""
+    atol = checks.finite_number(atol, "atol", low=0.0)
+    game_atol = checks.finite_number(game_atol, "game_atol", low=0.0)
     game = _game(f, prompt)
     phi = _values(attributions, game)
     masks, v = _table(game)

@@ -32,7 +32,9 @@ def clip_score(images, prompts: Sequence[str] | str, scorer, *, reduction: str =
     checks.one_of(reduction, ("mean", "none"), "reduction")
     check_scorer(scorer)
     images = as_rgb_images(images)
-    prompts = [prompts] * len(images) if isinstance(prompts, str) else list(prompts)
+    single = isinstance(prompts, str)
+    prompts = checks.string_list(prompts, "prompts")
+    prompts = prompts * len(images) if single else prompts
     if len(prompts) != len(images):
         raise ValueError(f"got {len(images)} images but {len(prompts)} prompts: give one prompt per image")
     if not images:

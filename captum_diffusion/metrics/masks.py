@@ -79,9 +79,15 @@ def miou(predictions: Sequence[MaskLike], targets: Sequence[MaskLike]) -> float:
     pairs). Pairs where both masks are empty are left out; raises ``ValueError`` if no pair is left."""
     if hasattr(predictions, "ndim") and predictions.ndim == 2:
         predictions, targets = [predictions], [targets]
+    for name, value in (("predictions", predictions), ("targets", targets)):
+        if isinstance(value, (str, bytes)) or not hasattr(value, "__len__"):
+            raise TypeError(f"{name} must be a sequence of masks (H, W) or a stack (N, H, W), got "
+                            f"{type(value).__name__}")
     if len(predictions) != len(targets):
         raise ValueError(f"predictions and targets must pair up, got {len(predictions)} and {len(targets)} masks")
-    scores = np.array([iou(p, t) for p, t in zip(predictions, targets)], dtype=float).ravel()
+    scores = np.array([_ratio(_counts(p & t), _counts(p | t))
+                       for p, t in (_pair(p, t, (f"predictions[{i}]", f"targets[{i}]"))
+                                    for i, (p, t) in enumerate(zip(predictions, targets)))], dtype=float).ravel()
     scores = scores[~np.isnan(scores)]
     if scores.size == 0:
         raise ValueError("miou needs at least one pair with a non-empty mask")

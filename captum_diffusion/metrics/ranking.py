@@ -43,9 +43,10 @@ def normalize_scores(scores) -> np.ndarray:
     """``scores / scores.sum()``: importances that sum to 1 (the paper divides each word's contribution by the
     total). Returns float64 ``(d,)``; raises ``ValueError`` when the total is (numerically) zero."""
     arr = as_vector(scores)
-    total = arr.sum()
+    scale = max(float(np.abs(arr).max()), np.finfo(np.float64).tiny)
+    arr, total = arr / scale, (arr / scale).sum()  # scaled first: a sum of huge scores must not overflow to inf
     if abs(total) <= 1e-12 * max(1.0, np.abs(arr).max()):
-        raise ValueError(f"scores sum to {total:.3g}; they cannot be normalised to sum to 1 ({arr})")
+        raise ValueError(f"scores sum to {total * scale:.3g}; they cannot be normalised to sum to 1 ({arr * scale})")
     return arr / total
 
 
@@ -78,5 +79,6 @@ def rmse(scores, ground_truth, *, normalize: bool = True, reduction: Literal["me
     scores, ground_truth = _pair(scores, ground_truth)
     if normalize:
         scores = normalize_scores(scores)
-    squared = (scores - ground_truth) ** 2
-    return float(np.sqrt(squared.mean() if reduction == "mean" else squared.sum()))
+    scale = max(float(np.abs(scores).max()), float(np.abs(ground_truth).max()), np.finfo(np.float64).tiny)
+    squared = (scores / scale - ground_truth / scale) ** 2  # scaled: huge scores must not overflow
+    return float(np.sqrt(squared.mean() if reduction == "mean" else squared.sum()) * scale)

@@ -36,9 +36,18 @@ def word_scores(cosines, texts: Sequence[str], output: str = "cosine", logit_sca
     class and get the same value). Differentiable; returns a tensor of the same shape.
     """
     checks.one_of(output, OUTPUTS, "output")
+    if not isinstance(cosines, torch.Tensor):
+        cosines = torch.as_tensor(checks.numeric_array(cosines, "cosines"))
+    texts = checks.string_list(texts, "texts", allow_single=False)
+    if cosines.ndim != 2 or cosines.shape[1] != len(texts):
+        raise ValueError(f"cosines must be (n, n_texts) = (n, {len(texts)}) for {len(texts)} texts, got shape "
+                         f"{tuple(cosines.shape)}")
+    if not torch.isfinite(cosines).all():
+        raise ValueError(f"cosines hold {int((~torch.isfinite(cosines)).sum())} NaN / inf value(s)")
+    # CLIP clamps its learnt scale at 100; far above it float32 logits overflow and the softmax gives NaN
+    logit_scale = checks.finite_number(logit_scale, "logit_scale", low=0.0, low_open=True, high=1e4)
     if output == "cosine":
         return cosines
-    texts = list(texts)
     distinct = list(dict.fromkeys(texts))
     columns = torch.tensor([distinct.index(t) for t in texts], device=cosines.device)
     first = torch.tensor([texts.index(t) for t in distinct], device=cosines.device)

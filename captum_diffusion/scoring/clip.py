@@ -37,6 +37,7 @@ class CLIPSimilarity(TorchScorer):
         from transformers import CLIPModel, CLIPProcessor
 
         super().__init__(text_template=text_template, batch_size=batch_size)
+        checks.placement(device, dtype)  # the cheap checks before any loading
         if isinstance(model, str):
             loaded = CLIPModel.from_pretrained(model, **({"dtype": dtype} if dtype is not None else {}))
             processor = processor if processor is not None else CLIPProcessor.from_pretrained(model)

@@ -33,6 +33,9 @@ class LatentSimilarity:
             )
         self.vae = vae
         self.batch_size = checks.positive_int(batch_size, "batch_size")
+        blocks = getattr(getattr(vae, "config", None), "block_out_channels", None)
+        #: the encoder's downsampling factor: images smaller than this on a side cannot be encoded
+        self.scale_factor = 2 ** (len(blocks) - 1) if isinstance(blocks, (list, tuple)) and blocks else 1
 
     @torch.no_grad()
     def embed_images(self, images, size: tuple[int, int] | None = None) -> torch.Tensor:
@@ -40,9 +43,16 @@ class LatentSimilarity:
 
         ``size`` is ``(width, height)`` in pixels to resize to (default: the first image's size)."""
         images = as_rgb_images(images)
+        if size is not None:
+            if isinstance(size, (str, bytes)) or np.ndim(size) != 1 or len(size) != 2:
+                raise ValueError(f"size must be (width, height) in pixels or None, got {size!r}")
+            size = tuple(checks.positive_int(v, "size (width, height)") for v in size)
         if not images:
             return torch.zeros(0, 0)
         size = size or images[0].size
+        if min(size) < self.scale_factor:
+            raise ValueError(f"images (resized to size {size}, width x height) must be at least {self.scale_factor} "
+                             f"pixels on each side for this VAE (its downsampling factor)")
         parameter = next(self.vae.parameters())
         chunks = []
         for batch in batches(images, self.batch_size):
@@ -56,5 +66,8 @@ class LatentSimilarity:
     def image_similarity(self, images, reference_image) -> np.ndarray:
         """Cosine between each image's latents and ``reference_image``'s: float64 array ``(n,)``."""
         reference_image = as_rgb_image(reference_image, "reference_image")
+        if min(reference_image.size) < self.scale_factor:
+            raise ValueError(f"reference_image is {reference_image.width}x{reference_image.height} pixels; this VAE "
+                             f"needs at least {self.scale_factor} on each side")
         reference = self.embed_images([reference_image])
         return cosine(self.embed_images(images, size=reference_image.size), reference)[:, 0]

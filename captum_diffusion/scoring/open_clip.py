@@ -228,8 +228,7 @@ class OpenCLIPSimilarity(TorchScorer):
     def __init__(self, model="ViT-B-16-plus-240", pretrained=None, *, preprocess=None, tokenizer=None, device=None,
                  dtype=None, batch_size: int = 32, text_template: str = "{}"):
         super().__init__(text_template=text_template, batch_size=batch_size)
-        if dtype is not None and not isinstance(dtype, torch.dtype):
-            raise TypeError(f"dtype must be a torch.dtype (e.g. torch.float16) or None, got {dtype!r}")
+        checks.placement(device, dtype)  # the cheap checks before any loading
         self.name, self.pretrained = None, None
         if isinstance(model, str):
             self.name, self.pretrained = model, _check_name(model, pretrained)

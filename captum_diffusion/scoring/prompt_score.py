@@ -65,8 +65,8 @@ class PromptScore:
 
         Each sub-prompt's score is computed once and remembered, so ``f`` is a function of the sub-prompt alone
         (a batched scorer may otherwise round the last bits differently with the batch it is in)."""
-        prompts = prompts if isinstance(prompts, str) else list(prompts)
-        new = [p for p in dict.fromkeys(checks.string_list(prompts, "prompts", allow_single=False)) if p not in self._scores]
+        prompts = checks.string_list(prompts, "prompts", allow_single=False)
+        new = [p for p in dict.fromkeys(prompts) if p not in self._scores]
         for chunk in batches(new, self.chunk_size):  # bounded memory: images of one chunk at a time
             values = self._score(chunk)
             bad = [p for p, v in zip(chunk, values) if np.isnan(v)]

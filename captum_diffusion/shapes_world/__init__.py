@@ -64,8 +64,9 @@ def load_shapes_world(device=None, dtype=None):
     if not weights_available():
         raise FileNotFoundError(f"ShapesWorld weights not found under {WEIGHTS_DIR}; train them with "
                                 "scripts/train_shapes_world_{clip,vae,unet}.py")
-    if dtype is not None and not isinstance(dtype, torch.dtype):
-        raise TypeError(f"dtype must be a torch.dtype or None, got {dtype!r}")
+    from captum_diffusion import checks
+
+    checks.placement(device, dtype)  # before loading anything
     device = torch.device(device if device is not None else "cpu")
     dtype = dtype or torch.float32
     pipe = StableDiffusionPipeline.from_pretrained(str(PIPELINE_DIR), dtype=dtype, safety_checker=None,

@@ -22,6 +22,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
+from captum_diffusion import checks
+from captum_diffusion.convert import to_rgb_array
 from captum_diffusion.words import split_words
 
 IMAGE_SIZE = 64
@@ -127,8 +129,11 @@ class Rendering(NamedTuple):
 def _rng(generator) -> np.random.Generator:
     if generator is None:
         return np.random.default_rng()
+    if isinstance(generator, (bool, np.bool_)):
+        raise TypeError(f"generator must be None, an int seed, a numpy.random.Generator or a torch.Generator, "
+                        f"got {generator!r}")
     if isinstance(generator, (int, np.integer)):
-        return np.random.default_rng(int(generator))
+        return np.random.default_rng(checks.seed(generator, "generator (a seed)"))
     if isinstance(generator, np.random.Generator):
         return generator
     import torch
@@ -224,13 +229,7 @@ class DetectedObject:
 
 
 def _as_rgb_array(image) -> np.ndarray:
-    if isinstance(image, Image.Image):
-        return np.asarray(image.convert("RGB"), dtype=np.float32)
-    arr = np.asarray(image)
-    if arr.ndim != 3 or arr.shape[-1] != 3:
-        raise ValueError(f"image must be a PIL image or an (H, W, 3) array, got shape {arr.shape}")
-    arr = arr.astype(np.float32)
-    return arr * 255.0 if arr.max() <= 1.0 and np.issubdtype(np.asarray(image).dtype, np.floating) else arr
+    return to_rgb_array(image, "image").astype(np.float32)  # every accepted image kind, as everywhere
 
 
 def _shape_templates(box: tuple[int, int, int, int], size: tuple[int, int]) -> dict[str, np.ndarray]:
@@ -250,6 +249,7 @@ def analyse(image, min_area: int = 20) -> list[DetectedObject]:
     shape is the template (circle, square, upward triangle drawn in its bounding box) with the highest IoU.
     Returns the objects sorted by centroid x (left to right).
     """
+    min_area = checks.int_at_least(min_area, 1, "min_area")
     rgb = _as_rgb_array(image)
     palette = np.array([BACKGROUND] + list(COLOURS.values()), dtype=np.float32)
     nearest = np.argmin(((rgb[:, :, None, :] - palette[None, None]) ** 2).sum(-1), axis=-1)

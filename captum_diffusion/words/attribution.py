@@ -41,6 +41,9 @@ METHODS = {
 #: with the fewest ``n_samples`` each accepts (a regression needs two samples: with one it returns zeros).
 SAMPLED_METHODS = {"shapley_sampling": 1, "kernel_shap": 2, "lime": 2}
 
+#: the sampled methods that fit a regression to their samples: they need ``n_samples >= d + 1`` for ``d`` words.
+REGRESSION_METHODS = ("kernel_shap", "lime")
+
 #: keyword arguments of captum's ``attribute`` that :meth:`WordAttribution.attribute` sets itself.
 _FIXED = ("inputs", "baselines", "target", "additional_forward_args", "return_input_shape")
 
@@ -164,7 +167,10 @@ class WordAttribution:
         ``perturbations_per_eval``, ``show_progress``, ``feature_mask``); ``inputs``, ``baselines``, ``target``,
         ``additional_forward_args`` and ``return_input_shape`` are set here. ``perturbations_per_eval`` defaults
         to 16 (captum's is 1) so that ``f`` gets sub-prompts in batches; ``show_progress`` defaults to the
-        ``progress`` given at construction. Unknown or invalid arguments raise ``TypeError`` / ``ValueError``.
+        ``progress`` given at construction. Unknown or invalid arguments raise ``TypeError`` / ``ValueError``, and so
+        does an ``n_samples`` (given or captum's default) below ``d + 1`` for the regressions ``kernel_shap`` / ``lime``
+        over ``d`` words (fewer spread one value over several words). ``kernel_shap`` on a one-word prompt computes
+        ``f(prompt) - f("")`` directly (captum samples no coalition there).
         """
         captum_kwargs = self._check_captum_kwargs(captum_kwargs)
         game = WordGame(self.f, prompt)
@@ -174,12 +180,28 @@ class WordAttribution:
                 "words, or method='shapley_sampling' with n_samples=..., or shap_adapters.explain_prompt("
                 "algorithm='exact') for exact values over 2**d sub-prompts (up to 12 words)"
             )
+        if "feature_mask" in captum_kwargs:
+            captum_kwargs["feature_mask"] = _feature_mask(captum_kwargs["feature_mask"], game.n_words)
+        if self.method in REGRESSION_METHODS and game.n_words > 1:
+            n_samples = captum_kwargs.get("n_samples", _default(self.method, "n_samples"))
+            mask = captum_kwargs.get("feature_mask")
+            n_features = game.n_words if mask is None else int(mask.max()) + 1
+            if n_samples < n_features + 1:
+                raise ValueError(
+                    f"n_samples={n_samples}{'' if 'n_samples' in captum_kwargs else ' (captum default)'} is too few "
+                    f"for {self.method} over {n_features} words: a regression needs at least d + 1 = "
+                    f"{n_features + 1} samples, with fewer it spreads one value over several words; pass "
+                    f"n_samples={max(25, 5 * n_features)} or more")
         self.last_game = game
 
         def forward(masks: torch.Tensor) -> torch.Tensor:
             return torch.as_tensor(game(masks), dtype=self.dtype)
 
-        algorithm = METHODS[self.method](forward, **self.init_kwargs)
+        method = self.method
+        if method == "kernel_shap" and game.n_words == 1:  # captum samples coalition sizes 1..d-1: none for d = 1
+            method = "feature_ablation"  # one player: its Shapley value is f(prompt) - f(""), which this computes
+            captum_kwargs.pop("n_samples", None)
+        algorithm = METHODS[method](forward, **self.init_kwargs)
         inputs = torch.ones(1, game.n_words, dtype=self.dtype)
         seeded = self.seed is not None and self.method in SAMPLED_METHODS
         with seeded_rngs(self.seed) if seeded else contextlib.nullcontext():
@@ -217,6 +239,25 @@ class WordAttribution:
         return f"WordAttribution(method={self.method!r}{seed})"
 
 
+def _default(method: str, name: str):
+    """The default of captum's ``attribute`` argument ``name`` for ``method``."""
+    return inspect.signature(METHODS[method].attribute).parameters[name].default
+
+
+def _feature_mask(mask, n_words: int) -> torch.Tensor:
+    """captum's ``feature_mask`` for one prompt: a group id per word, ``(d,)`` or ``(1, d)``, ids ``0..k-1``."""
+    if mask is None:
+        return None
+    values = checks.numeric_array(mask, "feature_mask")
+    if values.size != n_words or values.ndim not in (1, 2) or (values.ndim == 2 and values.shape[0] != 1):
+        raise ValueError(f"feature_mask must hold one group id per word, shape ({n_words},) or (1, {n_words}); got "
+                         f"shape {values.shape}")
+    ids = np.unique(values)
+    if (values != np.round(values)).any() or ids[0] != 0 or ids[-1] != len(ids) - 1:
+        raise ValueError(f"feature_mask must use the group ids 0..k-1 with none missing (ints), got {ids.tolist()}")
+    return torch.as_tensor(values.reshape(1, n_words), dtype=torch.long)
+
+
 @contextlib.contextmanager
 def seeded_rngs(seed: int) -> Iterator[None]:
     """Inside: torch's CPU RNG, python's ``random`` and numpy's global RNG seeded with ``seed``; on exit all
@@ -240,10 +281,15 @@ def shapley_from_values(masks: np.ndarray, values: np.ndarray) -> np.ndarray:
     ``masks``: bool ``(2**d, d)``, every coalition once; ``values``: ``(2**d,)``. Uses the Shapley formula
     ``phi_i = sum_S |S|! (d-1-|S|)! / d! [v(S + i) - v(S)]`` over all ``S`` without ``i``, the empty one included.
     """
-    masks = np.asarray(masks, dtype=bool)
+    if np.ndim(masks) != 2:
+        raise ValueError(f"masks must be a bool matrix (2**d, d), got shape {np.shape(masks)}")
+    masks = checks.binary_matrix(masks, np.shape(masks)[1], "masks", "word")
     n, d = masks.shape
     if n != 2**d or len(np.unique(masks, axis=0)) != n:
         raise ValueError(f"masks must list each of the 2**{d} = {2 ** d} coalitions once, got {n} rows")
+    values = checks.numeric_array(values, "values")
+    if values.shape != (n,):
+        raise ValueError(f"values must hold one value per coalition, shape ({n},), got shape {values.shape}")
     index = {row.tobytes(): k for k, row in enumerate(masks)}
     sizes = masks.sum(1)
     weight = np.array([factorial(s) * factorial(d - 1 - s) / factorial(d) if s < d else 0.0 for s in range(d + 1)])

@@ -11,25 +11,30 @@ from typing import Sequence
 
 import numpy as np
 
+from captum_diffusion import checks
 from captum_diffusion.protocols import PromptFunction
 
 
-def split_words(prompt: str) -> list[str]:
+def split_words(prompt: str, name: str = "prompt") -> list[str]:
     """Split ``prompt`` on whitespace into the words that act as players.
 
-    Raises ``ValueError`` for an empty or whitespace-only prompt and ``TypeError`` for a non-string.
+    Raises ``ValueError`` for an empty or whitespace-only prompt and ``TypeError`` for a non-string (messages name
+    the argument ``name``).
     """
     if not isinstance(prompt, str):
-        raise TypeError(f"prompt must be a str, got {type(prompt).__name__}")
+        hint = " (decode bytes first)" if isinstance(prompt, (bytes, bytearray)) else ""
+        raise TypeError(f"{name} must be a str, got {type(prompt).__name__} {prompt!r}{hint}")
     words = prompt.split()
     if not words:
-        raise ValueError("prompt is empty or whitespace-only; give at least one word, e.g. 'a red circle'")
+        raise ValueError(f"{name} is empty or whitespace-only ({prompt!r}); give at least one word, e.g. 'a red circle'")
     return words
 
 
 def word_key(word: str) -> str:
     """Matching key of a word: lowercase, punctuation stripped at both ends (kept if nothing else is left), so
     ``"Dog,"`` and ``"dog"`` are the same word and ``"hotdog"`` another."""
+    if not isinstance(word, str):
+        raise TypeError(f"word must be a str, got {type(word).__name__} {word!r}")
     stripped = word.lower().strip(string.punctuation)
     return stripped or word.lower()
 
@@ -37,7 +42,7 @@ def word_key(word: str) -> str:
 def word_labels(words: Sequence[str]) -> list[str]:
     """One label per word, the one naming scheme everywhere (DAAM maps, shap feature names, lime, reports): the
     word itself, or ``word#k`` (``k`` = occurrence, from 0) when its ``word_key`` occurs more than once."""
-    keys = [word_key(w) for w in words]
+    keys = [word_key(w) for w in checks.string_list(words, "words", allow_single=False)]
     return [f"{w}#{keys[:i].count(keys[i])}" if keys.count(keys[i]) > 1 else w for i, w in enumerate(words)]
 
 
@@ -46,21 +51,37 @@ def subprompt(words: Sequence[str], mask: Sequence) -> str:
 
     The all-false mask gives the empty prompt ``""`` (the empty coalition: an unconditional generation).
     """
+    words = _word_list(words)
+    if hasattr(mask, "detach"):
+        mask = mask.detach().cpu().numpy()
+    if isinstance(mask, (str, bytes)) or not hasattr(mask, "__len__"):
+        raise ValueError(f"mask must be one 0/1 entry per word, shape ({len(words)},), got {mask!r}")
     if len(mask) != len(words):
         raise ValueError(f"mask has {len(mask)} entries but the prompt has {len(words)} words {list(words)}")
+    rows = checks.binary_matrix(mask, len(words), "mask", "word")
+    if rows.shape[0] != 1:
+        raise ValueError(f"mask must be one 0/1 entry per word, shape ({len(words)},), got shape {np.shape(mask)}")
+    return _subprompt(words, rows[0])
+
+
+def _subprompt(words: Sequence[str], mask: np.ndarray) -> str:
     return " ".join(word for word, keep in zip(words, mask) if keep)
 
 
-def as_words(prompt_or_words: str | Sequence[str]) -> list[str]:
-    """Words of a prompt string (via :func:`split_words`) or a validated copy of a list of words."""
+def as_words(prompt_or_words: str | Sequence[str], name: str = "prompt") -> list[str]:
+    """Words of a prompt string (via :func:`split_words`) or a validated copy of a list of words; messages name the
+    argument ``name``."""
     if isinstance(prompt_or_words, str):
-        return split_words(prompt_or_words)
-    words = list(prompt_or_words)
+        return split_words(prompt_or_words, name)
+    if isinstance(prompt_or_words, (bytes, bytearray)) or prompt_or_words is None:
+        raise TypeError(f"{name} must be a str or a sequence of words (str), got {type(prompt_or_words).__name__} "
+                        f"{prompt_or_words!r}")
+    words = checks.string_list(prompt_or_words, name, allow_single=False)
     if not words:
-        raise ValueError("words is empty; give at least one word")
+        raise ValueError(f"{name} is an empty list of words; give at least one word")
     for word in words:
-        if not isinstance(word, str) or not word or word.split() != [word]:
-            raise ValueError(f"each word must be a non-empty str without whitespace, got {word!r} in {words}")
+        if not word or word.split() != [word]:
+            raise ValueError(f"each word of {name} must be a non-empty str without whitespace, got {word!r} in {words}")
     return words
 
 
@@ -69,21 +90,8 @@ def as_mask_matrix(masks, n_words: int) -> np.ndarray:
 
     ``masks``: array-like or torch tensor of 0/1 (or bool) values, shape ``(n, n_words)`` or ``(n_words,)``.
     """
-    if hasattr(masks, "detach"):  # torch tensor
-        masks = masks.detach().cpu().numpy()
-    arr = np.asarray(masks)
-    if arr.ndim == 1:
-        arr = arr[None, :]
-    if arr.ndim != 2 or arr.shape[1] != n_words:
-        raise ValueError(f"masks must have shape (n, {n_words}) (one 0/1 column per word), got {np.shape(masks)}")
-    if arr.dtype != bool:
-        if not np.issubdtype(arr.dtype, np.number):
-            raise TypeError(f"masks must be numeric 0/1 or bool, got dtype {arr.dtype}")
-        if not np.isin(arr, (0, 1)).all():
-            bad = arr[~np.isin(arr, (0, 1))][:3]
-            raise ValueError(f"masks must contain only 0 and 1 (word absent/present), got values such as {bad}")
-        arr = arr.astype(bool)
-    return arr
+    n_words = checks.int_at_least(n_words, 0, "n_words")
+    return checks.binary_matrix(masks, n_words, "masks", "word")
 
 
 def _validated_scores(values, prompts: Sequence[str]) -> np.ndarray:
@@ -113,6 +121,10 @@ def evaluate_prompts(f: PromptFunction, prompts: Sequence[str], memo: dict[str, 
 
     Returns float64 ``(len(prompts),)``. New values are added to ``memo`` (when given) only after validation.
     """
+    _check_f(f)
+    prompts = checks.string_list(prompts, "prompts", allow_single=False)
+    if memo is not None and not isinstance(memo, dict):
+        raise TypeError(f"memo must be a dict (sub-prompt -> score) or None, got {type(memo).__name__}")
     memo = {} if memo is None else memo
     todo = list(dict.fromkeys(p for p in prompts if p not in memo))
     if todo:
@@ -128,8 +140,22 @@ def evaluate_masks(
     ``masks``: ``(n, len(words))`` 0/1 (row ``i``, column ``j`` = word ``j`` present in sample ``i``).
     Returns float64 ``(n,)``. Identical sub-prompts are evaluated once; ``f`` is called once at most.
     """
+    words = _word_list(words)
     matrix = as_mask_matrix(masks, len(words))
-    return evaluate_prompts(f, [subprompt(words, row) for row in matrix], memo)
+    return evaluate_prompts(f, [_subprompt(words, row) for row in matrix], memo)
+
+
+def _word_list(words) -> list[str]:
+    """``words`` checked as a list of words (a str is refused: it is not split here)."""
+    if isinstance(words, str):
+        raise TypeError(f"words must be a sequence of words, not a single str: wrap it ([{words!r}]) or split it "
+                        f"(split_words)")
+    return as_words(words, "words")
+
+
+def _check_f(f) -> None:
+    if not callable(f):
+        raise TypeError(f"f must be callable: Sequence[str] -> np.ndarray (n,), got {type(f).__name__}")
 
 
 class WordGame:
@@ -144,8 +170,7 @@ class WordGame:
     """
 
     def __init__(self, f: PromptFunction, prompt: str | Sequence[str]):
-        if not callable(f):
-            raise TypeError(f"f must be callable: Sequence[str] -> np.ndarray (n,), got {type(f).__name__}")
+        _check_f(f)
         self.f = f
         self.words = as_words(prompt)
         own = getattr(f, "prompt", None)  # a PromptScore knows its prompt: two different prompts are two games

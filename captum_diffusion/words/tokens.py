@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Sequence, Union
+from typing import Iterable, Sequence, Union
 
 from captum_diffusion.words.game import split_words, word_key, word_labels
 
@@ -44,11 +44,13 @@ def word_token_positions(prompt: str, tokenizer) -> list[tuple[str, tuple[int, .
     Raises ``ValueError`` for an empty prompt, or if word-by-word tokenization disagrees with the prompt's.
     """
     words = split_words(prompt)
+    _check_tokenizer(tokenizer)
     pieces = [tokenizer(word, add_special_tokens=False)["input_ids"] for word in words]
     full = tokenizer(prompt, add_special_tokens=False, verbose=False)["input_ids"]
     if [t for piece in pieces for t in piece] != list(full):
-        raise ValueError(f"tokenizing {prompt!r} word by word does not reproduce its tokens; this tokenizer "
-                         f"({type(tokenizer).__name__}) merges tokens across whitespace, which is unsupported")
+        raise ValueError(f"prompt {prompt!r}: tokenizing it word by word does not reproduce its tokens: it holds a "
+                         f"character that str.split and the tokenizer ({type(tokenizer).__name__}) read differently (a "
+                         f"control character such as '\\x1f'), or the tokenizer merges tokens across whitespace")
     last = int(tokenizer.model_max_length) - 2  # last content position: start token + content + end token
     out, position = [], 1
     for word, piece in zip(words, pieces):
@@ -57,21 +59,27 @@ def word_token_positions(prompt: str, tokenizer) -> list[tuple[str, tuple[int, .
     return out
 
 
+def _check_tokenizer(tokenizer) -> None:
+    if not callable(tokenizer) or not isinstance(getattr(tokenizer, "model_max_length", None), int):
+        raise TypeError(f"tokenizer must be a transformers CLIP tokenizer (callable, with model_max_length), got "
+                        f"{type(tokenizer).__name__}")
+
+
 def _parse(spec: WordSpec, words: list[str]) -> tuple[str, Union[int, None], str]:
     """``(key, occurrence or None, label)`` of a word spec; an ``int`` becomes its word's key/occurrence."""
     if isinstance(spec, bool) or not isinstance(spec, (str, int, tuple)):
-        raise TypeError(f"a word must be a str like 'dog' or 'red#1', an int index or a (word, occurrence) "
-                        f"tuple; got {spec!r}")
+        raise TypeError(f"words: each word must be a str like 'dog' or 'red#1', an int index or a (word, occurrence) "
+                        f"tuple; got {type(spec).__name__} {spec!r}")
     if isinstance(spec, int):
         if not -len(words) <= spec < len(words):
-            raise ValueError(f"word index {spec} is out of range for the prompt's {len(words)} words {words}")
+            raise ValueError(f"words: word index {spec} is out of range for the prompt's {len(words)} words {words}")
         index = spec % len(words)
         key = word_key(words[index])
         occurrence = [word_key(w) for w in words[:index]].count(key)
         return key, occurrence, word_labels(words)[index]
     if isinstance(spec, tuple):
-        if len(spec) != 2 or not isinstance(spec[0], str) or not isinstance(spec[1], int):
-            raise TypeError(f"a tuple word must be (word: str, occurrence: int), got {spec!r}")
+        if len(spec) != 2 or not isinstance(spec[0], str) or isinstance(spec[1], bool) or not isinstance(spec[1], int):
+            raise TypeError(f"words: a tuple word must be (word: str, occurrence: int), got {spec!r}")
         return word_key(spec[0]), spec[1], f"{spec[0]}#{spec[1]}"
     keys = {word_key(w) for w in words}
     match = _OCCURRENCE.match(spec)
@@ -93,6 +101,9 @@ def resolve_words(prompt: str, tokenizer, words: Union[None, Sequence[WordSpec]]
         return [WordTokens(_parse(i, prompt_words)[2], (i,), pos) for i, (_, pos) in enumerate(aligned) if pos]
     if isinstance(words, (str, int)) or (isinstance(words, tuple) and _looks_like_spec_tuple(words)):
         words = [words]
+    if isinstance(words, (bytes, bytearray)) or not isinstance(words, Iterable):
+        raise TypeError(f"words must be None, a word spec (str, int index, (word, occurrence)) or a sequence of "
+                        f"them; got {type(words).__name__} {words!r}")
     words = list(words)
     if not words:
         raise ValueError("words is empty; give None (all words) or at least one word of the prompt")
@@ -101,15 +112,15 @@ def resolve_words(prompt: str, tokenizer, words: Union[None, Sequence[WordSpec]]
         key, occurrence, label = _parse(spec, prompt_words)
         indices = [i for i, w in enumerate(prompt_words) if word_key(w) == key]
         if not indices:
-            raise ValueError(f"word {spec!r} is not a word of the prompt {prompt!r}; its words are {prompt_words}")
+            raise ValueError(f"words: {spec!r} is not a word of the prompt {prompt!r}; its words are {prompt_words}")
         if occurrence is not None:
             if not 0 <= occurrence < len(indices):
-                raise ValueError(f"word {spec!r}: the prompt {prompt!r} has {len(indices)} occurrence(s) of "
+                raise ValueError(f"words: {spec!r}: the prompt {prompt!r} has {len(indices)} occurrence(s) of "
                                  f"{key!r}, numbered 0..{len(indices) - 1}")
             indices = [indices[occurrence]]
         positions = tuple(p for i in indices for p in aligned[i][1])
         if not positions:
-            raise ValueError(f"word {spec!r} lies past the tokenizer's {tokenizer.model_max_length}-token limit "
+            raise ValueError(f"words: {spec!r} lies past the tokenizer's {tokenizer.model_max_length}-token limit "
                              f"and is truncated away by the pipeline")
         out.append(WordTokens(label, tuple(indices), positions))
     return out
