@@ -117,7 +117,7 @@ def run_naive(pipe, clip, settings, prompt, lime_samples):
         images = [generate(subprompt(words, to_mask.mask_of(text))) for text in texts]
         return np.array([clip.image_similarity([image], reference)[0] for image in images])[:, None]
 
-    explanation = word_explainer(random_state=0, kernel_width=25, feature_selection="none").explain_instance(
+    explanation = word_explainer(seed=0, kernel_width=25, feature_selection="none").explain_instance(
         prompt, classifier_fn, labels=(0,), num_features=d, num_samples=lime_samples)
 
     seconds = time.perf_counter() - started
