@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "explain":
             if args.quiet:
                 quiet_libraries()
-            from captum_diffusion.runs.distributed import OtherRankFailed, is_main_rank
+            from captum_diffusion.runs.distributed import OtherRankFailed, leave_process_group, is_main_rank
 
             try:
                 config, out = config_from_args(args)
@@ -189,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
                                   progress=not args.quiet)
             except OtherRankFailed as stopped:  # another process failed and printed its error
                 return stopped.exit_code
+            finally:
+                leave_process_group()
             failed = [p["prompt"] for p in run.manifest["prompts"] if p["status"] == "failed"]
             if not args.quiet and is_main_rank():
                 print(f"saved {len(run.prompts)} prompt(s) to {run.directory} (report: {run.directory / 'report.html'})")

@@ -164,3 +164,12 @@ def _all_gather(record: dict) -> list:
     from accelerate.utils import gather_object
 
     return list(gather_object([record]))
+
+
+def leave_process_group() -> None:
+    """Destroy the ``torch.distributed`` process group, if one was started: a process that exits with gloo's
+    threads still running aborts ("terminate called without an active exception", exit code -6)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
