@@ -22,7 +22,7 @@ import numpy as np
 
 from captum_diffusion import checks
 from captum_diffusion.metrics.ranking import as_vector
-from captum_diffusion.words import PromptFunction, WordGame, as_words, word_labels
+from captum_diffusion.words import PromptFunction, WordGame, as_game, word_labels
 
 
 @dataclass(frozen=True)
@@ -41,26 +41,8 @@ class AxiomCheck:
         return self.passed
 
 
-def _game(f: PromptFunction | WordGame, prompt: str | Sequence[str] | None) -> WordGame:
-    if isinstance(f, WordGame):
-        if prompt is not None and as_words(prompt) != f.words:
-            raise ValueError(f"prompt {prompt!r} does not match the game's words {f.words}")
-        return f
-    if prompt is None:
-        raise ValueError("prompt is required when f is a prompt function (or pass a WordGame as f)")
-    return WordGame(f, prompt)
-
-
-def _vector(attributions) -> np.ndarray:
-    """``attributions`` as float64 ``(d,)``; a captum-style result (``WordAttributionResult``) gives its
-    ``seq_attr``."""
-    if hasattr(attributions, "seq_attr"):
-        attributions = attributions.seq_attr
-    return as_vector(attributions, "attributions")
-
-
 def _values(attributions, game: WordGame) -> np.ndarray:
-    phi = _vector(attributions)
+    phi = as_vector(attributions, "attributions")
     if phi.size != game.n_words:
         raise ValueError(f"attributions has {phi.size} values but the prompt has {game.n_words} words")
     labels = getattr(attributions, "input_tokens", None)
@@ -98,13 +80,13 @@ def check_efficiency(
     if base_value is None and hasattr(attributions, "base_values") and f is None:
         base_value = float(np.ravel(attributions.base_values)[0])
     if f is not None:
-        game = _game(f, prompt)
+        game = as_game(f, prompt)
         phi = _values(attributions, game)
         base_value, full_value = game([np.zeros(game.n_words), np.ones(game.n_words)])
     elif full_value is None or base_value is None:
         raise ValueError("give f and prompt, or both full_value and base_value")
     else:
-        phi = _vector(attributions)
+        phi = as_vector(attributions, "attributions")
     terms = np.concatenate([phi, [-full_value, base_value]])
     scale = max(float(np.abs(terms).max()), np.finfo(np.float64).tiny)  # scaled: huge values must not give inf - inf
     gap = abs((terms / scale).sum()) * scale
@@ -138,7 +120,7 @@ def check_symmetry(
     default: every symmetric pair found. No symmetric pair -> passes with ``gap = 0``."""
     atol = checks.finite_number(atol, "atol", low=0.0)
     game_atol = checks.finite_number(game_atol, "game_atol", low=0.0)
-    game = _game(f, prompt)
+    game = as_game(f, prompt)
     d = game.n_words
     phi = _values(attributions, game)
     masks, v = _table(game)
@@ -182,7 +164,7 @@ def check_null_player(
     No null word -> passes with ``gap = 0``."""
     atol = checks.finite_number(atol, "atol", low=0.0)
     game_atol = checks.finite_number(game_atol, "game_atol", low=0.0)
-    game = _game(f, prompt)
+    game = as_game(f, prompt)
     phi = _values(attributions, game)
     masks, v = _table(game)
     nulls = tuple(

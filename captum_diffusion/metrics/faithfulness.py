@@ -36,7 +36,7 @@ import numpy as np
 
 from captum_diffusion import checks
 from captum_diffusion.metrics.ranking import as_vector
-from captum_diffusion.words import PromptFunction, WordGame, as_words, word_labels
+from captum_diffusion.words import PromptFunction, WordGame, as_game, word_labels
 
 #: Random orderings compared with by default.
 N_RANDOM = 200
@@ -95,30 +95,17 @@ class FaithfulnessScore:
 
 # ------------------------------------------------------------------------------------------------ inputs
 
-def _game(game_or_f: PromptFunction | WordGame, prompt) -> WordGame:
-    """``game_or_f`` if it is a game (of ``prompt``'s words when given), else ``WordGame(game_or_f, prompt)``."""
-    if isinstance(game_or_f, WordGame):
-        if prompt is not None and as_words(prompt) != game_or_f.words:
-            raise ValueError(f"prompt {prompt!r} does not match the game's words {game_or_f.words}")
-        return game_or_f
-    if prompt is None:
-        raise ValueError("prompt is required when game_or_f is a prompt function (or pass a WordGame)")
-    return WordGame(game_or_f, prompt)
-
-
 def _vector(attributions) -> np.ndarray:
     """Attributions as float ``(d,)``: an array, a shap Explanation's ``.values``, a captum result's ``.seq_attr``,
     or a shapiq ``InteractionValues``' order-1 values."""
     if _is_interaction_values(attributions):
         return np.array([attributions[(i,)] for i in range(attributions.n_players)], dtype=np.float64)
-    if hasattr(attributions, "seq_attr"):
-        attributions = attributions.seq_attr
     return as_vector(attributions, "attributions")
 
 
 def _setup(game_or_f: PromptFunction | WordGame, prompt, attributions) -> tuple[WordGame, np.ndarray]:
     """The game and the attributions as float ``(d,)``, checked against the prompt's words."""
-    game = _game(game_or_f, prompt)
+    game = as_game(game_or_f, prompt, "game_or_f")
     phi = _vector(attributions)
     if phi.size != game.n_words:
         raise ValueError(f"attributions has {phi.size} values but the prompt has {game.n_words} words")
@@ -220,7 +207,7 @@ def random_order_curves(game_or_f: PromptFunction | WordGame, prompt: str | Sequ
     when ``d! <= n_random``), the reference band for :func:`deletion_curve` / :func:`insertion_curve` plots."""
     kind = _check_kind(kind)
     n_random, seed = _check_random(n_random, seed)
-    game = _game(game_or_f, prompt)
+    game = as_game(game_or_f, prompt, "game_or_f")
     return _curves(game, _orderings(game.n_words, n_random, seed), kind)
 
 
@@ -282,7 +269,7 @@ def faithfulness_scores(game_or_f: PromptFunction | WordGame, prompt: str | Sequ
                         k: int = 1, n_random: int = N_RANDOM, seed: int = 0) -> dict[str, FaithfulnessScore]:
     """All four scores on one game: ``{"aopc_deletion", "aopc_insertion", "comprehensiveness", "sufficiency"}``
     -> :class:`FaithfulnessScore` (same random orderings for each)."""
-    game = _game(game_or_f, prompt)
+    game = as_game(game_or_f, prompt, "game_or_f")
     scores = {f"aopc_{kind}": aopc(game, None, attributions, kind=kind, n_random=n_random, seed=seed)
               for kind in KINDS}
     for metric in ("comprehensiveness", "sufficiency"):

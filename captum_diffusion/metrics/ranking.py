@@ -12,9 +12,11 @@ import numpy as np
 
 def as_vector(scores, name: str = "scores") -> np.ndarray:
     """Per-word scores as float64 ``(d,)`` from a list, numpy array, torch tensor or single-row
-    ``shap.Explanation`` (its ``.values``). Raises on empty, non-1-D or non-finite input."""
+    ``shap.Explanation`` (its ``.values``) or a captum result (its ``.seq_attr``). Raises on empty, non-1-D or non-finite input."""
     if hasattr(scores, "values") and hasattr(scores, "base_values"):  # shap.Explanation
         scores = scores.values
+    if hasattr(scores, "seq_attr"):  # captum's LLMAttributionResult (WordAttributionResult)
+        scores = scores.seq_attr
     if hasattr(scores, "local_exp"):  # lime Explanation: no word order of its own
         raise TypeError(f"{name}: pass lime_adapters.word_weights(explanation), not a lime Explanation")
     if hasattr(scores, "detach"):  # torch.Tensor

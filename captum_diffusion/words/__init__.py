@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from captum_diffusion.lazy import lazy_getattr
 from captum_diffusion.protocols import PromptFunction
-from captum_diffusion.words.game import (WordGame, as_mask_matrix, as_words, evaluate_masks, evaluate_prompts,
+from captum_diffusion.words.game import (WordGame, as_game, as_mask_matrix, as_words, evaluate_masks, evaluate_prompts,
                                          split_words, subprompt, word_key, word_labels)
 
 _EXPORTS = {
@@ -18,7 +18,7 @@ _EXPORTS = {
     "strongest_pairs": "interactions",
 }
 
-__all__ = sorted([*_EXPORTS, "PromptFunction", "WordGame", "as_mask_matrix", "as_words", "evaluate_masks",
+__all__ = sorted([*_EXPORTS, "PromptFunction", "WordGame", "as_game", "as_mask_matrix", "as_words", "evaluate_masks",
                   "evaluate_prompts", "split_words", "subprompt", "word_key", "word_labels"])
 
 __getattr__ = lazy_getattr(__name__, _EXPORTS)

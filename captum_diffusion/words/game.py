@@ -212,3 +212,15 @@ class WordGame:
             raise ValueError(f"enumerating all 2**{self.n_words} coalitions is too many; use at most 16 words")
         masks = np.array(list(itertools.product((False, True), repeat=self.n_words)), dtype=bool)[:, ::-1]
         return masks, self(masks)
+
+
+def as_game(f_or_game, prompt=None, name: str = "f") -> "WordGame":
+    """``f_or_game`` if it is a :class:`WordGame` (of ``prompt``'s words when given), else ``WordGame(f_or_game,
+    prompt)``; ``name`` is the argument's name in error messages."""
+    if isinstance(f_or_game, WordGame):
+        if prompt is not None and as_words(prompt) != f_or_game.words:
+            raise ValueError(f"prompt {prompt!r} does not match the game's words {f_or_game.words}")
+        return f_or_game
+    if prompt is None:
+        raise ValueError(f"prompt is required when {name} is a prompt function (or pass a WordGame as {name})")
+    return WordGame(f_or_game, prompt)
