@@ -240,7 +240,7 @@ class CLIPSaliency:
 
 def _check_baseline(baseline):
     """``"background"``, ``"black"``, a grey level in [0, 1] or a finite tensor ``(3, H, W)`` in [0, 1]."""
-    invalid = f"baseline must be 'background', 'black', a level in [0, 1] or a (3, H, W) tensor in [0, 1], got "
+    invalid = "baseline must be 'background', 'black', a level in [0, 1] or a (3, H, W) tensor in [0, 1], got "
     if isinstance(baseline, str):
         return checks.one_of(baseline, ("background", "black"), "baseline")
     if isinstance(baseline, torch.Tensor):

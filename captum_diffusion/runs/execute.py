@@ -10,6 +10,7 @@ prompts are read back, and no image is generated twice.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import shutil
 import sys
@@ -47,8 +48,6 @@ def check_output_folder(out, config: RunConfig, *, force: bool = False) -> tuple
     probe = folder
     while not probe.exists():
         probe = probe.parent
-    import os
-
     if not os.access(probe, os.W_OK | os.X_OK) or not probe.is_dir():
         raise ValueError(f"--out {str(folder)!r} cannot be written ({str(probe)!r} is not a writable folder)")
     return folder, False

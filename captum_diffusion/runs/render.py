@@ -5,8 +5,6 @@ import html
 import json
 from pathlib import Path
 
-import numpy as np
-
 from captum_diffusion import report
 from captum_diffusion.runs.store import PromptRun, Run
 
