@@ -1,8 +1,8 @@
 """Small random-weight models built in-process: real transformers / diffusers classes, tiny configs.
 
 They exercise shapes, layouts and edge cases (SD 1.x, 2.x, XL; the diffusion transformers SD3, FLUX.1 and
-PixArt-Σ with a T5 text encoder) in tests and benchmarks without any hub access. Their outputs mean nothing; for explanations that must be *right* use the trained ShapesWorld
-model (``captum_diffusion.shapes_world.load_shapes_world``).
+PixArt-Σ with a T5 text encoder) in tests and benchmarks without any hub access. Their outputs mean nothing;
+for explanations that must be *right* use the trained ShapesWorld model (``captum_diffusion.shapes_world.load_shapes_world``).
 """
 from __future__ import annotations
 
@@ -42,7 +42,8 @@ def _load_t5_tokenizer():
     from transformers import T5TokenizerFast
 
     vocabulary = json.loads((TOKENIZER_DIR / "vocab.json").read_text())
-    words = [piece[:-4] for piece in vocabulary if piece.endswith("</w>") and piece[:-4].isascii() and piece[:-4].isalpha()]
+    words = [piece[:-4] for piece in vocabulary
+             if piece.endswith("</w>") and piece[:-4].isascii() and piece[:-4].isalpha()]
     # (piece, log-probability): whole words beat any split into pieces, pieces beat single characters
     pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)]
     for word in words:
@@ -190,8 +191,8 @@ def tiny_sd3(seed: int = 0):
         vae = _transformer_vae(16, scaling_factor=1.5305, shift_factor=0.0609)
         text_encoder = CLIPTextModelWithProjection(_text_config(tokenizer, hidden_size=16, projection_dim=16))
         text_encoder_2 = CLIPTextModelWithProjection(_text_config(tokenizer, hidden_size=16, projection_dim=16))
-    pipe = StableDiffusion3Pipeline(transformer=transformer, scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0), vae=vae,
-                                    text_encoder=text_encoder, tokenizer=tokenizer, text_encoder_2=text_encoder_2,
+    pipe = StableDiffusion3Pipeline(transformer=transformer, scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
+                                    vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, text_encoder_2=text_encoder_2,
                                     tokenizer_2=tiny_tokenizer(), text_encoder_3=tiny_t5(seed + 1),
                                     tokenizer_3=tiny_t5_tokenizer())
     pipe.set_progress_bar_config(disable=True)
