@@ -1,7 +1,8 @@
 """Seeded, batched, cached text-to-image generation: the one place where images are made.
 
-``TextToImage`` wraps a diffusers text-to-image pipeline (Stable Diffusion 1.x/2.x, SDXL, any pipeline that takes
-``prompt`` and ``latents``) or any callable ``list[str] -> list[PIL.Image]`` (a GAN, a remote service).
+``TextToImage`` wraps a diffusers text-to-image pipeline (Stable Diffusion 1.x/2.x, SDXL, Stable Diffusion 3 / 3.5,
+FLUX.1, PixArt-Σ, any pipeline that takes ``prompt`` and ``latents``) or any callable ``list[str] -> list[PIL.Image]``
+(a GAN, a remote service). What differs between pipeline families lives in ``generation.families``.
 Every explainer that shares a ``TextToImage`` shares its cache, so one sub-prompt is generated once.
 """
 from __future__ import annotations
@@ -21,6 +22,7 @@ from tqdm.auto import tqdm
 
 from captum_diffusion import checks
 from captum_diffusion.convert import as_rgb_image
+from captum_diffusion.generation import families
 from captum_diffusion.generation.cache import ImageCache
 from captum_diffusion.generation.identity import callable_identity, pipeline_identity
 
@@ -41,7 +43,7 @@ class TextToImage:
 
     Args:
         pipeline_or_callable: a diffusers pipeline that takes ``prompt`` and ``latents`` (``StableDiffusionPipeline``,
-            ``StableDiffusionXLPipeline``, ...), or any callable ``fn(prompts: list[str]) -> list[image]`` (images as
+            ``StableDiffusionXLPipeline``, ``StableDiffusion3Pipeline``, ``FluxPipeline``, ``PixArtSigmaPipeline``, ...), or any callable ``fn(prompts: list[str]) -> list[image]`` (images as
             PIL or uint8 ``(H, W, 3)`` arrays). If the callable accepts a ``generator`` keyword it gets one seeded
             CPU ``torch.Generator`` per prompt (diffusers style); else if it accepts ``seed`` it gets ``seed=seed``;
             otherwise it must be deterministic by itself. The settings below that are not ``None`` are passed
@@ -49,15 +51,23 @@ class TextToImage:
         seed: every prompt starts from the same noise, drawn from its own CPU ``torch.Generator().manual_seed(seed)``
             and passed as ``latents=``; schedulers that add noise while sampling (ancestral, SDE) draw it from one
             more CPU generator per prompt, seeded with ``noise_seed(seed)`` (another stream, so that noise is not
-            the initial noise again). Nothing random depends on the other prompts in a batch or their order. With
+            the initial noise again). The noise is laid out as the pipeline's family needs it (``families.initial_latents``:
+            4 channels for SD 1.x/2.x/XL and PixArt, 16 for SD3, FLUX's 16 channels packed 2x2 into 64-channel tokens).
+            Nothing random depends on the other prompts in a batch or their order. With
             ``batch_size=1`` images are bit-identical however they are requested. Batched, float kernels (oneDNN
             convolutions, BLAS/cuBLAS GEMMs) may round differently for another batch shape or row, so a few pixels
             can differ by one grey level (measured on the tiny SD 1.x/2.x/XL test models: at most 1 level, on under
             1% of the values; Shapley values moved by ~1e-8 there, by up to 6e-5 on ShapesWorld). The cache fixes
             each image once made, so all explainers sharing this object play exactly one game.
-        num_inference_steps, guidance_scale: passed to the pipeline (``None``: the pipeline's default).
-        height, width: image size in pixels (``None``: the pipeline's default, ``unet.config.sample_size *
-            vae_scale_factor``); must be multiples of the pipeline's ``vae_scale_factor``.
+        num_inference_steps, guidance_scale: passed to the pipeline (``None``: the pipeline's default). FLUX.1 has no
+            classifier-free guidance: its ``guidance_scale`` is the distilled guidance fed to the transformer
+            (FLUX.1-dev; ignored by FLUX.1-schnell). SD3 and PixArt run classifier-free guidance above 1.
+        height, width: image size in pixels (``None``: the pipeline's default, e.g. ``unet.config.sample_size *
+            vae_scale_factor``); must be multiples of ``families.size_multiple`` (the ``vae_scale_factor``, times the
+            patch size for SD3 / PixArt, times 2 for FLUX).
+        max_sequence_length: the T5 token limit of SD3, FLUX and PixArt pipelines (``None``: the pipeline's own
+            default, 256 / 512 / 300); an error for pipelines without T5. A callable gets it when its signature
+            names it.
         batch_size: prompts per pipeline call (with classifier-free guidance the UNet sees twice as many).
         device, dtype: move the pipeline (or a callable ``torch.nn.Module``) there, in place (``None``: leave it).
         cache_dir: also keep images on disk there (lossless PNG + JSON metadata); ``None``: memory only.
@@ -79,7 +89,10 @@ class TextToImage:
     weights edited in place never read or overwrite another model's images. ``n_generated`` counts images
     generated, ``n_from_cache`` images returned without generating (including repeats within one call), so their
     sum is the number of images requested. The empty prompt ``""`` is allowed (an unconditional generation, the
-    empty coalition); a prompt past the text encoder's token limit raises ``ValueError`` before anything is made.
+    empty coalition). Before anything is made, every prompt to generate is tokenized by every text encoder the pipeline
+    runs (``families.text_encoders``: CLIP at 77 tokens, T5 at ``max_sequence_length``, start/end tokens included); one
+    that an encoder would truncate raises ``ValueError`` naming the prompt, the encoder and its limit, as pipelines
+    otherwise cut it silently (with only a logged warning).
     """
 
     def __init__(
@@ -98,11 +111,13 @@ class TextToImage:
         progress: bool = True,
         cache_key: str | None = None,
         max_in_memory: int | None = None,
+        max_sequence_length: int | None = None,
     ):
         self.seed = checks.seed(seed)
         self.num_inference_steps = checks.optional_positive_int(num_inference_steps, "num_inference_steps")
         self.guidance_scale = checks.guidance_scale(guidance_scale)
         self.batch_size = checks.positive_int(batch_size, "batch_size")
+        self.max_sequence_length = checks.optional_positive_int(max_sequence_length, "max_sequence_length")
         if not isinstance(progress, (bool, np.bool_)):
             raise TypeError(f"progress must be a bool, got {type(progress).__name__} {progress!r}")
         if cache_key is not None and not isinstance(cache_key, str):
@@ -121,9 +136,17 @@ class TextToImage:
             if device is not None or dtype is not None:
                 self.pipeline.to(**checks.placement(device, dtype))
             self.pipeline.set_progress_bar_config(disable=True)
+            self.family = families.pipeline_family(self.pipeline)
             self.height, self.width = self._pipeline_size(height, width)
+            if self.family in families.T5_FAMILIES:
+                self.max_sequence_length = (self.max_sequence_length
+                                            or families.default_max_sequence_length(self.pipeline))
+            elif self.max_sequence_length is not None:
+                raise ValueError(f"max_sequence_length is the T5 token limit of {families.T5_FAMILIES} pipelines; "
+                                 f"{type(self.pipeline).__name__} has no T5 encoder: leave it None")
         elif callable(pipeline_or_callable):
             self.pipeline = None
+            self.family = None
             self._function = pipeline_or_callable
             if device is not None or dtype is not None:
                 if not isinstance(pipeline_or_callable, torch.nn.Module):
@@ -154,14 +177,17 @@ class TextToImage:
 
     @property
     def settings(self) -> dict:
-        """The generation settings in every key: seed, steps, guidance, size, the pipeline's current device and
-        dtype, and the torch / diffusers / transformers versions."""
-        return {
+        """The generation settings in every key: seed, steps, guidance, size, T5 ``max_sequence_length`` (when there
+        is one), the pipeline's current device and dtype, and the torch / diffusers / transformers versions."""
+        settings = {
             "seed": self.seed, "num_inference_steps": self.num_inference_steps, "guidance_scale": self.guidance_scale,
             "height": self.height, "width": self.width, **_placement(self.pipeline),
             "versions": {"torch": torch.__version__, "diffusers": _version("diffusers"),
                          "transformers": _version("transformers")},
         }
+        if self.max_sequence_length is not None:  # absent otherwise: UNet keys stay what they were
+            settings["max_sequence_length"] = self.max_sequence_length
+        return settings
 
     # ---------------------------------------------------------------------------------------------------------
     def __repr__(self) -> str:
@@ -171,15 +197,14 @@ class TextToImage:
                 f"generated={self.n_generated}, from_cache={self.n_from_cache})")
 
     def _pipeline_size(self, height, width) -> tuple[int | None, int | None]:
-        scale = getattr(self.pipeline, "vae_scale_factor", None)
-        unet = getattr(self.pipeline, "unet", None)
-        sample = getattr(getattr(unet, "config", None), "sample_size", None)
-        default = sample * scale if isinstance(sample, int) and isinstance(scale, int) else None
+        default = families.default_size(self.pipeline)
+        multiple = families.size_multiple(self.pipeline) or getattr(self.pipeline, "vae_scale_factor", None)
         sizes = []
         for value, name in ((height, "height"), (width, "width")):
             value = checks.optional_positive_int(value, name) or default
-            if value is not None and isinstance(scale, int) and value % scale:
-                raise ValueError(f"{name} must be a multiple of the pipeline's vae_scale_factor {scale}, got {value}")
+            if value is not None and isinstance(multiple, int) and value % multiple:
+                raise ValueError(f"{name} must be a multiple of {multiple} for {type(self.pipeline).__name__} (its "
+                                 f"vae_scale_factor{_SIZE_FACTOR.get(self.family, '')}), got {value}")
             sizes.append(value)
         return sizes[0], sizes[1]
 
@@ -190,25 +215,30 @@ class TextToImage:
 
     @property
     def token_limit(self) -> int | None:
-        """The text encoder's token limit (start/end tokens included), or ``None`` for a plain callable."""
-        limits = [tokenizer.model_max_length for tokenizer in self._tokenizers()]
+        """The smallest token limit of the text encoders (start/end tokens included), or ``None`` for a plain
+        callable. Encoders tokenize differently: ``token_limits`` has each one's."""
+        limits = self.token_limits.values()
         return min(limits) if limits else None
 
-    def _tokenizers(self) -> list:
-        if self.pipeline is None:
-            return []
-        found = (getattr(self.pipeline, name, None) for name in ("tokenizer", "tokenizer_2"))
-        return [t for t in found if t is not None and getattr(t, "model_max_length", 10**9) < 10**6]
+    @property
+    def token_limits(self) -> dict[str, int]:
+        """``{text encoder component name: token limit}`` for every text encoder the pipeline runs on a prompt
+        (e.g. SD3: ``{"text_encoder": 77, "text_encoder_2": 77, "text_encoder_3": 256}``); ``{}`` for a callable."""
+        return {encoder.name: encoder.limit for encoder in self._text_encoders()}
+
+    def _text_encoders(self) -> list[families.TextEncoderLimit]:
+        return [] if self.pipeline is None else families.text_encoders(self.pipeline, self.max_sequence_length)
 
     def _check_token_limit(self, prompts: list[str]) -> None:
-        for tokenizer in self._tokenizers() if prompts else ():
-            limit = tokenizer.model_max_length
-            ids = tokenizer(prompts, truncation=False, verbose=False)["input_ids"]
-            for prompt, tokens in zip(prompts, ids):
-                if len(tokens) > limit:
+        for encoder in self._text_encoders() if prompts else ():
+            for prompt, n_tokens in zip(prompts, encoder.count(prompts)):
+                if n_tokens > encoder.limit:
+                    source = "max_sequence_length" if encoder.kind == "T5" else "tokenizer.model_max_length"
                     raise ValueError(
-                        f"prompt {_short(prompt)!r} is {len(tokens)} tokens long (start/end included) but the text encoder "
-                        f"accepts at most {limit} (tokenizer.model_max_length); shorten it"
+                        f"prompt {_short(prompt)!r} is {n_tokens} tokens long for {encoder.name} ({encoder.kind}, "
+                        f"start/end included) but it accepts at most {encoder.limit} ({source}); the pipeline would "
+                        "silently cut the rest: shorten the prompt"
+                        + (" or raise max_sequence_length" if encoder.kind == "T5" else "")
                     )
 
     # ---------------------------------------------------------------------------------------------------------
@@ -262,8 +292,8 @@ class TextToImage:
         if self.pipeline is None:
             raise TypeError("pipeline_kwargs is for a TextToImage over a diffusers pipeline, not a callable")
         n = checks.positive_int(n, "n")
-        kwargs = {name: getattr(self, name) for name in ("num_inference_steps", "guidance_scale", "height", "width")
-                  if getattr(self, name) is not None}
+        kwargs = {name: getattr(self, name) for name in _CALL_SETTINGS if getattr(self, name) is not None}
+        kwargs.update(families.CALL_KEYWORDS.get(self.family, {}))
         latents = self._latents(n)
         if latents is not None:  # the scheduler's own noise then comes from another stream than the latents
             kwargs["latents"] = latents
@@ -279,20 +309,16 @@ class TextToImage:
         return [as_rgb_image(image, "pipeline output") for image in images]
 
     def _latents(self, n: int) -> torch.Tensor | None:
-        """Initial noise ``(n, C, height / s, width / s)`` for a UNet pipeline (s = ``vae_scale_factor``): every
-        row drawn from its own CPU generator seeded with ``seed``; ``None`` for pipelines without a UNet (they
-        then draw the same per-prompt noise from the list of generators)."""
-        unet = getattr(self.pipeline, "unet", None)
-        scale = getattr(self.pipeline, "vae_scale_factor", None)
-        if unet is None or scale is None or self.height is None or self.width is None:
+        """Initial noise for ``n`` images in the pipeline family's layout (``families.initial_latents``): every row
+        drawn from its own CPU generator seeded with ``seed``; ``None`` for pipelines of no known family or size
+        (they then draw the same per-prompt noise from the list of generators)."""
+        if self.family is None or self.height is None or self.width is None:
             return None
-        shape = (1, unet.config.in_channels, self.height // scale, self.width // scale)
-        rows = [torch.randn(shape, generator=generator) for generator in self._generators(n)]
-        return torch.cat(rows).to(dtype=unet.dtype)
+        return families.initial_latents(self.pipeline, self._generators(n), self.height, self.width)
 
     def _call_function(self, prompts: list[str]) -> list[PIL.Image.Image]:
         parameters = _keyword_parameters(self._function)
-        kwargs = {name: getattr(self, name) for name in ("num_inference_steps", "guidance_scale", "height", "width")
+        kwargs = {name: getattr(self, name) for name in _CALL_SETTINGS
                   if name in parameters and getattr(self, name) is not None}
         if "generator" in parameters:
             kwargs["generator"] = self._generators(len(prompts))
@@ -310,6 +336,11 @@ class TextToImage:
     def clear_cache(self) -> None:
         """Forget the in-memory images (the on-disk cache, if any, stays)."""
         self.cache.clear()
+
+
+_CALL_SETTINGS = ("num_inference_steps", "guidance_scale", "height", "width", "max_sequence_length")
+_SIZE_FACTOR = {"sd3": " x the transformer's patch_size", "pixart": " x the transformer's patch_size",
+                "flux": " x 2 for FLUX's 2x2 latent packing"}
 
 
 def _keyword_parameters(function) -> set[str]:
