@@ -19,6 +19,10 @@ from captum_diffusion.words.attribution import METHODS as CAPTUM_METHODS
 
 #: The embedded model's name for ``--model`` (the default).
 SHAPES_WORLD = "shapes-world"
+#: The embedded transformer (SD3-style MMDiT on the same world) for ``--model``.
+SHAPES_WORLD_TRANSFORMER = "shapes-world-transformer"
+#: ``--model`` names of the embedded models and their ``load_shapes_world`` family.
+EMBEDDED_MODELS = {SHAPES_WORLD: "unet", SHAPES_WORLD_TRANSFORMER: "transformer"}
 SHAP_METHODS = ("shap-exact", "shap-permutation", "shap-partition")
 WORD_METHODS = (*SHAP_METHODS, "lime", *(f"captum-{m}" for m in CAPTUM_METHODS))
 ATTENTION_METHODS = ("daam", "none")
@@ -86,7 +90,8 @@ class RunConfig:
             raise ValueError("prompts: give at least one prompt (arguments or --prompts FILE)")
         set_("prompts", prompts)
         if not isinstance(self.model, str) or not self.model.strip():
-            raise ValueError(f"model must be 'shapes-world', a diffusers model id or a local folder, got {self.model!r}")
+            raise ValueError(f"model must be 'shapes-world', 'shapes-world-transformer', a diffusers model id or a local "
+                             f"folder, got {self.model!r}")
         if self.clip is not None and (not isinstance(self.clip, str) or not self.clip.strip()):
             raise ValueError(f"clip must be a transformers CLIP id/folder or open_clip:NAME[:PRETRAINED], got {self.clip!r}")
         if self.dtype is not None:

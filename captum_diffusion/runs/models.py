@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from captum_diffusion.runs.config import SHAPES_WORLD
+from captum_diffusion.runs.config import EMBEDDED_MODELS
 
 #: The scorer used when the model ships none and ``--clip`` is not given.
 DEFAULT_CLIP = "openai/clip-vit-base-patch32"
@@ -29,7 +29,8 @@ def _dtype(name):
 
 
 def load_model(model: str, clip: str | None = None, *, device=None, dtype=None) -> LoadedModel:
-    """Load ``model`` (``"shapes-world"``, a diffusers hub id or a local folder) and its scorer.
+    """Load ``model`` (``"shapes-world"``, ``"shapes-world-transformer"``, a diffusers hub id or a local folder)
+    and its scorer.
 
     ``clip``: ``None`` (the model's own scorer where it ships one, else ``DEFAULT_CLIP``) or a spec for
     ``captum_diffusion.scoring.load_scorer``. ``dtype``: ``"float16"`` etc. Raises ``ValueError`` with the cause
@@ -38,13 +39,15 @@ def load_model(model: str, clip: str | None = None, *, device=None, dtype=None) 
     from captum_diffusion.scoring import load_scorer
 
     torch_dtype = _dtype(dtype)
-    if model == SHAPES_WORLD:
-        from captum_diffusion.shapes_world import DEFAULT_GENERATION, PIPELINE_DIR, load_shapes_world
+    if model in EMBEDDED_MODELS:
+        from captum_diffusion.shapes_world import FAMILY_DIRS, FAMILY_GENERATION, load_shapes_world
 
-        pipeline, own_scorer = load_shapes_world(device=device, dtype=torch_dtype)
-        defaults = {"steps": DEFAULT_GENERATION.num_inference_steps, "guidance": DEFAULT_GENERATION.guidance_scale,
-                    "size": (DEFAULT_GENERATION.height, DEFAULT_GENERATION.width)}
-        source = str(PIPELINE_DIR)
+        family = EMBEDDED_MODELS[model]
+        pipeline, own_scorer = load_shapes_world(device=device, dtype=torch_dtype, family=family)
+        settings = FAMILY_GENERATION[family]
+        defaults = {"steps": settings.num_inference_steps, "guidance": settings.guidance_scale,
+                    "size": (settings.height, settings.width)}
+        source = str(FAMILY_DIRS[family])
     else:
         pipeline, own_scorer, defaults, source = _load_diffusers(model, device, torch_dtype), None, {}, model
     if clip is None:
@@ -67,7 +70,7 @@ def _load_diffusers(model: str, device, dtype):
     looks_local = model.startswith((".", "/", "~")) or Path(model).expanduser().exists()
     if looks_local and not (Path(model).expanduser() / "model_index.json").is_file():
         raise ValueError(f"--model {model!r}: no diffusers pipeline folder there (model_index.json missing); give "
-                         "a folder written by save_pretrained, a hub id, or 'shapes-world'")
+                         "a folder written by save_pretrained, a hub id, 'shapes-world' or 'shapes-world-transformer'")
     try:
         pipeline = DiffusionPipeline.from_pretrained(str(Path(model).expanduser()) if looks_local else model,
                                                      **({"dtype": dtype} if dtype is not None else {}))

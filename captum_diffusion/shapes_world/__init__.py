@@ -5,8 +5,12 @@ trained on it and shipped inside the package (``weights/``).
 >>> pipe, scorer = load_shapes_world()
 >>> image = pipe("a red circle on the left", **DEFAULT_GENERATION.pipeline_kwargs()).images[0]  # 64x64 RGB
 
-The training scripts are ``scripts/train_shapes_world_{clip,vae,unet}.py``; the quality figures come from
-``benchmarks/shapes_world_quality.py``.
+A second generator of the same world, an SD3-style transformer (MMDiT, rectified flow) with the same CLIP and
+VAE, loads with ``load_shapes_world(family="transformer")`` (a ``StableDiffusion3Pipeline``; its settings are
+``TRANSFORMER_GENERATION``).
+
+The training scripts are ``scripts/train_shapes_world_{clip,vae,unet,transformer}.py``; the quality figures come
+from ``benchmarks/shapes_world_quality.py``.
 """
 from __future__ import annotations
 
@@ -20,6 +24,9 @@ from captum_diffusion.shapes_world.world import (ALL_PROMPTS, COLOURS, FUNCTION_
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 PIPELINE_DIR = WEIGHTS_DIR / "pipeline"
+TRANSFORMER_DIR = WEIGHTS_DIR / "transformer"
+#: The generator families shipped, with their pipeline folders.
+FAMILY_DIRS = {"unet": PIPELINE_DIR, "transformer": TRANSFORMER_DIR}
 CLIP_DIR = WEIGHTS_DIR / "clip"
 TOKENIZER_DIR = Path(__file__).resolve().parent / "tokenizer"
 #: The caption the shipped CLIP embeds a single word in (``CLIPSimilarity.text_template``).
@@ -43,34 +50,49 @@ class GenerationSettings:
 
 
 DEFAULT_GENERATION = GenerationSettings()
+#: Default generation settings of the shipped transformer (flow-matching Euler steps, guidance scale).
+TRANSFORMER_GENERATION = GenerationSettings(num_inference_steps=20, guidance_scale=5.0)
+#: Each family's default generation settings.
+FAMILY_GENERATION = {"unet": DEFAULT_GENERATION, "transformer": TRANSFORMER_GENERATION}
 
 
-def weights_available() -> bool:
-    """Whether the trained pipeline and CLIP are present in the package (tests skip when not)."""
-    return (PIPELINE_DIR / "model_index.json").is_file() and (CLIP_DIR / "config.json").is_file()
-
-
-def load_shapes_world(device=None, dtype=None):
-    """Load the shipped ShapesWorld model: ``(StableDiffusionPipeline, CLIPSimilarity)``.
-
-    device: torch device or string (default CPU); dtype: torch dtype (default float32). Both the pipeline
-    and the CLIP scorer are loaded with ``from_pretrained`` from ``weights/``, the way a hub checkpoint is.
-    The pipeline's progress bar is disabled. Raises ``FileNotFoundError`` when the weights are missing.
-    """
-    import torch
-    from diffusers import StableDiffusionPipeline
-    from transformers import CLIPModel, CLIPProcessor
-
-    if not weights_available():
-        raise FileNotFoundError(f"ShapesWorld weights not found under {WEIGHTS_DIR}; train them with "
-                                "scripts/train_shapes_world_{clip,vae,unet}.py")
+def weights_available(family: str = "unet") -> bool:
+    """Whether the trained pipeline of ``family`` (``"unet"`` or ``"transformer"``) and the CLIP are present in
+    the package (tests skip when not)."""
     from captum_diffusion import checks
 
+    folder = FAMILY_DIRS[checks.one_of(family, FAMILY_DIRS, "family")]
+    return (folder / "model_index.json").is_file() and (CLIP_DIR / "config.json").is_file()
+
+
+def load_shapes_world(device=None, dtype=None, family: str = "unet"):
+    """Load a shipped ShapesWorld model: ``(pipeline, CLIPSimilarity)``.
+
+    family: ``"unet"`` (a ``StableDiffusionPipeline``, settings ``DEFAULT_GENERATION``) or ``"transformer"``
+    (a ``StableDiffusion3Pipeline`` without T5, settings ``TRANSFORMER_GENERATION``). device: torch device or
+    string (default CPU); dtype: torch dtype (default float32). Both the pipeline and the CLIP scorer are loaded
+    with ``from_pretrained`` from ``weights/``, the way a hub checkpoint is. The pipeline's progress bar is
+    disabled. Raises ``FileNotFoundError`` when the weights are missing.
+    """
+    import torch
+    from diffusers import StableDiffusion3Pipeline, StableDiffusionPipeline
+    from transformers import CLIPModel, CLIPProcessor
+
+    from captum_diffusion import checks
+
+    checks.one_of(family, FAMILY_DIRS, "family")
+    if not weights_available(family):
+        raise FileNotFoundError(f"ShapesWorld {family} weights not found under {WEIGHTS_DIR}; train them with "
+                                f"scripts/train_shapes_world_{{clip,vae,{family}}}.py")
     checks.placement(device, dtype)  # before loading anything
     device = torch.device(device if device is not None else "cpu")
     dtype = dtype or torch.float32
-    pipe = StableDiffusionPipeline.from_pretrained(str(PIPELINE_DIR), dtype=dtype, safety_checker=None,
-                                                   requires_safety_checker=False).to(device)
+    if family == "unet":
+        pipe = StableDiffusionPipeline.from_pretrained(str(PIPELINE_DIR), dtype=dtype, safety_checker=None,
+                                                       requires_safety_checker=False).to(device)
+    else:  # its text encoders are the ShapesWorld CLIP twice, and it has no T5 (zeros in T5's place)
+        pipe = StableDiffusion3Pipeline.from_pretrained(str(TRANSFORMER_DIR), dtype=dtype, text_encoder_3=None,
+                                                        tokenizer_3=None).to(device)
     pipe.set_progress_bar_config(disable=True)
     model = CLIPModel.from_pretrained(str(CLIP_DIR)).eval()
     processor = CLIPProcessor.from_pretrained(str(CLIP_DIR))
@@ -84,7 +106,7 @@ def load_shapes_world(device=None, dtype=None):
 
 __all__ = [
     "ALL_PROMPTS", "COLOURS", "CLIP_DIR", "DEFAULT_GENERATION", "DetectedObject", "FUNCTION_WORDS",
-    "GenerationSettings", "HELD_OUT_PROMPTS", "IMAGE_SIZE", "ObjectSpec", "PAIR_PROMPTS", "PIPELINE_DIR",
-    "POSITION_PROMPTS", "POSITIONS", "Rendering", "SHAPES", "SINGLE_PROMPTS", "TEXT_TEMPLATE", "TRAIN_PROMPTS", "VOCABULARY",
+    "FAMILY_DIRS", "FAMILY_GENERATION", "GenerationSettings", "HELD_OUT_PROMPTS", "IMAGE_SIZE", "ObjectSpec", "PAIR_PROMPTS", "PIPELINE_DIR",
+    "POSITION_PROMPTS", "POSITIONS", "Rendering", "SHAPES", "SINGLE_PROMPTS", "TEXT_TEMPLATE", "TRAIN_PROMPTS", "TRANSFORMER_DIR", "TRANSFORMER_GENERATION", "VOCABULARY",
     "analyse", "load_shapes_world", "parse_prompt", "render", "weights_available",
 ]
