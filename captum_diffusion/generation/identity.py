@@ -4,7 +4,8 @@ The identity is derived from what the generator *is*, at the moment it is asked,
 
 - a diffusers pipeline: its class and every current component (``pipeline.components``): each model's class,
   config and a content hash of every parameter and buffer (plus the state of any peft LoRA layers), the
-  scheduler's class and config, each tokenizer's vocabulary, special tokens and length limit;
+  scheduler's class and config, each tokenizer's vocabulary (with its BPE merges or Unigram scores), special tokens
+  and length limit: the T5 encoder and tokenizer of SD3 / FLUX / PixArt and their transformer like any other;
 - any other callable: walked recursively. Plain values (None, bool, int, float, str, bytes, dtypes, devices,
   tuples/lists/sets/dicts of them) by value; tensors, ``torch.nn.Module`` s and pipelines by content as above;
   functions by module, qualified name, bytecode, defaults, closure cells, and the scalars, tensors, modules and
@@ -131,11 +132,16 @@ def tensor_fingerprint(tensor: torch.Tensor) -> str:
 
 
 def _vocabulary_hash(tokenizer) -> str:
+    """The vocabulary and, for a ``tokenizers``-backed tokenizer, its whole pipeline (normaliser, pre-tokenizer,
+    BPE merges or Unigram piece scores, post-processor): the same vocabulary with other merges or scores splits
+    words differently (a sentencepiece T5 tokenizer's pieces are chosen by their scores)."""
     state = (len(tokenizer),)
     value = _cached(tokenizer, state)
     if value is None:
-        vocabulary = json.dumps(tokenizer.get_vocab(), sort_keys=True).encode()
-        value = _remember(tokenizer, state, hashlib.sha256(vocabulary).hexdigest()[:32])
+        vocabulary = json.dumps(tokenizer.get_vocab(), sort_keys=True)
+        backend = getattr(tokenizer, "backend_tokenizer", None)
+        pipeline = backend.to_str() if callable(getattr(backend, "to_str", None)) else ""
+        value = _remember(tokenizer, state, hashlib.sha256(f"{vocabulary}\0{pipeline}".encode()).hexdigest()[:32])
     return value
 
 

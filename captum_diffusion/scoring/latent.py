@@ -14,8 +14,12 @@ class LatentSimilarity:
     """Cosine similarity of the pipeline's own VAE latents (no CLIP needed; the paper's suggested next payoff).
 
     Each image is resized (bicubic) to the reference image's size, scaled to [-1, 1] and encoded with
-    ``vae.encode(x).latent_dist.mean`` (deterministic); latents ``(C, H/s, W/s)`` are flattened and compared
-    by cosine. Note this payoff is spatial: the same object elsewhere in the image scores lower.
+    ``vae.encode(x).latent_dist.mean`` (deterministic), then put in the space the denoiser works in,
+    ``(mean - shift_factor) * scaling_factor`` with the VAE config's values (SD3 and FLUX VAEs have 16 channels and
+    a ``shift_factor``; without the shift their latents share a common offset that inflates every cosine; SD 1.x /
+    2.x / XL VAEs have no shift, and a positive scale leaves a cosine unchanged); latents ``(C, H/s, W/s)`` are
+    flattened and compared by cosine. Note this payoff is spatial: the same object elsewhere in the image scores
+    lower.
 
     Args:
         source: a ``TextToImage`` wrapping a diffusers pipeline, a diffusers pipeline with a ``vae``, or a
@@ -36,10 +40,14 @@ class LatentSimilarity:
         blocks = getattr(getattr(vae, "config", None), "block_out_channels", None)
         #: the encoder's downsampling factor: images smaller than this on a side cannot be encoded
         self.scale_factor = 2 ** (len(blocks) - 1) if isinstance(blocks, (list, tuple)) and blocks else 1
+        config = getattr(vae, "config", None)
+        #: latents are ``(mean - shift_factor) * scaling_factor`` (0 and 1 when the VAE config has none)
+        self.shift_factor = float(getattr(config, "shift_factor", None) or 0.0)
+        self.scaling_factor = float(getattr(config, "scaling_factor", None) or 1.0)
 
     @torch.no_grad()
     def embed_images(self, images, size: tuple[int, int] | None = None) -> torch.Tensor:
-        """Unit-norm flattened VAE latents, shape ``(n, C * H/s * W/s)``, float32, CPU.
+        """Unit-norm flattened, shifted and scaled VAE latents, shape ``(n, C * H/s * W/s)``, float32, CPU.
 
         ``size`` is ``(width, height)`` in pixels to resize to (default: the first image's size)."""
         images = as_rgb_images(images)
@@ -60,7 +68,8 @@ class LatentSimilarity:
             x = torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 127.5 - 1.0
             encoded = self.vae.encode(x.to(parameter.device, parameter.dtype))
             latents = encoded.latent_dist.mean if hasattr(encoded, "latent_dist") else encoded.latents
-            chunks.append(torch.nn.functional.normalize(latents.float().flatten(1), dim=-1).cpu())
+            latents = (latents.float() - self.shift_factor) * self.scaling_factor
+            chunks.append(torch.nn.functional.normalize(latents.flatten(1), dim=-1).cpu())
         return torch.cat(chunks)
 
     def image_similarity(self, images, reference_image) -> np.ndarray:
