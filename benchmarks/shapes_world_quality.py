@@ -11,8 +11,12 @@ Figures (issue 3 targets in brackets), on prompts the UNet training never saw (H
   threads) [<= 0.5 s].
 For comparison the same single/pair figures on as many training prompts are printed too.
 
+- CLIP score (CS, RATLIP's metric: 100 x cosine of the shipped CLIP's image and prompt embeddings, not clamped)
+  of the held-out images, single and pair together.
+
 Command: ``python benchmarks/shapes_world_quality.py`` (default 10 x 12 single + 4 x 36 pair = 264 held-out
-images). Each generation uses its own ``torch.Generator().manual_seed(seed)``; seeds are 1000 + index.
+images); ``--model gan`` measures the shipped GAN (``load_shapes_world_gan``) on the same prompts and seeds.
+Each generation uses its own ``torch.Generator().manual_seed(seed)``; seeds are 1000 + index.
 """
 from __future__ import annotations
 
@@ -25,18 +29,26 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from captum_diffusion.metrics.clip import clip_score
 from captum_diffusion.shapes_world import (DEFAULT_GENERATION, HELD_OUT_PROMPTS, PAIR_PROMPTS, POSITION_PROMPTS,
                                            SINGLE_PROMPTS, TRAIN_PROMPTS, analyse, load_shapes_world, parse_prompt,
                                            render)
+from captum_diffusion.shapes_world.gan import load_shapes_world_gan
+
+LOADERS = {"unet": load_shapes_world, "gan": load_shapes_world_gan}
 
 
 def generate(pipe, prompt_seed_pairs, batch_size=16):
-    """One image per (prompt, seed), batched, each from its own seeded generator."""
+    """One image per (prompt, seed), batched, each from its own seeded generator (a diffusers pipeline, or the
+    GAN: a ``prompts -> images`` callable taking ``generator=``)."""
     images = []
     for i in range(0, len(prompt_seed_pairs), batch_size):
         chunk = prompt_seed_pairs[i:i + batch_size]
-        images += pipe([p for p, _ in chunk], generator=[torch.Generator().manual_seed(s) for _, s in chunk],
-                       **DEFAULT_GENERATION.pipeline_kwargs()).images
+        prompts, generators = [p for p, _ in chunk], [torch.Generator().manual_seed(s) for _, s in chunk]
+        if hasattr(pipe, "unet"):
+            images += pipe(prompts, generator=generators, **DEFAULT_GENERATION.pipeline_kwargs()).images
+        else:
+            images += pipe(prompts, generator=generators)
     return images
 
 
@@ -61,14 +73,20 @@ def pair_scores(prompt, image) -> tuple[bool, bool, bool]:
     return present, laid, shaped
 
 
-def evaluate(pipe, prompts, seeds, score):
+def evaluate(pipe, prompts, seeds, score, scorer=None):
+    """Mean of ``score(prompt, image)`` over prompts x seeds, the image count and (with ``scorer``) the CLIP
+    scores ``(n,)`` of the images against their prompts."""
     pairs = [(p, 1000 + s) for p in prompts for s in range(seeds)]
     images = generate(pipe, pairs)
-    return np.array([score(p, im) for (p, _), im in zip(pairs, images)], dtype=float).mean(0), len(pairs)
+    scores = np.array([score(p, im) for (p, _), im in zip(pairs, images)], dtype=float).mean(0)
+    cs = None if scorer is None else clip_score(images, [p for p, _ in pairs], scorer, reduction="none")
+    return scores, len(pairs), cs
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", choices=sorted(LOADERS), default="unet",
+                    help="the shipped UNet pipeline (default) or the shipped GAN")
     ap.add_argument("--single-seeds", type=int, default=10)
     ap.add_argument("--pair-seeds", type=int, default=4)
     ap.add_argument("--clip-renders", type=int, default=25, help="renders per prompt for the CLIP top-1")
@@ -78,8 +96,8 @@ def main():
     ap.add_argument("--no-timing", action="store_true", help="skip the seconds-per-image part")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    pipe, scorer = load_shapes_world(device=args.device)
-    print(f"default generation: {DEFAULT_GENERATION}")
+    pipe, scorer = LOADERS[args.model](device=args.device)
+    print(f"model: {args.model}" + (f"; default generation: {DEFAULT_GENERATION}" if args.model == "unet" else ""))
 
     held_single = [p for p in HELD_OUT_PROMPTS if p in POSITION_PROMPTS]
     held_pair = [p for p in HELD_OUT_PROMPTS if p in PAIR_PROMPTS]
@@ -89,15 +107,17 @@ def main():
     train_pair = list(rng.choice([p for p in TRAIN_PROMPTS if p in PAIR_PROMPTS], len(held_pair), replace=False))
 
     for name, single, pair in (("held-out", held_single, held_pair), ("training", train_single, train_pair)):
-        (colour, shape, position), n1 = evaluate(pipe, single, args.single_seeds, single_scores)
-        (present, laid, shaped), n2 = evaluate(pipe, pair, args.pair_seeds, pair_scores)
+        (colour, shape, position), n1, cs1 = evaluate(pipe, single, args.single_seeds, single_scores, scorer)
+        (present, laid, shaped), n2, cs2 = evaluate(pipe, pair, args.pair_seeds, pair_scores, scorer)
         print(f"[{name}] single object ({len(single)} prompts x {args.single_seeds} seeds = {n1} images): "
               f"right colour {colour:.1%} (>= 90%), right shape {shape:.1%} (>= 75%), "
               f"right position {position:.1%} (>= 75%)")
         print(f"[{name}] two objects ({len(pair)} prompts x {args.pair_seeds} seeds = {n2} images): "
               f"both present with the right colours {present:.1%} (>= 70%); "
               f"also left/right as stated {laid:.1%}; also both shapes right {shaped:.1%}")
-    (colour, shape, _), n = evaluate(pipe, SINGLE_PROMPTS, args.single_seeds, single_scores)
+        print(f"[{name}] CLIP score CS (100 x cosine, shipped CLIP) over the {n1 + n2} images: "
+              f"{np.concatenate([cs1, cs2]).mean():.2f} (single {cs1.mean():.2f}, pairs {cs2.mean():.2f})")
+    (colour, shape, _), n, _ = evaluate(pipe, SINGLE_PROMPTS, args.single_seeds, single_scores)
     print(f"[training] 'a {{colour}} {{shape}}' ({n} images): right colour {colour:.1%}, right shape {shape:.1%}")
 
     truth = np.repeat(np.arange(len(SINGLE_PROMPTS)), args.clip_renders)
@@ -109,7 +129,7 @@ def main():
     if args.no_timing:
         return
     if pipe.device.type != "cpu":
-        pipe, _ = load_shapes_world()
+        pipe, _ = LOADERS[args.model]()
     for threads in (1, 2):
         torch.set_num_threads(threads)
         generate(pipe, [("a red circle", 0)])  # warm-up
@@ -118,8 +138,9 @@ def main():
             start = time.perf_counter()
             generate(pipe, [("a blue square on the left", r)])
             times.append(time.perf_counter() - start)
-        print(f"seconds per image at the default settings ({DEFAULT_GENERATION.num_inference_steps} steps, "
-              f"guidance {DEFAULT_GENERATION.guidance_scale}, {threads} torch thread(s)): median "
+        settings = (f"{DEFAULT_GENERATION.num_inference_steps} steps, guidance {DEFAULT_GENERATION.guidance_scale}"
+                    if args.model == "unet" else "one forward pass")
+        print(f"seconds per image at the default settings ({settings}, {threads} torch thread(s)): median "
               f"{np.median(times):.3f} s, min {min(times):.3f} s over {args.repeats} (<= 0.5 s)")
 
 
