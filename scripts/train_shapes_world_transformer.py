@@ -1,7 +1,7 @@
 """Train the ShapesWorld transformer: an SD3-style MMDiT written as a StableDiffusion3Pipeline into the package.
 
 diffusers ``SD3Transformer2DModel`` (patch 2 on the 16x16x4 latent of the shipped VAE = 64 image tokens,
-``TRANSFORMER_CONFIG``: 4 joint blocks, width 128, one head, RMS q/k norm as SD3.5), conditioned exactly as
+``TRANSFORMER_CONFIG``: 4 joint blocks, width 64, one head, RMS q/k norm as SD3.5), conditioned exactly as
 ``StableDiffusion3Pipeline`` conditions it: the shipped ShapesWorld CLIP text tower, loaded as
 ``CLIPTextModelWithProjection``, serves as both ``text_encoder`` and ``text_encoder_2`` (SD3's two CLIPs), so
 the text sequence is its penultimate hidden states of the prompt padded to 77 tokens, twice, concatenated on
@@ -51,8 +51,8 @@ from train_shapes_world_unet import balanced_prompts, conditioning_prompt
 from captum_diffusion.shapes_world import CLIP_DIR, PIPELINE_DIR, WEIGHTS_DIR
 
 TRANSFORMER_CONFIG = dict(sample_size=16, patch_size=2, in_channels=4, out_channels=4, num_layers=4,
-                          attention_head_dim=128, num_attention_heads=1, joint_attention_dim=128,
-                          caption_projection_dim=128, pooled_projection_dim=128, pos_embed_max_size=16,
+                          attention_head_dim=64, num_attention_heads=1, joint_attention_dim=128,
+                          caption_projection_dim=64, pooled_projection_dim=128, pos_embed_max_size=16,
                           qk_norm="rms_norm")
 CLIP_TOKENS = 77
 T5_ZERO_TOKENS = 256  # StableDiffusion3Pipeline's default max_sequence_length, zeros without a T5
@@ -154,7 +154,7 @@ def main():
     ap.add_argument("--steps", type=int, default=100_000, help="optimiser steps at most")
     ap.add_argument("--minutes", type=float, default=75, help="training minutes at most (schedule ends there)")
     ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--lr", type=float, default=8e-4)
+    ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--ema", type=float, default=0.999)
     ap.add_argument("--template-weights", type=float, nargs=3, default=(1.0, 2.0, 2.0),
                     metavar=("PLAIN", "POSITION", "PAIR"), help="relative frequency of the three prompt templates")
