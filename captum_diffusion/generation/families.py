@@ -137,3 +137,18 @@ def text_encoders(pipeline, max_sequence_length: int | None = None) -> list[Text
         elif getattr(tokenizer, "model_max_length", 10**9) < 10**6:
             found.append(TextEncoderLimit(encoder_name, "CLIP", tokenizer, tokenizer.model_max_length))
     return found
+
+
+def check_token_limits(pipeline, prompts: list[str], max_sequence_length: int | None = None) -> None:
+    """Raise ``ValueError`` naming the first prompt that a text encoder of ``pipeline`` would truncate (see
+    ``text_encoders``), the encoder and its limit; pipelines otherwise cut it silently, with a logged warning."""
+    for encoder in text_encoders(pipeline, max_sequence_length) if prompts else ():
+        for prompt, n_tokens in zip(prompts, encoder.count(prompts)):
+            if n_tokens > encoder.limit:
+                source = "max_sequence_length" if encoder.kind == "T5" else "tokenizer.model_max_length"
+                shown = prompt if len(prompt) <= 60 else prompt[:57] + "..."
+                raise ValueError(
+                    f"prompt {shown!r} is {n_tokens} tokens long for {encoder.name} ({encoder.kind}, start/end "
+                    f"included) but it accepts at most {encoder.limit} ({source}); the pipeline would silently cut "
+                    "the rest: shorten the prompt" + (" or raise max_sequence_length" if encoder.kind == "T5" else "")
+                )

@@ -230,16 +230,8 @@ class TextToImage:
         return [] if self.pipeline is None else families.text_encoders(self.pipeline, self.max_sequence_length)
 
     def _check_token_limit(self, prompts: list[str]) -> None:
-        for encoder in self._text_encoders() if prompts else ():
-            for prompt, n_tokens in zip(prompts, encoder.count(prompts)):
-                if n_tokens > encoder.limit:
-                    source = "max_sequence_length" if encoder.kind == "T5" else "tokenizer.model_max_length"
-                    raise ValueError(
-                        f"prompt {_short(prompt)!r} is {n_tokens} tokens long for {encoder.name} ({encoder.kind}, "
-                        f"start/end included) but it accepts at most {encoder.limit} ({source}); the pipeline would "
-                        "silently cut the rest: shorten the prompt"
-                        + (" or raise max_sequence_length" if encoder.kind == "T5" else "")
-                    )
+        if self.pipeline is not None:
+            families.check_token_limits(self.pipeline, prompts, self.max_sequence_length)
 
     # ---------------------------------------------------------------------------------------------------------
     def __call__(self, prompts: Sequence[str]) -> list[PIL.Image.Image]:
@@ -380,7 +372,3 @@ def _version(package: str) -> str:
         return importlib.metadata.version(package)
     except importlib.metadata.PackageNotFoundError:  # pragma: no cover - both are dependencies
         return "none"
-
-
-def _short(text: str, limit: int = 60) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
