@@ -92,7 +92,7 @@ def test_traced_image_equals_untraced_and_processors_come_back(layout):
     with daam.tracing(1, 32, 32) as trace:
         traced = pipe("a red circle", generator=_gen(0), **kwargs).images
     assert np.abs(traced - plain).max() <= 1e-5
-    assert trace.n_traced == STEPS * len(daam.cross_attention_layers)
+    assert trace.n_traced == STEPS * len(daam.attention_layers)
     assert all(pipe.unet.attn_processors[k] is p for k, p in before.items())
     assert not pipe.unet._forward_pre_hooks
 
@@ -186,7 +186,7 @@ def test_processors_are_restored_when_generation_raises():
         daam.explain("a red circle", num_inference_steps=STEPS, height=32, width=32, steps=[STEPS])
     assert all(pipe.unet.attn_processors[k] is p for k, p in before.items())
     with daam.tracing(1, 32, 32):
-        with pytest.raises(ValueError, match="DAAMAttnProcessor"):  # no trace inside a trace
+        with pytest.raises(ValueError, match="CrossAttentionProcessor"):  # no trace inside a trace
             daam.explain("a red circle", num_inference_steps=STEPS, height=32, width=32)
     assert all(pipe.unet.attn_processors[k] is p for k, p in before.items())
 
@@ -347,7 +347,7 @@ def test_bad_input_is_a_clear_error(kwargs, error, match):
     daam = DAAM(_pipe("sd1"))
     with pytest.raises(error, match=match):
         daam.explain(**kwargs, num_inference_steps=1, height=32, width=32)
-    assert not any(type(p).__name__ == "DAAMAttnProcessor" for p in _pipe("sd1").unet.attn_processors.values())
+    assert not any(type(p).__name__ == "CrossAttentionProcessor" for p in _pipe("sd1").unet.attn_processors.values())
 
 
 # ------------------------------------------------------------------ meaning, on the trained ShapesWorld model

@@ -1,5 +1,14 @@
-"""Attention maps: per-word maps read off a text-to-image model's attention while it generates. One module per
-method (``daam``: DAAM on UNet cross-attention); each implements ``captum_diffusion.protocols.AttentionMethod``."""
+"""Attention maps: per-word maps read off a text-to-image model's attention while it generates.
+
+Where things live (add a method or a family in one file):
+
+- methods, one module each, implementing ``captum_diffusion.protocols.AttentionMethod``: ``daam.py`` (DAAM:
+  running sums of the image's attention to each word's tokens, over heads, layers and steps);
+- families, one module each, telling a method which layers to trace, with which processor, on which grid, and
+  where each text encoder's tokens lie (``families.py``: the base class, the registry and the shared math):
+  ``cross_attention.py`` (UNet SD 1.x / 2.x / XL, PixArt-Σ), ``sd3.py`` (SD3 / SD3.5 joint attention),
+  ``flux.py`` (FLUX.1 double- and single-stream joint attention).
+"""
 from __future__ import annotations
 
 from captum_diffusion.lazy import lazy_getattr
@@ -8,6 +17,7 @@ _EXPORTS = {
     "DAAM": "daam",
     "DAAMResult": "daam",
     "threshold_maps": "daam",
+    "attention_family": "families",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -1,8 +1,9 @@
-"""DAAM (Tang et al., ACL 2023, section 2.2): per-word heat maps from a diffusion UNet's cross-attention.
+"""DAAM (Tang et al., ACL 2023, section 2.2): per-word heat maps from a text-to-image model's attention, on
+UNets (SD 1.x / 2.x / XL), SD3 / SD3.5, FLUX.1 and PixArt-Σ.
 
 For word ``k`` and generated image ``x`` the map is
 
-    D_k[x, y] = sum over time steps t, cross-attention layers l, heads h and the word's tokens j of
+    D_k[x, y] = sum over time steps t, text-attention layers l, heads h and the word's tokens j of
                 bicubic_upsample(A[t, l, h][:, j])[x, y]
 
 where ``A[t, l, h]`` is the softmax attention of the image positions (the layer's latent grid) over the
@@ -11,19 +12,26 @@ so summing the heads, steps and layers of one grid size *before* upsampling give
 therefore keeps one running sum of shape ``(images, grid_h * grid_w, tokens)`` per grid size and upsamples
 once at the end: its memory is O(tokens x H x W) whatever the number of steps, layers and heads.
 
-The hook point is diffusers' attention processors: while tracing, every selected cross-attention layer
-(``attn2``) runs :class:`DAAMAttnProcessor`, which computes exactly what diffusers' ``AttnProcessor`` does
-(explicit softmax probabilities, then ``probs @ V``) and adds those probabilities to the trace. The original
-processors come back afterwards, also when generation raises.
+Which layers, which tokens: UNet and PixArt attend to the text in cross-attention layers (softmax over the
+text only); SD3 and FLUX in joint attention (one softmax over image and text keys together). A map always
+uses the image queries' attention over the text keys renormalised to sum to 1 over the text (``text_softmax=
+"text"``), which is what cross-attention gives, so a map means the same for every family; ``"joint"`` keeps
+the joint softmax's text columns as they are (see ``families.image_text_attention`` for the reason). SD3 has
+CLIP and T5 positions for every word; a map sums both by default (``text_encoder="clip"`` / ``"t5"`` picks
+one; see ``sd3.SD3Family``). What each family traces lives in ``captum_diffusion/attention/<family>.py``.
 
-Batch layout: with classifier-free guidance the UNet sees ``[unconditional; conditional]`` (the negative
+The hook point is diffusers' attention processors: while tracing, every selected layer runs its family's
+tracing processor, which computes what the layer's processor computes and adds the attention to the trace.
+The original processors come back afterwards, also when generation raises.
+
+Batch layout: with classifier-free guidance the denoiser sees ``[unconditional; conditional]`` (the negative
 prompt is the unconditional half), without it only the conditional rows; the trace tells the two apart from
-the batch size, so ``guidance_scale <= 1`` works too.
+the batch size, so ``guidance_scale <= 1`` works too. FLUX's true CFG runs the negative prompt as a separate
+call, recognised by its text input.
 """
 from __future__ import annotations
 
 import contextlib
-import math
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator, Optional, Sequence, Union
 
@@ -33,7 +41,9 @@ import torch.nn.functional as F
 from captum.attr import Attribution
 
 from captum_diffusion import checks
-from captum_diffusion.words.tokens import resolve_words
+from captum_diffusion.attention.families import TEXT_SOFTMAX, AttentionFamily, attention_family
+from captum_diffusion.words.game import split_words
+from captum_diffusion.words.tokens import merge_positions, select_words, word_token_positions
 
 Size = tuple[int, int]
 
@@ -41,54 +51,77 @@ Size = tuple[int, int]
 # --------------------------------------------------------------------------------------------- the trace
 
 class DAAMTrace:
-    """Running sums of cross-attention probabilities during one generation.
+    """Running sums of image-to-text attention during one generation.
 
-    ``n_images``: conditional rows of the UNet batch (prompts x images per prompt). ``latent_size``: the
-    UNet input's ``(h, w)``; a layer's grid is found by halving it (rounding up) until ``h * w`` matches.
-    ``steps``: denoising-step indices to include (``None`` = all; step ``i`` is the ``i``-th UNet call).
+    ``n_images``: conditional rows of the denoiser batch (prompts x images per prompt). ``steps``:
+    denoising-step indices to include (``None`` = all; step ``i`` is the ``i``-th conditional denoiser call).
     ``resolutions``: grid sizes ``(h, w)`` to include (``None`` = all). ``keep_uncond``: also sum the
-    unconditional (negative prompt) half when classifier-free guidance is on.
+    unconditional (negative prompt) rows when classifier-free guidance is on. ``text_softmax``: how joint
+    attention's text columns are read (``families.image_text_attention``).
+
+    The grids come from the denoiser calls (:meth:`begin_call`): a layer's grid is the one whose ``h * w``
+    matches its image sequence length.
     """
 
-    def __init__(self, n_images: int, latent_size: Size, *, steps: Optional[Iterable[int]] = None,
-                 resolutions: Optional[Iterable[Size]] = None, keep_uncond: bool = False, depth: int = 8):
+    def __init__(self, n_images: int, *, steps: Optional[Iterable[int]] = None,
+                 resolutions: Optional[Iterable[Size]] = None, keep_uncond: bool = False, text_softmax: str = "text"):
         self.n_images = n_images
-        self.latent_size = tuple(latent_size)
         self.steps = None if steps is None else frozenset(steps)
         self.resolutions = None if resolutions is None else frozenset(tuple(r) for r in resolutions)
         self.keep_uncond = keep_uncond
-        self.grids = grid_ladder(latent_size, depth)
-        self.step = -1  # index of the current UNet call; advanced by a forward pre-hook on the UNet
+        self.text_softmax = text_softmax
+        self.grids: list[Size] = []
+        self.text_length: Optional[int] = None  # text positions of the current call (FLUX's single-stream blocks)
+        self.uncond_call = False  # the current call is a separate unconditional pass (FLUX true CFG)
+        self.step = -1  # index of the current conditional denoiser call
         self.sums: dict[Size, list] = {}  # grid -> [cond (n, h*w, T) float32, uncond or None]
-        self.guided: Optional[bool] = None  # classifier-free guidance seen (batch 2n) or not (batch n)
+        self.guided: Optional[bool] = None  # classifier-free guidance seen (batch 2n / separate calls) or not
         self.n_traced = 0  # layer calls added to the sums
+
+    def begin_call(self, grids: list[Size], text_length: Optional[int], uncond_call: bool = False) -> None:
+        """A denoiser call starts: its attention grids, its text length, whether it is a separate
+        unconditional pass (then the step does not advance)."""
+        if self.resolutions is not None and not self.resolutions <= set(grids):
+            raise ValueError(f"resolutions {sorted(self.resolutions)} are not attention grids of this generation; "
+                             f"its grids (h, w) are {grids}")
+        self.grids, self.text_length, self.uncond_call = list(grids), text_length, uncond_call
+        if uncond_call:
+            self.guided = True
+        else:
+            self.step += 1
 
     def grid(self, sequence_length: int) -> Optional[Size]:
         """The ``(h, w)`` grid of a layer whose image sequence has this length, if it is traced now."""
         if self.steps is not None and self.step not in self.steps:
             return None
+        if self.uncond_call and not self.keep_uncond:
+            return None
         for size in self.grids:
             if size[0] * size[1] == sequence_length:
                 return size if self.resolutions is None or size in self.resolutions else None
-        raise RuntimeError(f"a cross-attention layer sees {sequence_length} image positions, which matches no grid "
-                           f"of the {self.latent_size} latent ({self.grids}); is height/width the generation's?")
+        raise RuntimeError(f"an attention layer sees {sequence_length} image positions, which matches no attention "
+                           f"grid of the denoiser's input ({self.grids})")
 
-    def add(self, probs: torch.Tensor, heads: int, size: Size) -> None:
-        """Add one layer's attention ``probs`` (batch * heads, h * w, tokens), summed over heads."""
-        batch = probs.shape[0] // heads
-        per_row = probs.reshape(batch, heads, probs.shape[1], probs.shape[2]).sum(1, dtype=torch.float32)
-        if batch == 2 * self.n_images:
-            guided, uncond, cond = True, per_row[: self.n_images], per_row[self.n_images:]
+    def add(self, probs: torch.Tensor, size: Size) -> None:
+        """Add one layer's attention ``probs`` (batch, heads, h * w, text positions), summed over heads."""
+        per_row = probs.sum(1, dtype=torch.float32)
+        batch = per_row.shape[0]
+        if self.uncond_call and batch == self.n_images:
+            uncond, cond = per_row, None
+        elif batch == 2 * self.n_images:
+            self.guided = True
+            uncond, cond = per_row[: self.n_images], per_row[self.n_images:]
         elif batch == self.n_images:
-            guided, uncond, cond = False, None, per_row
+            self.guided = bool(self.guided)
+            uncond, cond = None, per_row
         else:
-            raise RuntimeError(f"the UNet batch has {batch} rows, expected {self.n_images} (no guidance) or "
+            raise RuntimeError(f"the denoiser batch has {batch} rows, expected {self.n_images} (no guidance) or "
                                f"{2 * self.n_images} (classifier-free guidance) for {self.n_images} images")
-        self.guided = guided
         entry = self.sums.get(size)
         if entry is None:
-            entry = self.sums[size] = [torch.zeros_like(cond), None]
-        entry[0] += cond
+            entry = self.sums[size] = [torch.zeros_like(per_row[: self.n_images]), None]
+        if cond is not None:
+            entry[0] += cond
         if uncond is not None and self.keep_uncond:
             if entry[1] is None:
                 entry[1] = torch.zeros_like(uncond)
@@ -114,67 +147,6 @@ class DAAMTrace:
             grid = torch.stack([sums[image][:, list(p)].sum(-1) for p in positions]).reshape(1, len(positions), h, w)
             out += F.interpolate(grid, size=size, mode="bicubic", align_corners=False)[0].cpu()
         return out
-
-
-def grid_ladder(latent_size: Size, depth: int) -> list[Size]:
-    """Grid sizes of a UNet's levels: ``latent_size`` halved (rounding up, as stride-2 convs do) ``depth - 1`` times."""
-    sizes = [tuple(latent_size)]
-    for _ in range(depth - 1):
-        h, w = sizes[-1]
-        sizes.append((math.ceil(h / 2), math.ceil(w / 2)))
-    return list(dict.fromkeys(sizes))
-
-
-# diffusers processors that compute plain softmax(QK^T * scale) V attention, which DAAMAttnProcessor reproduces
-_PLAIN_PROCESSORS = frozenset({"AttnProcessor", "AttnProcessor2_0", "SlicedAttnProcessor", "XFormersAttnProcessor",
-                               "AttnProcessorNPU"})
-
-
-class DAAMAttnProcessor:
-    """A diffusers attention processor that computes ``AttnProcessor``'s output and adds the attention
-    probabilities to a :class:`DAAMTrace`; layers or steps the trace skips go to ``original`` untouched."""
-
-    def __init__(self, trace: DAAMTrace, original):
-        self.trace = trace
-        self.original = original
-
-    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None):
-        length = hidden_states.shape[1] if hidden_states.ndim == 3 else hidden_states.shape[2] * hidden_states.shape[3]
-        size = None if encoder_hidden_states is None else self.trace.grid(length)
-        if size is None:
-            extra = {} if temb is None else {"temb": temb}
-            return self.original(attn, hidden_states, encoder_hidden_states=encoder_hidden_states,
-                                 attention_mask=attention_mask, **extra)
-        residual = hidden_states
-        if attn.spatial_norm is not None:
-            hidden_states = attn.spatial_norm(hidden_states, temb)
-        input_ndim = hidden_states.ndim
-        if input_ndim == 4:
-            batch, channel, height, width = hidden_states.shape
-            hidden_states = hidden_states.view(batch, channel, height * width).transpose(1, 2)
-        batch, key_length, _ = encoder_hidden_states.shape
-        attention_mask = attn.prepare_attention_mask(attention_mask, key_length, batch)
-        if attn.group_norm is not None:
-            hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
-        query = attn.to_q(hidden_states)
-        if attn.norm_cross:
-            encoder_hidden_states = attn.norm_encoder_hidden_states(encoder_hidden_states)
-        query = attn.head_to_batch_dim(query)
-        key = attn.head_to_batch_dim(attn.to_k(encoder_hidden_states))
-        value = attn.head_to_batch_dim(attn.to_v(encoder_hidden_states))
-        if getattr(attn, "norm_q", None) is not None:  # per-head norms act on the last (head) dimension
-            query = attn.norm_q(query)
-        if getattr(attn, "norm_k", None) is not None:
-            key = attn.norm_k(key)
-        probs = attn.get_attention_scores(query, key, attention_mask)
-        self.trace.add(probs, attn.heads, size)
-        hidden_states = attn.batch_to_head_dim(torch.bmm(probs, value))
-        hidden_states = attn.to_out[1](attn.to_out[0](hidden_states))
-        if input_ndim == 4:
-            hidden_states = hidden_states.transpose(-1, -2).reshape(batch, channel, height, width)
-        if attn.residual_connection:
-            hidden_states = hidden_states + residual
-        return hidden_states / attn.rescale_output_factor
 
 
 # --------------------------------------------------------------------------------------------- the result
@@ -280,12 +252,19 @@ def threshold_maps(maps: torch.Tensor, tau: float = 0.4, normalization: str = "m
 # --------------------------------------------------------------------------------------------- DAAM
 
 class DAAM(Attribution):
-    """Diffusion Attentive Attribution Maps for a diffusers UNet text-to-image pipeline.
+    """Diffusion Attentive Attribution Maps for a diffusers text-to-image pipeline.
 
-    ``pipeline``: a ``StableDiffusionPipeline``, ``StableDiffusionXLPipeline`` or another pipeline with a
-    ``unet`` (diffusers UNet with cross-attention), a ``tokenizer`` (CLIP) and a ``vae_scale_factor``.
-    It is captum's ``forward_func``. Raises ``TypeError`` for anything else and ``ValueError`` for a UNet
-    without cross-attention.
+    ``pipeline``: a UNet pipeline (``StableDiffusionPipeline``, ``StableDiffusionXLPipeline``, ...),
+    ``StableDiffusion3Pipeline`` (SD3 / SD3.5), ``FluxPipeline`` (FLUX.1) or ``PixArtSigmaPipeline`` /
+    ``PixArtAlphaPipeline``, with its tokenizers; the family is found from the denoiser's class
+    (``captum_diffusion.attention.families``). It is captum's ``forward_func``. Raises ``TypeError`` for
+    anything else and ``ValueError`` for a denoiser without text attention.
+
+    ``text_encoder``: which text encoder's token positions a word's map sums, ``None`` (default) = every
+    encoder whose tokens the image attends to (SD3: CLIP and T5; the others have one), or ``"clip"`` /
+    ``"t5"`` where the family has it. ``text_softmax``: ``"text"`` (default: attention renormalised over the
+    text keys, as cross-attention is) or ``"joint"`` (joint attention's text columns as they are); the same
+    for every family, and no difference for cross-attention (UNet, PixArt).
 
     ``attribute(prompts, ...)`` honours captum's contract (a tensor ``(n_images, n_words, H, W)``);
     ``explain(prompts, ...)``, with the same arguments, returns the rich :class:`DAAMResult`
@@ -302,29 +281,34 @@ class DAAM(Attribution):
         fig = result.plot()                    # matplotlib Figure
     """
 
-    def __init__(self, pipeline):
-        unet = getattr(pipeline, "unet", None)
-        if unet is None or not hasattr(unet, "attn_processors") or not hasattr(unet, "set_attn_processor"):
-            raise TypeError(f"DAAM needs a diffusers pipeline with a UNet using attention processors (e.g. "
-                            f"StableDiffusionPipeline, StableDiffusionXLPipeline); got {type(pipeline).__name__}")
-        if getattr(pipeline, "tokenizer", None) is None:
+    def __init__(self, pipeline, *, text_encoder: Optional[str] = None, text_softmax: str = "text"):
+        self.family: AttentionFamily = attention_family(pipeline)
+        encoders = self.family.text_encoders({})
+        if any(tokenizer is None for tokenizer, _, _ in encoders.values()):
             raise TypeError(f"DAAM needs the pipeline's tokenizer to map words to tokens; "
                             f"{type(pipeline).__name__} has none")
+        if text_encoder is not None and text_encoder not in encoders:
+            raise ValueError(f"text_encoder={text_encoder!r}: the text of this {self.family.name} pipeline holds the "
+                             f"tokens of {sorted(encoders)}; give one of them or None (all)")
+        if text_softmax not in TEXT_SOFTMAX:
+            raise ValueError(f"text_softmax must be one of {TEXT_SOFTMAX}, got {text_softmax!r}")
         super().__init__(pipeline)
         self.pipeline = pipeline
-        if not self.cross_attention_layers:
-            raise ValueError(f"{type(unet).__name__} of {type(pipeline).__name__} has no cross-attention layers, "
-                             f"so there is no word-to-pixel attention to trace")
+        self.text_encoder = text_encoder
+        self.text_softmax = text_softmax
+        if not self.attention_layers:
+            raise ValueError(f"{type(self.family.denoiser).__name__} of {type(pipeline).__name__} has no "
+                             f"cross-attention layers, so there is no word-to-pixel attention to trace")
 
     @property
-    def cross_attention_layers(self) -> list[str]:
-        """Names of the UNet's cross-attention layers (e.g. ``"up_blocks.1.attentions.0.transformer_blocks.0.attn2"``)."""
-        unet = self.pipeline.unet
-        names = [key[: -len(".processor")] for key in unet.attn_processors]
-        return [n for n in names if getattr(unet.get_submodule(n), "is_cross_attention", False)]
+    def attention_layers(self) -> list[str]:
+        """Names of the layers whose image queries attend to the text: cross-attention (UNet
+        ``"up_blocks.1.attentions.0.transformer_blocks.0.attn2"``, PixArt ``"transformer_blocks.0.attn2"``) or
+        joint attention (SD3 ``"transformer_blocks.0.attn"``, FLUX also ``"single_transformer_blocks.0.attn"``)."""
+        return self.family.text_layers()
 
     def _select_layers(self, layers: Optional[Iterable[str]]) -> list[str]:
-        available = self.cross_attention_layers
+        available = self.attention_layers
         if layers is None:
             return available
         if isinstance(layers, str):
@@ -336,8 +320,9 @@ class DAAM(Attribution):
         for pattern in layers:
             matched = [n for n in available if n == pattern or n.startswith(pattern.rstrip(".") + ".")]
             if not matched:
-                raise ValueError(f"layers: {pattern!r} matches no cross-attention layer; give full names or dotted "
-                                 f"prefixes (e.g. 'up_blocks', 'down_blocks.1', 'mid_block') of {available}")
+                raise ValueError(f"layers: {pattern!r} matches no text-attention layer; give full names or dotted "
+                                 f"prefixes (e.g. 'up_blocks', 'down_blocks.1', 'transformer_blocks', "
+                                 f"'single_transformer_blocks.3') of {available}")
             chosen += [n for n in matched if n not in chosen]
         return chosen
 
@@ -346,29 +331,34 @@ class DAAM(Attribution):
                 layers: Optional[Iterable[str]] = None, resolutions: Optional[Iterable] = None,
                 keep_uncond: bool = False) -> Iterator[DAAMTrace]:
         """Context manager: while inside, generations of ``n_images`` images of ``height x width`` pixels
-        with ``self.pipeline`` add their cross-attention to the yielded :class:`DAAMTrace`. Restores the
-        UNet's processors and removes the step counter on exit, also on an exception."""
-        unet = self.pipeline.unet
-        scale = int(getattr(self.pipeline, "vae_scale_factor", 8))
-        depth = len(getattr(unet.config, "down_block_types", ())) or 8
-        latent = (height // scale, width // scale)
-        trace = DAAMTrace(n_images, latent, steps=steps, keep_uncond=keep_uncond, depth=depth,
-                          resolutions=_check_resolutions(resolutions, grid_ladder(latent, depth)))
+        with ``self.pipeline`` add their image-to-text attention to the yielded :class:`DAAMTrace`. Restores
+        the denoiser's processors and removes the call hook on exit, also on an exception."""
+        family = self.family
+        denoiser = family.denoiser
+        trace = DAAMTrace(n_images, steps=steps, keep_uncond=keep_uncond, text_softmax=self.text_softmax,
+                          resolutions=_check_resolutions(resolutions, family.grids(height, width)))
         selected = {f"{n}.processor" for n in self._select_layers(layers)}
-        originals = dict(unet.attn_processors)
+        originals = dict(denoiser.attn_processors)
         for key in selected:
-            kind = type(originals[key]).__name__
-            if kind not in _PLAIN_PROCESSORS:
-                raise ValueError(f"layer {key[: -len('.processor')]} runs {kind}; DAAM traces only plain attention "
-                                 f"processors {sorted(_PLAIN_PROCESSORS)} (not IP-Adapter, fused QKV or an active "
-                                 f"DAAM trace)")
-        unet.set_attn_processor({k: DAAMAttnProcessor(trace, p) if k in selected else p for k, p in originals.items()})
-        counter = unet.register_forward_pre_hook(lambda module, args: setattr(trace, "step", trace.step + 1))
+            name = key[: -len(".processor")]
+            family.check_layer(name, denoiser.get_submodule(name), originals[key])
+        conditional_text = []  # the text input of the first call: the prompt's (the negative's comes separately)
+
+        def on_call(module, args, kwargs):
+            text = family.call_text(args, kwargs)
+            if not conditional_text:
+                conditional_text.append(text.data_ptr())
+            uncond = family.separate_uncond_calls and text.data_ptr() != conditional_text[0]
+            trace.begin_call(family.call_grids(args, kwargs), text.shape[1], uncond)
+
+        denoiser.set_attn_processor({k: family.tracing_processor(trace, p) if k in selected else p
+                                     for k, p in originals.items()})
+        counter = denoiser.register_forward_pre_hook(on_call, with_kwargs=True)
         try:
             yield trace
         finally:
             counter.remove()
-            unet.set_attn_processor(dict(originals))
+            denoiser.set_attn_processor(dict(originals))
 
     def attribute(self, prompts: Union[str, Sequence[str]], *, words=None, generator=None,
                   num_inference_steps: Optional[int] = None, guidance_scale: Optional[float] = None,
@@ -388,7 +378,7 @@ class DAAM(Attribution):
         if pipeline_kwargs.pop("negative_maps", False):
             raise ValueError("attribute() returns the prompts' maps only; use explain(..., negative_maps=True) for "
                              "the negative prompt's maps (DAAMResult.negative_heatmaps)")
-        counts = [len(t) for t in self._targets(prompts, words)[1]]
+        counts = [len(t) for t in self._targets(prompts, words, pipeline_kwargs)[1]]
         if len(set(counts)) > 1:
             raise ValueError(f"attribute() stacks the maps into one (n_images, n_words, H, W) tensor, but the prompts "
                              f"address different numbers of words {counts}; give words= with as many words per "
@@ -400,11 +390,25 @@ class DAAM(Attribution):
                               **pipeline_kwargs)
         return torch.stack(result.heatmaps).to(torch.float32)
 
-    def _targets(self, prompts, words) -> tuple[list[str], list]:
-        """The prompts as a list and, per prompt, its addressed words (``WordTokens``), checked."""
+    def _targets(self, prompts, words, call: dict) -> tuple[list[str], list]:
+        """The prompts as a list and, per prompt, its addressed words (``WordTokens``, positions in the text
+        keys of the chosen encoders), checked."""
         prompts = _as_prompts(prompts, "prompts")
         per_prompt_words = _per_prompt(words, len(prompts))
-        return prompts, [resolve_words(p, self.pipeline.tokenizer, w) for p, w in zip(prompts, per_prompt_words)]
+        return prompts, [self._resolve(p, w, call) for p, w in zip(prompts, per_prompt_words)]
+
+    def _resolve(self, prompt: str, words, call: dict):
+        """``select_words`` over the token positions of ``prompt``'s words in every chosen text encoder."""
+        encoders = self.family.text_encoders(call)
+        if self.text_encoder is not None:
+            encoders = {self.text_encoder: encoders[self.text_encoder]}
+        seen = self.family.tokenized_prompt(prompt)
+        aligned = merge_positions(*[word_token_positions(seen, tokenizer, max_length=length, offset=offset)
+                                    for tokenizer, offset, length in encoders.values()])
+        aligned = [(word, positions) for word, (_, positions) in zip(split_words(prompt), aligned)]
+        limits = " and ".join(f"{name}'s {tokenizer.model_max_length if length is None else length}-token limit"
+                              for name, (tokenizer, _, length) in encoders.items())
+        return select_words(prompt, aligned, words, limit_note=limits)
 
     def explain(self, prompts: Union[str, Sequence[str]], *, words=None, generator=None,
                 num_inference_steps: Optional[int] = None, guidance_scale: Optional[float] = None,
@@ -430,8 +434,8 @@ class DAAM(Attribution):
         for reserved in ("prompt", "output_type", "prompt_embeds"):
             if reserved in pipeline_kwargs:
                 raise TypeError(f"DAAM got {reserved!r}: it passes the prompts itself and returns PIL images")
-        prompts, targets = self._targets(prompts, words)
-        tokenizer = pipe.tokenizer
+        self.family.check_call(pipeline_kwargs)
+        prompts, targets = self._targets(prompts, words, pipeline_kwargs)
         negatives = None
         if negative_prompt is not None:
             negatives = _as_prompts(negative_prompt, "negative_prompt", allow_empty=True)
@@ -443,7 +447,7 @@ class DAAM(Attribution):
         if negative_maps:
             if negatives is None:
                 raise ValueError("negative_maps=True needs a negative_prompt whose words to map")
-            negative_targets = [resolve_words(n, tokenizer) for n in negatives]
+            negative_targets = [self._resolve(n, None, pipeline_kwargs) for n in negatives]
         checks.positive_int(num_images_per_prompt, "num_images_per_prompt")
         num_inference_steps = checks.optional_positive_int(num_inference_steps, "num_inference_steps")
         guidance_scale = checks.guidance_scale(guidance_scale)
@@ -466,31 +470,29 @@ class DAAM(Attribution):
             raise ValueError(f"steps {sorted(steps)} reach past the generation's {trace.step + 1} denoising steps "
                              f"(indices 0..{trace.step})")
         if negative_maps and not trace.guided:
-            raise ValueError("negative_maps=True needs classifier-free guidance (guidance_scale > 1): without "
-                             "it the negative prompt is not used")
+            raise ValueError("negative_maps=True needs classifier-free guidance (guidance_scale > 1; FLUX: "
+                             "true_cfg_scale > 1): without it the negative prompt is not used")
         if not all(torch.isfinite(entry[0]).all() for entry in trace.sums.values()):
             raise ValueError(f"the generation's attention is NaN / inf (guidance_scale={guidance_scale}, "
                              f"num_inference_steps={num_inference_steps}): the latents overflowed, so there are no maps; "
                              f"use a usual guidance_scale (1..20) or a float32 pipeline")
         owner = [i // num_images_per_prompt for i in range(n_images)]
+        sizes = [(image.size[1], image.size[0]) for image in images]  # FLUX rounds height / width down to 16 px
         result = DAAMResult(images=list(images), prompts=[prompts[o] for o in owner], trace_bytes=trace.nbytes,
-                            heatmaps=[trace.word_maps(i, [t.positions for t in targets[o]], (height, width))
+                            heatmaps=[trace.word_maps(i, [t.positions for t in targets[o]], sizes[i])
                                       for i, o in enumerate(owner)],
                             words=[[t.label for t in targets[o]] for o in owner])
         if negative_targets is not None:
             result.negative_heatmaps = [trace.word_maps(i, [t.positions for t in negative_targets[o]],
-                                                        (height, width), uncond=True) for i, o in enumerate(owner)]
+                                                        sizes[i], uncond=True) for i, o in enumerate(owner)]
             result.negative_words = [[t.label for t in negative_targets[o]] for o in owner]
         return result
 
     def _default_size(self, height: Optional[int], width: Optional[int]) -> Size:
-        pipe = self.pipeline
-        scale = int(getattr(pipe, "vae_scale_factor", 8))
-        sample = getattr(pipe, "default_sample_size", None) or pipe.unet.config.sample_size
-        sample = sample if isinstance(sample, int) else sample[0]
+        default = self.family.default_size()
         out = []
-        for name, value in (("height", height), ("width", width)):
-            value = sample * scale if value is None else value
+        for name, value, fallback in (("height", height, default[0]), ("width", width, default[1])):
+            value = fallback if value is None else value
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"{name} must be a positive int (pixels), got {value!r}")
             out.append(value)

@@ -1,10 +1,18 @@
 """Prompt words -> text-encoder token positions (for attention maps such as DAAM's).
 
-A *word* is a whitespace-separated word of the prompt (:func:`captum_diffusion.words.split_words`). The
-CLIP tokenizer lowercases, splits punctuation off and cuts rare words into several BPE sub-tokens; a word's
-positions are all the sub-tokens it became. Position 0 is ``<|startoftext|>``, so the first word starts at
-position 1; tokens past the tokenizer's limit (77 for CLIP: start, 75 content tokens, end) are truncated by
-the pipelines and so have no position here.
+A *word* is a whitespace-separated word of the prompt (:func:`captum_diffusion.words.split_words`); its
+positions are all the tokens it became. Two tokenizer kinds are covered, and any other transformers tokenizer
+whose word-by-word tokens concatenate to the prompt's tokens:
+
+- CLIP BPE (SD 1.x/2.x/XL, SD3's first 77 text positions): lowercases, splits punctuation off and cuts rare
+  words into several sub-tokens. Position 0 is ``<|startoftext|>``, so the first word starts at position 1;
+  77 positions in all (start, 75 content tokens, end).
+- T5 sentencepiece (SD3's T5 positions, FLUX.1, PixArt-Σ): every word's first piece carries the ``▁``
+  word-start mark (``"hotdog"`` -> ``▁hot``, ``dog``; ``"Dog,"`` -> ``▁Dog``, ``,``); no start token, so the
+  first word starts at position 0; the end token ``</s>`` follows the last piece. Its limit is the pipeline's
+  ``max_sequence_length`` (give it as ``max_length``), not the tokenizer's ``model_max_length``.
+
+Tokens past the limit are truncated by the pipelines and so have no position here.
 
 Addressing words (the ``words`` argument of :func:`resolve_words` and ``DAAM.attribute``):
 
@@ -18,7 +26,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Iterable, Sequence, Union
+from typing import Iterable, Optional, Sequence, Union
 
 from captum_diffusion.words.game import split_words, word_key, word_labels
 
@@ -36,33 +44,49 @@ class WordTokens:
     positions: tuple[int, ...]
 
 
-def word_token_positions(prompt: str, tokenizer) -> list[tuple[str, tuple[int, ...]]]:
+def word_token_positions(prompt: str, tokenizer, *, max_length: Optional[int] = None,
+                         offset: int = 0) -> list[tuple[str, tuple[int, ...]]]:
     """``(word, positions)`` for every word of ``split_words(prompt)``, in order.
 
-    ``positions`` are the word's token indices in ``tokenizer(prompt)`` (start token at 0); a word cut off by
-    truncation at ``tokenizer.model_max_length`` keeps only its surviving positions (possibly none).
-    Raises ``ValueError`` for an empty prompt, or if word-by-word tokenization disagrees with the prompt's.
+    ``positions`` are the word's token indices in ``tokenizer(prompt)`` with special tokens (CLIP: start token
+    at 0, first word at 1; T5: first word at 0), plus ``offset`` (where this encoder's tokens start in a longer
+    text sequence, e.g. 77 for SD3's T5 part). ``max_length``: the sequence length the pipeline pads and
+    truncates to (default ``tokenizer.model_max_length``); a word cut off by truncation keeps only its surviving
+    positions (possibly none). Raises ``ValueError`` for an empty prompt, or if word-by-word tokenization
+    disagrees with the prompt's.
     """
     words = split_words(prompt)
     _check_tokenizer(tokenizer)
+    max_length = int(tokenizer.model_max_length) if max_length is None else max_length
     pieces = [tokenizer(word, add_special_tokens=False)["input_ids"] for word in words]
     full = tokenizer(prompt, add_special_tokens=False, verbose=False)["input_ids"]
     if [t for piece in pieces for t in piece] != list(full):
         raise ValueError(f"prompt {prompt!r}: tokenizing it word by word does not reproduce its tokens: it holds a "
                          f"character that str.split and the tokenizer ({type(tokenizer).__name__}) read differently (a "
                          f"control character such as '\\x1f'), or the tokenizer merges tokens across whitespace")
-    last = int(tokenizer.model_max_length) - 2  # last content position: start token + content + end token
-    out, position = [], 1
+    leading, trailing = _special_tokens_around(tokenizer, words[0], pieces[0])
+    last = max_length - trailing - 1  # the last content position: the end token survives truncation
+    out, position = [], leading
     for word, piece in zip(words, pieces):
-        out.append((word, tuple(p for p in range(position, position + len(piece)) if p <= last)))
+        out.append((word, tuple(offset + p for p in range(position, position + len(piece)) if p <= last)))
         position += len(piece)
     return out
 
 
+def _special_tokens_around(tokenizer, text: str, content: list[int]) -> tuple[int, int]:
+    """How many special tokens the tokenizer puts before and after ``text``'s tokens ``content`` (CLIP: 1, 1;
+    T5: 0, 1)."""
+    with_special = list(tokenizer(text)["input_ids"])
+    for start in range(len(with_special) - len(content) + 1):
+        if with_special[start:start + len(content)] == list(content):
+            return start, len(with_special) - start - len(content)
+    raise ValueError(f"{type(tokenizer).__name__}: a text's tokens do not appear in its tokens with special tokens")
+
+
 def _check_tokenizer(tokenizer) -> None:
     if not callable(tokenizer) or not isinstance(getattr(tokenizer, "model_max_length", None), int):
-        raise TypeError(f"tokenizer must be a transformers CLIP tokenizer (callable, with model_max_length), got "
-                        f"{type(tokenizer).__name__}")
+        raise TypeError(f"tokenizer must be a transformers tokenizer (CLIP BPE or T5 sentencepiece: callable, with "
+                        f"model_max_length), got {type(tokenizer).__name__}")
 
 
 def _parse(spec: WordSpec, words: list[str]) -> tuple[str, Union[int, None], str]:
@@ -88,14 +112,31 @@ def _parse(spec: WordSpec, words: list[str]) -> tuple[str, Union[int, None], str
     return word_key(spec), None, spec
 
 
-def resolve_words(prompt: str, tokenizer, words: Union[None, Sequence[WordSpec]] = None) -> list[WordTokens]:
+def resolve_words(prompt: str, tokenizer, words: Union[None, Sequence[WordSpec]] = None, *,
+                  max_length: Optional[int] = None) -> list[WordTokens]:
     """The token positions of the addressed ``words`` of ``prompt`` (see the module docstring for specs).
 
     ``words=None`` gives every word of the prompt in order, repeated ones labelled ``word#k``; words lost
-    to truncation are left out. Raises ``ValueError`` for an empty prompt, a word not in the prompt (the
-    message lists the prompt's words), an occurrence that does not exist, or a word lost to truncation.
+    to truncation are left out. ``max_length``: as in :func:`word_token_positions`. Raises ``ValueError`` for
+    an empty prompt, a word not in the prompt (the message lists the prompt's words), an occurrence that does
+    not exist, or a word lost to truncation.
     """
-    aligned = word_token_positions(prompt, tokenizer)
+    limit = int(tokenizer.model_max_length) if max_length is None and _has_limit(tokenizer) else max_length
+    return select_words(prompt, word_token_positions(prompt, tokenizer, max_length=max_length), words,
+                        limit_note=f"the tokenizer's {limit}-token limit")
+
+
+def merge_positions(*aligned: list[tuple[str, tuple[int, ...]]]) -> list[tuple[str, tuple[int, ...]]]:
+    """Several :func:`word_token_positions` results of one prompt (one per text encoder, each with its
+    ``offset``) as one: each word's positions in all of them, in order."""
+    return [(group[0][0], tuple(p for _, positions in group for p in positions)) for group in zip(*aligned)]
+
+
+def select_words(prompt: str, aligned: list[tuple[str, tuple[int, ...]]],
+                 words: Union[None, Sequence[WordSpec]] = None, *,
+                 limit_note: str = "the token limit") -> list[WordTokens]:
+    """:func:`resolve_words` on already aligned words (``aligned`` from :func:`word_token_positions` or
+    :func:`merge_positions`); ``limit_note`` names the limit in the truncation error."""
     prompt_words = [w for w, _ in aligned]
     if words is None:
         return [WordTokens(_parse(i, prompt_words)[2], (i,), pos) for i, (_, pos) in enumerate(aligned) if pos]
@@ -120,10 +161,13 @@ def resolve_words(prompt: str, tokenizer, words: Union[None, Sequence[WordSpec]]
             indices = [indices[occurrence]]
         positions = tuple(p for i in indices for p in aligned[i][1])
         if not positions:
-            raise ValueError(f"words: {spec!r} lies past the tokenizer's {tokenizer.model_max_length}-token limit "
-                             f"and is truncated away by the pipeline")
+            raise ValueError(f"words: {spec!r} lies past {limit_note} and is truncated away by the pipeline")
         out.append(WordTokens(label, tuple(indices), positions))
     return out
+
+
+def _has_limit(tokenizer) -> bool:
+    return isinstance(getattr(tokenizer, "model_max_length", None), int)
 
 
 def _looks_like_spec_tuple(value: tuple) -> bool:

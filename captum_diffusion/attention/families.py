@@ -1,0 +1,167 @@
+"""Model families for attention maps: where a denoiser's image positions attend to the prompt's tokens.
+
+An attention method (``daam.py``) asks a family four things, and nothing else about the model:
+
+- which attention layers to trace (:meth:`AttentionFamily.text_layers`) and the processor that traces one
+  (:meth:`AttentionFamily.tracing_processor`: computes exactly what the layer's own processor computes and
+  hands the image queries' attention over the text keys to the trace);
+- the image grid(s) those layers see (:meth:`AttentionFamily.grids`, read again from every denoiser call);
+- where each text encoder's tokens lie in the text keys (:meth:`AttentionFamily.text_encoders`);
+- how the pipeline batches conditional and unconditional rows.
+
+Families (one module each; add a family by writing one module with a subclass and one line in ``_FAMILIES``):
+
+==========  =============================================  =============================================
+family      denoiser (pipelines)                           text keys the image attends to
+==========  =============================================  =============================================
+``unet``    ``UNet2DConditionModel`` (SD 1.x / 2.x / XL)   cross-attention ``attn2``: CLIP (77)
+``pixart``  ``PixArtTransformer2DModel`` (PixArt-α / Σ)    cross-attention ``attn2``: T5
+``sd3``     ``SD3Transformer2DModel`` (SD3 / SD3.5)        joint attention, sequence [image | CLIP 77 | T5]
+``flux``    ``FluxTransformer2DModel`` (FLUX.1)            joint attention, sequence [T5 | image], double-
+                                                           and single-stream blocks
+==========  =============================================  =============================================
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+
+from captum_diffusion.generation import families as pipeline_families
+
+Size = tuple[int, int]
+
+#: How joint attention's text columns become a map (``DAAM(text_softmax=...)``); see :func:`image_text_attention`.
+TEXT_SOFTMAX = ("text", "joint")
+
+
+def image_text_attention(query_image: torch.Tensor, key_text: torch.Tensor, key_all: Optional[torch.Tensor],
+                         scale: float, text_softmax: str = "text") -> torch.Tensor:
+    """The attention of image queries over the text keys, ``(batch, heads, image positions, text positions)``
+    float32, from ``query_image (batch, heads, n_image, d)``, ``key_text (batch, heads, n_text, d)`` and the
+    layer's softmax ``scale``.
+
+    ``text_softmax="text"`` (the default): softmax over the text keys only, i.e. the joint softmax's text
+    columns renormalised to sum to 1 over the text. This is what cross-attention gives (UNet, PixArt), so
+    every family's map means the same thing: how an image position divides its attention to the prompt among
+    the prompt's tokens. ``"joint"``: the joint softmax's text columns as they are (``key_all``: every key of
+    the joint sequence, ``(batch, heads, n, d)``); each map is then also multiplied by the share of attention
+    the position gives to the text at all, a factor common to every word.
+    """
+    scores_text = (query_image.float() @ key_text.float().transpose(-1, -2)) * scale
+    if text_softmax == "text" or key_all is None:
+        return torch.softmax(scores_text, dim=-1)
+    scores_all = (query_image.float() @ key_all.float().transpose(-1, -2)) * scale
+    return torch.exp(scores_text - torch.logsumexp(scores_all, dim=-1, keepdim=True))
+
+
+def call_input(args: tuple, kwargs: dict, name: str, position: int = 0):
+    """A denoiser call's argument ``name``, given by keyword or at ``position``."""
+    return kwargs[name] if name in kwargs else args[position]
+
+
+class AttentionFamily:
+    """How the attention of one denoiser architecture is traced (see the module docstring).
+
+    ``pipeline``: a diffusers pipeline whose denoiser is this family's. Subclasses set ``name``,
+    ``denoiser_attribute`` (``"unet"`` / ``"transformer"``), ``plain_processors`` (class names of the
+    processors the tracing processor reproduces) and implement the methods that raise here.
+    """
+
+    name = "?"
+    denoiser_attribute = "transformer"
+    plain_processors: frozenset = frozenset()
+    #: ``True`` where the unconditional (negative) prompt runs as a separate denoiser call of batch n (FLUX's
+    #: true CFG) instead of the first half of a 2n batch.
+    separate_uncond_calls = False
+    #: where the denoiser's forward takes ``encoder_hidden_states`` when given positionally
+    text_argument_position = 1
+
+    def __init__(self, pipeline):
+        self.pipeline = pipeline
+        self.denoiser = getattr(pipeline, self.denoiser_attribute)
+
+    # --- layers and processors
+    def text_layers(self) -> list[str]:
+        """Names of the attention modules whose image queries attend to the text."""
+        raise NotImplementedError
+
+    def tracing_processor(self, trace, original):
+        """A processor that computes what ``original`` computes and adds its image-text attention to ``trace``."""
+        raise NotImplementedError
+
+    def check_layer(self, name: str, module, processor) -> None:
+        """``ValueError`` if layer ``name`` runs a processor the tracing processor does not reproduce."""
+        kind = type(processor).__name__
+        if kind not in self.plain_processors:
+            raise ValueError(f"layer {name} runs {kind}; attention maps on {self.name} pipelines trace only "
+                             f"{sorted(self.plain_processors)} (not IP-Adapter, fused QKV or an active trace)")
+
+    # --- grids
+    def grids(self, height: int, width: int) -> list[Size]:
+        """The attention grids ``(h, w)`` of a ``height x width`` px generation, predicted before generating."""
+        raise NotImplementedError
+
+    def call_grids(self, args: tuple, kwargs: dict) -> list[Size]:
+        """The attention grids of one denoiser call, from its inputs (what the layers will see)."""
+        raise NotImplementedError
+
+    # --- text
+    def call_text(self, args: tuple, kwargs: dict) -> torch.Tensor:
+        """The text input (``encoder_hidden_states``, batch x text positions x channels) of a denoiser call."""
+        return call_input(args, kwargs, "encoder_hidden_states", self.text_argument_position)
+
+    def max_sequence_length(self, call: dict) -> Optional[int]:
+        """The T5 token limit of this call (``max_sequence_length`` given, else the pipeline's default)."""
+        value = call.get("max_sequence_length")
+        return pipeline_families.default_max_sequence_length(self.pipeline) if value is None else value
+
+    def text_encoders(self, call: dict) -> dict:
+        """``{encoder name: (tokenizer, offset, max_length)}`` in the order of the text keys: the tokenizer
+        that feeds that part of the text sequence, the part's first position and its length (``None``: the
+        tokenizer's ``model_max_length``)."""
+        raise NotImplementedError
+
+    def tokenized_prompt(self, prompt: str) -> str:
+        """The prompt as the pipeline hands it to its tokenizers (PixArt lowercases it)."""
+        return prompt
+
+    def check_call(self, call: dict) -> None:
+        """``ValueError`` for pipeline arguments that would break the word-to-token alignment; adds the
+        family's call keywords (``generation.families.CALL_KEYWORDS``) that ``call`` does not set."""
+        for key, value in pipeline_families.CALL_KEYWORDS.get(self.name, {}).items():
+            call.setdefault(key, value)
+
+    # --- sizes
+    def default_size(self) -> Size:
+        """The pipeline's default ``(height, width)`` in pixels."""
+        side = pipeline_families.default_size(self.pipeline)
+        if side is None:
+            raise ValueError(f"{type(self.pipeline).__name__} has no default image size; give height and width")
+        return side, side
+
+
+def attention_family(pipeline) -> AttentionFamily:
+    """The :class:`AttentionFamily` of ``pipeline`` (its family from ``generation.families.pipeline_family``);
+    ``TypeError`` if it has none or its denoiser does not use attention processors."""
+    from captum_diffusion.attention.cross_attention import PixArtFamily, UNetFamily
+    from captum_diffusion.attention.flux import FluxFamily
+    from captum_diffusion.attention.sd3 import SD3Family
+
+    family = {"unet": UNetFamily, "sd3": SD3Family, "flux": FluxFamily, "pixart": PixArtFamily}.get(
+        pipeline_families.pipeline_family(pipeline))
+    model = pipeline_families.denoiser(pipeline)
+    if family is not None and hasattr(model, "attn_processors") and hasattr(model, "set_attn_processor"):
+        return family(pipeline)
+    raise TypeError(f"attention maps need a diffusers pipeline with a UNet (SD 1.x/2.x/XL), an SD3 / SD3.5, FLUX.1 or "
+                    f"PixArt transformer using attention processors; got {type(pipeline).__name__}")
+
+
+def grid_ladder(latent_size: Size, depth: int) -> list[Size]:
+    """Grid sizes of a UNet's levels: ``latent_size`` halved (rounding up, as stride-2 convs do) ``depth - 1`` times."""
+    sizes = [tuple(latent_size)]
+    for _ in range(depth - 1):
+        h, w = sizes[-1]
+        sizes.append((math.ceil(h / 2), math.ceil(w / 2)))
+    return list(dict.fromkeys(sizes))

@@ -1,0 +1,98 @@
+"""FLUX.1: joint attention over the sequence ``[text | image]`` (text first), T5 text only.
+
+Double-stream blocks (``transformer_blocks.i.attn``) project text and image separately and attend jointly;
+single-stream blocks (``single_transformer_blocks.i.attn``, 38 of FLUX.1's 57) get the already concatenated
+``[text | image]`` sequence, so their processor learns the text length from the denoiser call. Both kinds are
+traced. CLIP only gives FLUX its pooled vector, so words are read off T5's ``max_sequence_length`` positions.
+FLUX.1-dev has no classifier-free guidance (its guidance is an input of the model); ``true_cfg_scale > 1``
+with a negative prompt runs the negative prompt as a second call per step, which the trace recognises.
+"""
+from __future__ import annotations
+
+import torch
+
+from captum_diffusion.attention.families import AttentionFamily, Size, call_input, image_text_attention
+
+
+class FluxTracingProcessor:
+    """Computes what diffusers' ``FluxAttnProcessor`` computes (same projections, norms, rotary embedding and
+    ``dispatch_attention_fn`` call, so the image is unchanged) and adds the image queries' attention over the
+    text keys to the trace, for double-stream (text given separately) and single-stream (text inside
+    ``hidden_states``) blocks alike."""
+
+    def __init__(self, trace, original):
+        self.trace = trace
+        self.original = original
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, image_rotary_emb=None):
+        joint_input = encoder_hidden_states is None  # single-stream: hidden_states is [text | image]
+        n_text = self.trace.text_length if joint_input else encoder_hidden_states.shape[1]
+        size = self.trace.grid(hidden_states.shape[1] - (n_text if joint_input else 0))
+        if size is None:
+            return self.original(attn, hidden_states, encoder_hidden_states, attention_mask, image_rotary_emb)
+        if attention_mask is not None:
+            raise ValueError("FLUX attention with an attention mask is not traced (FluxPipeline passes none)")
+        from diffusers.models.attention_dispatch import dispatch_attention_fn
+        from diffusers.models.embeddings import apply_rotary_emb
+
+        def heads(x):  # (batch, n, heads * d) -> (batch, n, heads, d), FLUX's layout
+            return x.unflatten(-1, (-1, attn.head_dim))
+
+        query = attn.norm_q(heads(attn.to_q(hidden_states)))
+        key = attn.norm_k(heads(attn.to_k(hidden_states)))
+        value = heads(attn.to_v(hidden_states))
+        if not joint_input:
+            query = torch.cat([attn.norm_added_q(heads(attn.add_q_proj(encoder_hidden_states))), query], dim=1)
+            key = torch.cat([attn.norm_added_k(heads(attn.add_k_proj(encoder_hidden_states))), key], dim=1)
+            value = torch.cat([heads(attn.add_v_proj(encoder_hidden_states)), value], dim=1)
+        if image_rotary_emb is not None:
+            query = apply_rotary_emb(query, image_rotary_emb, sequence_dim=1)
+            key = apply_rotary_emb(key, image_rotary_emb, sequence_dim=1)
+        q, k = query.transpose(1, 2), key.transpose(1, 2)  # (batch, heads, n, d)
+        self.trace.add(image_text_attention(q[:, :, n_text:], k[:, :, :n_text], k, query.shape[-1] ** -0.5,
+                                            self.trace.text_softmax), size)
+
+        hidden_states = dispatch_attention_fn(query, key, value, attn_mask=attention_mask,
+                                              backend=self.original._attention_backend,
+                                              parallel_config=self.original._parallel_config)
+        hidden_states = hidden_states.flatten(2, 3).to(query.dtype)
+        if joint_input:
+            return hidden_states
+        encoder_hidden_states, hidden_states = hidden_states.split_with_sizes(
+            [n_text, hidden_states.shape[1] - n_text], dim=1)
+        hidden_states = attn.to_out[1](attn.to_out[0](hidden_states.contiguous()))
+        encoder_hidden_states = attn.to_add_out(encoder_hidden_states.contiguous())
+        return hidden_states, encoder_hidden_states
+
+
+class FluxFamily(AttentionFamily):
+    """``FluxPipeline`` and friends (``FluxTransformer2DModel``): T5 text, ``[text | image]``."""
+
+    name = "flux"
+    plain_processors = frozenset({"FluxAttnProcessor"})
+    separate_uncond_calls = True
+
+    def text_layers(self) -> list[str]:
+        return [key[: -len(".processor")] for key in self.denoiser.attn_processors
+                if key.startswith(("transformer_blocks.", "single_transformer_blocks."))]
+
+    def check_layer(self, name, module, processor) -> None:
+        super().check_layer(name, module, processor)
+        if getattr(module, "fused_projections", False):
+            raise ValueError(f"layer {name} has fused QKV projections; call pipe.transformer.unfuse_qkv_projections() "
+                             f"before tracing its attention")
+
+    def tracing_processor(self, trace, original):
+        return FluxTracingProcessor(trace, original)
+
+    def grids(self, height: int, width: int) -> list[Size]:
+        scale = int(self.pipeline.vae_scale_factor) * 2  # the pipeline packs 2x2 latent patches into one token
+        return [(height // scale, width // scale)]
+
+    def call_grids(self, args, kwargs) -> list[Size]:
+        ids = call_input(args, kwargs, "img_ids", 4)  # (n, 3) rows (0, row, column)
+        ids = ids.reshape(-1, ids.shape[-1])
+        return [(int(ids[:, 1].max()) + 1, int(ids[:, 2].max()) + 1)]
+
+    def text_encoders(self, call: dict) -> dict:
+        return {"t5": (self.pipeline.tokenizer_2, 0, self.max_sequence_length(call))}
