@@ -5,6 +5,9 @@
     OMP_NUM_THREADS=1 python benchmarks/daam.py --only-miou      # ShapesWorld mIoU only (--limit N: first N prompts)
     OMP_NUM_THREADS=1 python benchmarks/daam.py --only-miou --resolutions 16 --steps 5 6 7 8 9   # a restricted DAAM
     OMP_NUM_THREADS=1 python benchmarks/daam.py --model tiny     # overhead/memory on the random tiny SD 1.x
+    OMP_NUM_THREADS=1 python benchmarks/daam.py --family all     # overhead/memory on tiny UNet, SD3, FLUX, PixArt
+    OMP_NUM_THREADS=1 python benchmarks/daam.py --family flux --repeats 5     # one family
+    OMP_NUM_THREADS=1 python benchmarks/daam.py --model shapes-world-transformer --skip-miou   # the SD3-style one
 
 1. Wall time of a traced generation over a plain one (same prompt, seed and settings), interleaved
    repeats, median of each: goal <= 1.3x.
@@ -26,8 +29,28 @@ import numpy as np
 import torch
 
 
+#: generation settings of the tiny random pipelines per family (64x64 px; each family's default T5 length:
+#: SD3 256, FLUX 512, PixArt 300; classifier-free guidance on where the family has it, FLUX's distilled guidance)
+TINY_SETTINGS = {"unet": dict(guidance_scale=7.5), "sd3": dict(guidance_scale=5.0), "flux": dict(guidance_scale=3.5),
+                 "pixart": dict(guidance_scale=4.5, use_resolution_binning=False, clean_caption=False)}
+
+
+def load_tiny(family: str):
+    """``(pipeline, generation kwargs, name)``: the tiny random pipeline of ``family`` at 64x64 px, 10 steps."""
+    from captum_diffusion.testing import tiny_stable_diffusion, tiny_transformer_pipeline
+
+    pipe = tiny_stable_diffusion("sd1") if family == "unet" else tiny_transformer_pipeline(family)
+    return pipe, dict(num_inference_steps=10, height=64, width=64, **TINY_SETTINGS[family]), f"tiny random {family}"
+
+
 def load_model(kind: str):
-    """``(pipeline, generation kwargs, name)`` for ``kind`` in {"auto", "shapes-world", "tiny"}."""
+    """``(pipeline, generation kwargs, name)`` for ``kind`` in {"auto", "shapes-world", "shapes-world-transformer",
+    "tiny"}."""
+    if kind == "shapes-world-transformer":
+        from captum_diffusion.shapes_world import TRANSFORMER_GENERATION, load_shapes_world
+
+        pipe, _ = load_shapes_world(family="transformer")
+        return pipe, TRANSFORMER_GENERATION.pipeline_kwargs(), "ShapesWorld transformer"
     if kind in ("auto", "shapes-world"):
         try:
             from captum_diffusion.shapes_world import DEFAULT_GENERATION, load_shapes_world
@@ -38,10 +61,7 @@ def load_model(kind: str):
             if kind == "shapes-world":
                 raise
             print(f"(ShapesWorld weights unavailable: {error}; using the tiny random SD 1.x)")
-    from captum_diffusion.testing import tiny_stable_diffusion
-
-    return tiny_stable_diffusion("sd1"), dict(num_inference_steps=10, guidance_scale=7.5, height=64, width=64), \
-        "tiny random SD 1.x"
+    return load_tiny("unet")
 
 
 def overhead(pipe, kwargs, repeats: int) -> None:
@@ -94,9 +114,9 @@ def memory(pipe, kwargs) -> None:
         with daam.tracing(1, height, width) as trace:
             add = trace.add
 
-            def counting_add(probs, heads, size, add=add):
+            def counting_add(probs, size, add=add):
                 store_all[0] += probs.numel() * 4  # keeping every (step, layer, head) map of the batch
-                add(probs, heads, size)
+                add(probs, size)
 
             trace.add = counting_add
             pipe(prompt, generator=torch.Generator().manual_seed(0), **call)
@@ -174,7 +194,9 @@ def miou_shapes_world(pipe, kwargs, batch: int, limit: int, options: dict) -> No
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", choices=("auto", "shapes-world", "tiny"), default="auto")
+    parser.add_argument("--model", choices=("auto", "shapes-world", "shapes-world-transformer", "tiny"), default="auto")
+    parser.add_argument("--family", choices=("unet", "sd3", "flux", "pixart", "all"),
+                        help="overhead and memory on the tiny random pipeline of this family (or all four)")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--skip-miou", action="store_true", help="only the overhead and memory figures")
     parser.add_argument("--only-miou", action="store_true", help="only the ShapesWorld mIoU")
@@ -185,6 +207,15 @@ def main() -> None:
     args = parser.parse_args()
     options = {k: v for k, v in (("resolutions", args.resolutions), ("steps", args.steps)) if v}
     torch.set_num_threads(1)
+    if args.family:
+        for family in ("unet", "sd3", "flux", "pixart") if args.family == "all" else (args.family,):
+            pipe, kwargs, name = load_tiny(family)
+            pipe.set_progress_bar_config(disable=True)
+            print(f"model: {name}; torch threads: {torch.get_num_threads()}")
+            for steps in (10, 50):
+                overhead(pipe, {**kwargs, "num_inference_steps": steps}, args.repeats)
+            memory(pipe, kwargs)
+        return
     pipe, kwargs, name = load_model(args.model)
     pipe.set_progress_bar_config(disable=True)
     print(f"model: {name}; torch threads: {torch.get_num_threads()}")
@@ -192,7 +223,7 @@ def main() -> None:
         overhead(pipe, kwargs, args.repeats)
         memory(pipe, kwargs)
     if not args.skip_miou:
-        if name != "ShapesWorld":
+        if not name.startswith("ShapesWorld"):
             print("mIoU: skipped (needs the ShapesWorld weights)")
         else:
             miou_shapes_world(pipe, kwargs, args.batch, args.limit, options)

@@ -265,6 +265,22 @@ def test_trace_memory_is_flat_in_steps():
     assert sizes[0] == sizes[1] == 1 * 8 * 8 * (77 + T5_LENGTH) * 4  # one (image, grid, text) float32 sum
 
 
+def test_sd3_skip_layer_guidance_pass_is_not_a_step_and_not_traced():
+    pipe = _pipe("sd3")
+    daam = DAAM(pipe)
+    call = _call("sd3", height=32, width=32, guidance_scale=5.0, skip_guidance_layers=[1],
+                 skip_layer_guidance_start=0.0, skip_layer_guidance_stop=1.0)
+    calls = []
+    hook = pipe.transformer.register_forward_pre_hook(lambda m, a: calls.append(1))
+    try:
+        with daam.tracing(1, 32, 32) as trace:
+            pipe("a red circle", generator=_gen(12), **call)
+    finally:
+        hook.remove()
+    assert len(calls) == STEPS + 1  # the second step runs a third, layer-skipping pass
+    assert trace.step == STEPS - 1 and trace.n_traced == STEPS * len(daam.attention_layers)
+
+
 # ------------------------------------------------------------------ SD3's two text encoders
 
 def test_sd3_maps_sum_clip_and_t5_positions_by_default_and_each_can_be_chosen():

@@ -73,26 +73,29 @@ class DAAMTrace:
         self.grids: list[Size] = []
         self.text_length: Optional[int] = None  # text positions of the current call (FLUX's single-stream blocks)
         self.uncond_call = False  # the current call is a separate unconditional pass (FLUX true CFG)
+        self.extra_call = False  # the current call is an extra pass that is not traced (SD3 skip-layer guidance)
         self.step = -1  # index of the current conditional denoiser call
         self.sums: dict[Size, list] = {}  # grid -> [cond (n, h*w, T) float32, uncond or None]
         self.guided: Optional[bool] = None  # classifier-free guidance seen (batch 2n / separate calls) or not
         self.n_traced = 0  # layer calls added to the sums
 
-    def begin_call(self, grids: list[Size], text_length: Optional[int], uncond_call: bool = False) -> None:
+    def begin_call(self, grids: list[Size], text_length: Optional[int], uncond_call: bool = False,
+                   extra_call: bool = False) -> None:
         """A denoiser call starts: its attention grids, its text length, whether it is a separate
-        unconditional pass (then the step does not advance)."""
+        unconditional pass or an extra pass that is not traced (then the step does not advance)."""
         if self.resolutions is not None and not self.resolutions <= set(grids):
             raise ValueError(f"resolutions {sorted(self.resolutions)} are not attention grids of this generation; "
                              f"its grids (h, w) are {grids}")
-        self.grids, self.text_length, self.uncond_call = list(grids), text_length, uncond_call
+        self.grids, self.text_length = list(grids), text_length
+        self.uncond_call, self.extra_call = uncond_call, extra_call
         if uncond_call:
             self.guided = True
-        else:
+        elif not extra_call:
             self.step += 1
 
     def grid(self, sequence_length: int) -> Optional[Size]:
         """The ``(h, w)`` grid of a layer whose image sequence has this length, if it is traced now."""
-        if self.steps is not None and self.step not in self.steps:
+        if self.extra_call or (self.steps is not None and self.step not in self.steps):
             return None
         if self.uncond_call and not self.keep_uncond:
             return None
@@ -349,7 +352,7 @@ class DAAM(Attribution):
             if not conditional_text:
                 conditional_text.append(text.data_ptr())
             uncond = family.separate_uncond_calls and text.data_ptr() != conditional_text[0]
-            trace.begin_call(family.call_grids(args, kwargs), text.shape[1], uncond)
+            trace.begin_call(family.call_grids(args, kwargs), text.shape[1], uncond, family.extra_call(kwargs))
 
         denoiser.set_attn_processor({k: family.tracing_processor(trace, p) if k in selected else p
                                      for k, p in originals.items()})

@@ -107,6 +107,10 @@ class AttentionFamily:
         """The attention grids of one denoiser call, from its inputs (what the layers will see)."""
         raise NotImplementedError
 
+    def extra_call(self, kwargs: dict) -> bool:
+        """Whether a denoiser call is an extra pass of a step that maps leave out (SD3's skip-layer guidance)."""
+        return False
+
     # --- text
     def call_text(self, args: tuple, kwargs: dict) -> torch.Tensor:
         """The text input (``encoder_hidden_states``, batch x text positions x channels) of a denoiser call."""

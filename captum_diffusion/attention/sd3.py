@@ -95,6 +95,9 @@ class SD3Family(AttentionFamily):
         patch = self.denoiser.config.patch_size
         return [(latents.shape[-2] // patch, latents.shape[-1] // patch)]
 
+    def extra_call(self, kwargs: dict) -> bool:
+        return kwargs.get("skip_layers") is not None  # skip-layer guidance's third pass, with blocks left out
+
     def text_encoders(self, call: dict) -> dict:
         pipe = self.pipeline
         clip_length = int(pipe.tokenizer_max_length)
