@@ -131,6 +131,15 @@ def test_every_text_encoder_and_its_limit(family_pipe):
     assert t2i(pipe, max_sequence_length=64).key("a") != generator.key("a")  # the limit is in the cache key
 
 
+def test_sd3_loaded_without_t5_checks_only_its_clips():
+    """SD3 loaded with ``text_encoder_3=None`` feeds zeros for T5: no T5 limit applies, a long T5 prompt is fine."""
+    pipe = tiny_transformer_pipeline("sd3")
+    pipe.text_encoder_3 = pipe.tokenizer_3 = None
+    generator = t2i(pipe, max_sequence_length=8)
+    assert generator.token_limits == {"text_encoder": 77, "text_encoder_2": 77}
+    assert generator(["a yellow triangle on the left"])[0].size == (32, 32)
+
+
 def test_a_prompt_the_t5_encoder_would_cut_is_an_error_before_anything_is_made(family_pipe):
     """"triangle" is one CLIP token but two T5 pieces: 30 of them fit CLIP's 77 and not a T5 limit of 40."""
     family, pipe = family_pipe
