@@ -2,7 +2,8 @@
 
 They exercise shapes, layouts and edge cases (SD 1.x, 2.x, XL; the diffusion transformers SD3, FLUX.1 and
 PixArt-Σ with a T5 text encoder) in tests and benchmarks without any hub access. Their outputs mean nothing;
-for explanations that must be *right* use the trained ShapesWorld model (``captum_diffusion.shapes_world.load_shapes_world``).
+for explanations that must be *right* use the trained ShapesWorld model
+(``captum_diffusion.shapes_world.load_shapes_world``).
 """
 from __future__ import annotations
 
@@ -192,7 +193,8 @@ def tiny_sd3(seed: int = 0):
         text_encoder = CLIPTextModelWithProjection(_text_config(tokenizer, hidden_size=16, projection_dim=16))
         text_encoder_2 = CLIPTextModelWithProjection(_text_config(tokenizer, hidden_size=16, projection_dim=16))
     pipe = StableDiffusion3Pipeline(transformer=transformer, scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
-                                    vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, text_encoder_2=text_encoder_2,
+                                    vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
+                                    text_encoder_2=text_encoder_2,
                                     tokenizer_2=tiny_tokenizer(), text_encoder_3=tiny_t5(seed + 1),
                                     tokenizer_3=tiny_t5_tokenizer())
     pipe.set_progress_bar_config(disable=True)

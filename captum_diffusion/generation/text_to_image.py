@@ -43,17 +43,19 @@ class TextToImage:
 
     Args:
         pipeline_or_callable: a diffusers pipeline that takes ``prompt`` and ``latents`` (``StableDiffusionPipeline``,
-            ``StableDiffusionXLPipeline``, ``StableDiffusion3Pipeline``, ``FluxPipeline``, ``PixArtSigmaPipeline``, ...), or any callable ``fn(prompts: list[str]) -> list[image]`` (images as
-            PIL or uint8 ``(H, W, 3)`` arrays). If the callable accepts a ``generator`` keyword it gets one seeded
+            ``StableDiffusionXLPipeline``, ``StableDiffusion3Pipeline``, ``FluxPipeline``, ``PixArtSigmaPipeline``,
+            ...), or any callable ``fn(prompts: list[str]) -> list[image]`` (images as PIL or uint8 ``(H, W, 3)``
+            arrays). If the callable accepts a ``generator`` keyword it gets one seeded
             CPU ``torch.Generator`` per prompt (diffusers style); else if it accepts ``seed`` it gets ``seed=seed``;
             otherwise it must be deterministic by itself. The settings below that are not ``None`` are passed
             to it as keywords when its signature names them (``height=``, ``num_inference_steps=``, ...).
         seed: every prompt starts from the same noise, drawn from its own CPU ``torch.Generator().manual_seed(seed)``
             and passed as ``latents=``; schedulers that add noise while sampling (ancestral, SDE) draw it from one
             more CPU generator per prompt, seeded with ``noise_seed(seed)`` (another stream, so that noise is not
-            the initial noise again). The noise is laid out as the pipeline's family needs it (``families.initial_latents``:
-            4 channels for SD 1.x/2.x/XL and PixArt, 16 for SD3, FLUX's 16 channels packed 2x2 into 64-channel tokens).
-            Nothing random depends on the other prompts in a batch or their order. With
+            the initial noise again). The noise is laid out as the pipeline's family needs it
+            (``families.initial_latents``: 4 channels for SD 1.x/2.x/XL and PixArt, 16 for SD3, FLUX's 16 channels
+            packed 2x2 into 64-channel tokens). Nothing random depends on the other prompts in a batch or their
+            order. With
             ``batch_size=1`` images are bit-identical however they are requested. Batched, float kernels (oneDNN
             convolutions, BLAS/cuBLAS GEMMs) may round differently for another batch shape or row, so a few pixels
             can differ by one grey level (measured on the tiny SD 1.x/2.x/XL test models: at most 1 level, on under
