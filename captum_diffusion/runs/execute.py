@@ -356,10 +356,15 @@ def word_values(method: str, f, config: RunConfig, seed: int) -> tuple[np.ndarra
 def _wants_attention(config: RunConfig, model) -> bool:
     if config.attention == "none":
         return False
-    has_unet = getattr(model.pipeline, "unet", None) is not None
-    if config.attention == "daam" and not has_unet:
-        raise ValueError(f"--attention daam needs a UNet pipeline; {type(model.pipeline).__name__} has none")
-    return has_unet
+    from captum_diffusion.attention import attention_family
+
+    try:  # DAAM traces UNet, SD3, FLUX and PixArt pipelines
+        attention_family(model.pipeline)
+    except TypeError as error:
+        if config.attention == "daam":
+            raise ValueError(f"--attention daam: {error}") from None
+        return False
+    return True
 
 
 def attention_maps(pipeline, generator, spec: PromptSpec) -> tuple[list[str], np.ndarray]:
