@@ -1,8 +1,8 @@
 """A RATLIP-style generator: recurrent affine transformations (RAT) plus shuffle attention, in plain torch.
 
 ``RATGenerator(noise (B, z_dim), sentence (B, cond_dim)) -> images (B, 3, S, S)`` in [-1, 1]. A 4x4 seed from
-the noise, then upsampling blocks (DF-GAN's residual block: affine, LeakyReLU, 3x3 conv, twice). Every affine
-layer takes its per-channel scale and shift from the hidden state of one LSTM cell that reads the sentence
+the noise, then upsampling blocks (DF-GAN's residual block: norm, affine, LeakyReLU, 3x3 conv, twice). Every
+affine layer takes its per-channel scale and shift from the hidden state of one LSTM cell that reads the sentence
 embedding at every step and carries its state from layer to layer, its initial state computed from the noise
 (RAT-GAN / RATLIP). A shuffle-attention module (SA-Net: channel and spatial gating per group, then a channel
 shuffle) follows every second block, as RATLIP puts one between every two RAT blocks. Nothing mixes the images
@@ -54,9 +54,16 @@ class ShuffleAttention(nn.Module):
         return x.reshape(b, 2, c // 2, h, w).transpose(1, 2).reshape(b, c, h, w)  # channel shuffle
 
 
+def _group_norm(channels: int) -> nn.GroupNorm:
+    """Per-image normalisation without parameters (GroupNorm: nothing mixes the images of a batch)."""
+    return nn.GroupNorm(min(8, channels), channels, affine=False)
+
+
 class _RATBlock(nn.Module):
-    """Upsample x2, then ``shortcut(h) + conv(lrelu(affine(conv(lrelu(affine(h))))))``; the two affines read two
-    successive LSTM states."""
+    """Upsample x2, then ``shortcut(h) + conv(lrelu(affine(norm(conv(lrelu(affine(norm(h))))))))``: conditional
+    normalisation, whose per-channel scale and shift come from two successive LSTM states. (Without the
+    normalisation, DF-GAN's plain affine, activations grew until the tanh output saturated white and the
+    generator stopped learning within 200 steps here.)"""
 
     def __init__(self, in_channels: int, out_channels: int, hidden: int):
         super().__init__()
@@ -65,6 +72,7 @@ class _RATBlock(nn.Module):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
             layer.bias.data[: layer.out_features // 2] = 1.0
+        self.norms = nn.ModuleList([_group_norm(in_channels), _group_norm(out_channels)])
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
         self.shortcut = nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
@@ -76,8 +84,8 @@ class _RATBlock(nn.Module):
 
     def forward(self, h: torch.Tensor, states: list[torch.Tensor]) -> torch.Tensor:
         h = F.interpolate(h, scale_factor=2, mode="nearest")
-        res = self.conv1(self._modulate(h, self.affine[0](states[0])))
-        res = self.conv2(self._modulate(res, self.affine[1](states[1])))
+        res = self.conv1(self._modulate(self.norms[0](h), self.affine[0](states[0])))
+        res = self.conv2(self._modulate(self.norms[1](res), self.affine[1](states[1])))
         return self.shortcut(h) + res
 
 
