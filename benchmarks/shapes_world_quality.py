@@ -7,7 +7,7 @@ Figures (issue 3 targets in brackets), on prompts the UNet training never saw (H
   the right colours [>= 70%] (an object of colour c1 and one of colour c2, distinct; also reported with the
   layout: c1 in the left half and c2 in the right half, and with both shapes right);
 - CLIP top-1 among the 12 "a {colour} {shape}" prompts on rendered single objects [>= 90%];
-- seconds per image at DEFAULT_GENERATION (one prompt per call, median of ``--repeats``, with 1 and 2 torch
+- seconds per image at the model's default settings (one prompt per call, median of ``--repeats``, with 1 and 2 torch
   threads) [<= 0.5 s].
 For comparison the same single/pair figures on as many training prompts are printed too.
 
@@ -15,12 +15,15 @@ For comparison the same single/pair figures on as many training prompts are prin
   of the held-out images, single and pair together.
 
 Command: ``python benchmarks/shapes_world_quality.py`` (default 10 x 12 single + 4 x 36 pair = 264 held-out
-images); ``--model gan`` measures the shipped GAN (``load_shapes_world_gan``) on the same prompts and seeds.
+images); ``--model gan`` measures the shipped GAN (``load_shapes_world_gan``), ``--model transformer`` the shipped
+SD3-style transformer (``load_shapes_world(family="transformer")`` at TRANSFORMER_GENERATION), on the same prompts
+and seeds.
 Each generation uses its own ``torch.Generator().manual_seed(seed)``; seeds are 1000 + index.
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import time
 
@@ -30,12 +33,13 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from captum_diffusion.metrics.clip import clip_score
-from captum_diffusion.shapes_world import (DEFAULT_GENERATION, HELD_OUT_PROMPTS, PAIR_PROMPTS, POSITION_PROMPTS,
+from captum_diffusion.shapes_world import (FAMILY_GENERATION, HELD_OUT_PROMPTS, PAIR_PROMPTS, POSITION_PROMPTS,
                                            SINGLE_PROMPTS, TRAIN_PROMPTS, analyse, load_shapes_world, parse_prompt,
                                            render)
 from captum_diffusion.shapes_world.gan import load_shapes_world_gan
 
-LOADERS = {"unet": load_shapes_world, "gan": load_shapes_world_gan}
+LOADERS = {"unet": load_shapes_world, "gan": load_shapes_world_gan,
+           "transformer": functools.partial(load_shapes_world, family="transformer")}
 
 
 def generate(pipe, prompt_seed_pairs, batch_size=16):
@@ -45,8 +49,9 @@ def generate(pipe, prompt_seed_pairs, batch_size=16):
     for i in range(0, len(prompt_seed_pairs), batch_size):
         chunk = prompt_seed_pairs[i:i + batch_size]
         prompts, generators = [p for p, _ in chunk], [torch.Generator().manual_seed(s) for _, s in chunk]
-        if hasattr(pipe, "unet"):
-            images += pipe(prompts, generator=generators, **DEFAULT_GENERATION.pipeline_kwargs()).images
+        if hasattr(pipe, "unet") or hasattr(pipe, "transformer"):
+            settings = FAMILY_GENERATION["unet" if hasattr(pipe, "unet") else "transformer"]
+            images += pipe(prompts, generator=generators, **settings.pipeline_kwargs()).images
         else:
             images += pipe(prompts, generator=generators)
     return images
@@ -97,7 +102,8 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     pipe, scorer = LOADERS[args.model](device=args.device)
-    print(f"model: {args.model}" + (f"; default generation: {DEFAULT_GENERATION}" if args.model == "unet" else ""))
+    print(f"model: {args.model}" + (f"; default generation: {FAMILY_GENERATION[args.model]}"
+                                    if args.model in FAMILY_GENERATION else ""))
 
     held_single = [p for p in HELD_OUT_PROMPTS if p in POSITION_PROMPTS]
     held_pair = [p for p in HELD_OUT_PROMPTS if p in PAIR_PROMPTS]
@@ -138,8 +144,9 @@ def main():
             start = time.perf_counter()
             generate(pipe, [("a blue square on the left", r)])
             times.append(time.perf_counter() - start)
-        settings = (f"{DEFAULT_GENERATION.num_inference_steps} steps, guidance {DEFAULT_GENERATION.guidance_scale}"
-                    if args.model == "unet" else "one forward pass")
+        default = FAMILY_GENERATION.get(args.model)
+        settings = (f"{default.num_inference_steps} steps, guidance {default.guidance_scale}" if default
+                    else "one forward pass")
         print(f"seconds per image at the default settings ({settings}, {threads} torch thread(s)): median "
               f"{np.median(times):.3f} s, min {min(times):.3f} s over {args.repeats} (<= 0.5 s)")
 
