@@ -154,7 +154,7 @@ def _assert_maps_close(actual, expected):
 
 
 def _positions(daam, prompt, words=None):
-    return [t.positions for t in daam._resolve(prompt, words, EXTRA[daam.family.name])]
+    return [t.positions for t in daam.word_tokens(prompt, words, max_sequence_length=T5_LENGTH)]
 
 
 # ------------------------------------------------------------------ exactness
@@ -289,8 +289,8 @@ def test_sd3_maps_sum_clip_and_t5_positions_by_default_and_each_can_be_chosen():
     maps = {encoder: DAAM(pipe, text_encoder=encoder).attribute("a red circle", generator=_gen(8), **call)
             for encoder in (None, "clip", "t5")}
     _assert_maps_close(maps["clip"] + maps["t5"], maps[None])
-    clip, = DAAM(pipe, text_encoder="clip")._resolve("a red circle", ["circle"], EXTRA["sd3"])
-    t5, = DAAM(pipe, text_encoder="t5")._resolve("a red circle", ["circle"], EXTRA["sd3"])
+    clip, = DAAM(pipe, text_encoder="clip").word_tokens("a red circle", ["circle"])
+    t5, = DAAM(pipe, text_encoder="t5").word_tokens("a red circle", ["circle"], max_sequence_length=T5_LENGTH)
     assert clip.positions == (3,) and t5.positions == (77 + 2, 77 + 3)  # CLIP after its start token; ▁cir cle
     with pytest.raises(ValueError, match="text_encoder"):
         DAAM(_pipe("flux"), text_encoder="clip")  # FLUX's CLIP gives only a pooled vector

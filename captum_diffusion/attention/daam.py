@@ -398,11 +398,15 @@ class DAAM(Attribution):
         keys of the chosen encoders), checked."""
         prompts = _as_prompts(prompts, "prompts")
         per_prompt_words = _per_prompt(words, len(prompts))
-        return prompts, [self._resolve(p, w, call) for p, w in zip(prompts, per_prompt_words)]
+        msl = call.get("max_sequence_length")
+        return prompts, [self.word_tokens(p, w, max_sequence_length=msl) for p, w in zip(prompts, per_prompt_words)]
 
-    def _resolve(self, prompt: str, words, call: dict):
-        """``select_words`` over the token positions of ``prompt``'s words in every chosen text encoder."""
-        encoders = self.family.text_encoders(call)
+    def word_tokens(self, prompt: str, words=None, *, max_sequence_length: Optional[int] = None) -> list:
+        """The addressed ``words`` of ``prompt`` (specs as in :meth:`explain`) as ``WordTokens``: labels and
+        their positions in the text keys the maps read (every chosen text encoder's tokens, e.g. SD3's CLIP
+        positions 0..76 then T5's from 77). ``max_sequence_length``: the call's T5 limit (default: the
+        pipeline's)."""
+        encoders = self.family.text_encoders({"max_sequence_length": max_sequence_length})
         if self.text_encoder is not None:
             encoders = {self.text_encoder: encoders[self.text_encoder]}
         seen = self.family.tokenized_prompt(prompt)
@@ -450,7 +454,8 @@ class DAAM(Attribution):
         if negative_maps:
             if negatives is None:
                 raise ValueError("negative_maps=True needs a negative_prompt whose words to map")
-            negative_targets = [self._resolve(n, None, pipeline_kwargs) for n in negatives]
+            negative_targets = [self.word_tokens(n, max_sequence_length=pipeline_kwargs.get("max_sequence_length"))
+                                for n in negatives]
         checks.positive_int(num_images_per_prompt, "num_images_per_prompt")
         num_inference_steps = checks.optional_positive_int(num_inference_steps, "num_inference_steps")
         guidance_scale = checks.guidance_scale(guidance_scale)
