@@ -74,13 +74,13 @@ def load_shapes_world(device=None, dtype=None, family: str = "unet"):
     with ``from_pretrained`` from ``weights/``, the way a hub checkpoint is. The pipeline's progress bar is
     disabled. Raises ``FileNotFoundError`` when the weights are missing.
     """
+    from captum_diffusion import checks
+
+    checks.one_of(family, FAMILY_DIRS, "family")
     import torch
     from diffusers import StableDiffusion3Pipeline, StableDiffusionPipeline
     from transformers import CLIPModel, CLIPProcessor
 
-    from captum_diffusion import checks
-
-    checks.one_of(family, FAMILY_DIRS, "family")
     if not weights_available(family):
         raise FileNotFoundError(f"ShapesWorld {family} weights not found under {WEIGHTS_DIR}; train them with "
                                 f"scripts/train_shapes_world_{{clip,vae,{family}}}.py")
