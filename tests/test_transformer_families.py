@@ -153,6 +153,14 @@ def test_a_prompt_the_t5_encoder_would_cut_is_an_error_before_anything_is_made(f
     assert generator.n_generated == 1
 
 
+def test_tokens_are_counted_as_the_pipeline_tokenizes_the_prompt():
+    """PixArt lower-cases the prompt before T5: "RED" is then 2 T5 tokens ("▁red" "</s>"), not 5 ("▁" "R" "E" "D"
+    "</s>") as FLUX's T5 sees it."""
+    assert t2i(tiny_transformer_pipeline("pixart"), max_sequence_length=2)(["RED"])[0].size == (32, 32)
+    with pytest.raises(ValueError, match="is 5 tokens long for text_encoder_2 \\(T5"):
+        t2i(tiny_transformer_pipeline("flux"), max_sequence_length=2)(["RED"])
+
+
 def test_a_sub_prompt_past_clip_77_is_an_error_naming_the_clip_encoder(family_pipe):
     family, pipe = family_pipe
     if family == "pixart":

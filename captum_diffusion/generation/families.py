@@ -139,11 +139,19 @@ def text_encoders(pipeline, max_sequence_length: int | None = None) -> list[Text
     return found
 
 
+def tokenized_text(pipeline, prompt: str) -> str:
+    """The prompt as ``pipeline`` hands it to its tokenizers (called with ``CALL_KEYWORDS``): PixArt lower-cases
+    and strips it (its ``_text_preprocessing`` without caption cleaning); the others leave it as it is."""
+    return prompt.lower().strip() if pipeline_family(pipeline) == "pixart" else prompt
+
+
 def check_token_limits(pipeline, prompts: list[str], max_sequence_length: int | None = None) -> None:
     """Raise ``ValueError`` naming the first prompt that a text encoder of ``pipeline`` would truncate (see
-    ``text_encoders``), the encoder and its limit; pipelines otherwise cut it silently, with a logged warning."""
+    ``text_encoders``; each prompt counted as the pipeline tokenizes it, ``tokenized_text``), the encoder and its
+    limit; pipelines otherwise cut it silently, with a logged warning."""
+    texts = [tokenized_text(pipeline, prompt) for prompt in prompts]
     for encoder in text_encoders(pipeline, max_sequence_length) if prompts else ():
-        for prompt, n_tokens in zip(prompts, encoder.count(prompts)):
+        for prompt, n_tokens in zip(prompts, encoder.count(texts)):
             if n_tokens > encoder.limit:
                 source = "max_sequence_length" if encoder.kind == "T5" else "tokenizer.model_max_length"
                 shown = prompt if len(prompt) <= 60 else prompt[:57] + "..."
