@@ -431,11 +431,14 @@ class DAAM(Attribution):
         prompt (``"dog"``, ``"red#1"``, ``("red", 1)``, word index; see :mod:`captum_diffusion.words.tokens`), or
         one list of specs per prompt. ``generator``: ``torch.Generator`` or one per image. ``steps``:
         denoising-step indices (0 = first, noisiest) to sum over, ``None`` = all. ``layers``: names or dotted
-        prefixes of :attr:`cross_attention_layers`. ``resolutions``: attention grid sizes to keep, ``(h, w)``
-        tuples or ``int`` for square grids, in latent positions (e.g. 64, 32, 16, 8 for SD at 512 px).
-        ``negative_maps``: also return maps of ``negative_prompt``'s words (needs guidance). ``progress``:
-        show the pipeline's tqdm bar (``None`` leaves the pipeline's setting). Other keyword arguments go
-        to the pipeline call. Returns a :class:`DAAMResult`.
+        prefixes of :attr:`attention_layers` (blocks: e.g. ``"up_blocks"``, ``"transformer_blocks.3"``,
+        ``"single_transformer_blocks"``). ``resolutions``: attention grid sizes to keep, ``(h, w)`` tuples or
+        ``int`` for square grids, in latent positions (e.g. 64, 32, 16, 8 for SD at 512 px; transformers
+        attend at one grid, 64 for SD3 / FLUX at 1024 px). ``negative_maps``: also return maps of
+        ``negative_prompt``'s words (needs guidance; FLUX: ``true_cfg_scale > 1``). ``progress``: show the
+        pipeline's tqdm bar (``None`` leaves the pipeline's setting). Other keyword arguments go to the
+        pipeline call (e.g. ``max_sequence_length``, the T5 limit words are matched under). Maps are at each
+        generated image's size. Returns a :class:`DAAMResult`.
         """
         pipe = self.pipeline
         for reserved in ("prompt", "output_type", "prompt_embeds"):
