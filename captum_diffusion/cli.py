@@ -38,12 +38,16 @@ def _explain_parser(sub) -> None:
     p.add_argument("--size", type=_size, help="image size in pixels: N or HxW (default: the model's)")
     p.add_argument("--words", nargs="+", metavar="METHOD",
                    help=f"word-attribution methods, several allowed: {', '.join(WORD_METHODS)} (default: shap-exact "
-                        f"up to {DEFAULT_EXACT_WORDS} words, shap-permutation above)")
+                        f"up to {DEFAULT_EXACT_WORDS} words, shap-permutation above); add 'interactions' for the "
+                        "strongest word pairs in the report (exact k-SII, from exact SHAP's sub-prompts)")
     p.add_argument("--attention", choices=("daam", "none"), help="attention maps (default: daam where the "
                                                                  "pipeline has a UNet)")
     p.add_argument("--segments", metavar="KIND", help="segment-by-word table: slic, daam-kmeans or sam:CHECKPOINT "
                                                       "(default: off)")
     p.add_argument("--lime-samples", type=int, help="lime's perturbation samples (default 200)")
+    p.add_argument("--faithfulness", action="store_true", default=None,
+                   help="show the deletion curve of the word ranking beside random orders in the report (from exact "
+                        "SHAP's sub-prompts, no extra image)")
     p.add_argument("--max-evals", type=int, help="budget of the sampling methods (default: each library's)")
     p.add_argument("--batch-size", type=int, help="images per pipeline call (default 8)")
     p.add_argument("--out", help="the run folder (default: outputs/run)")
@@ -95,7 +99,7 @@ def config_from_args(args: argparse.Namespace):
 
     options = read_config_file(args.config) if args.config else {}
     for name in ("model", "clip", "device", "dtype", "seeds", "steps", "guidance", "size", "words", "attention",
-                 "segments", "lime_samples", "max_evals", "batch_size", "out", "prompts_file"):
+                 "segments", "lime_samples", "max_evals", "batch_size", "faithfulness", "out", "prompts_file"):
         value = getattr(args, name)
         if value is not None:
             options[name] = value

@@ -39,7 +39,8 @@ from captum_diffusion.words.game import word_labels
 __all__ = [
     "image_data_uri", "figure_data_uri", "word_text_html", "bar_chart", "waterfall", "values_table_html",
     "subprompt_grid_html", "attention_maps_html", "attention_maps_figure", "segment_figure",
-    "segment_table_html", "seed_agreement", "seed_agreement_html", "how_to_read_html", "anchor_id", "page",
+    "segment_table_html", "seed_agreement", "seed_agreement_html", "interaction_pairs_html", "deletion_curve_figure",
+    "how_to_read_html", "anchor_id", "page",
     "write_page", "EMPTY_PROMPT_LABEL", "BASE_LABEL", "PROMPT_LABEL",
 ]
 
@@ -585,6 +586,52 @@ def seed_agreement_html(agreement: Mapping, seeds: Sequence[int] | None = None) 
     return f'<div class="seed-agreement">{summary}{table}<ol class="rankings">{rankings}</ol></div>'
 
 
+# ------------------------------------------------------------------------------------- pairs and curves
+
+def interaction_pairs_html(pairs, index: str = "k-SII") -> str:
+    """A table of word pairs ``[(label_i, label_j, value), ...]`` (``words.strongest_pairs``: strongest first),
+    values to 3 decimals, tinted red (the two words act together: positive) or blue (redundant: negative) on
+    one scale. ``index``: the interaction index named in the header."""
+    pairs = [(str(a), str(b), float(v)) for a, b, v in pairs]
+    if not pairs:
+        raise ValueError("pairs is empty: give at least one (label_i, label_j, value)")
+    values = _vector([v for _, _, v in pairs], None, "pair values")
+    cmax = float(np.abs(values).max())
+    rows = "".join(f"<tr><th>{_esc(a)}</th><th>{_esc(b)}</th>{_table_cell(v, cmax)}</tr>" for a, b, v in pairs)
+    return (f'<table class="values interactions"><thead><tr><th>word</th><th>word</th><th>{_esc(index)}</th></tr>'
+            f"</thead><tbody>{rows}</tbody></table>")
+
+
+def deletion_curve_figure(curve, random_curves, method: str):
+    """The payoff after deleting the attribution's top ``t`` words, ``t = 0..d`` (``curve`` ``(d+1,)``, from
+    ``metrics.deletion_curve``), beside random word orderings (``random_curves`` ``(n, d+1)``: their mean and the
+    5-95% band). The legend gives each one's AOPC (``mean_t [curve[0] - curve[t]]``, higher = the ranking finds
+    the words the payoff depends on sooner). Returns a matplotlib ``Figure`` (not in pyplot)."""
+    curve = _vector(curve, None, "curve")
+    random_curves = np.asarray(random_curves, dtype=np.float64)
+    if random_curves.ndim != 2 or random_curves.shape[1] != curve.size or not np.isfinite(random_curves).all():
+        raise ValueError(f"random_curves must be finite, shape (n, {curve.size}), got shape {random_curves.shape}")
+    steps = np.arange(curve.size)
+    aopc = float((curve[0] - curve).mean())
+    random_aopc = (random_curves[:, :1] - random_curves).mean(axis=1)
+    fig = _new_figure(5.0, 3.2)
+    ax = fig.add_subplot()
+    low, high = np.percentile(random_curves, [5, 95], axis=0)
+    ax.fill_between(steps, low, high, color="#bbbbbb", alpha=0.5, label="random orderings, 5-95%")
+    ax.plot(steps, random_curves.mean(0), color="#777777", linestyle="--",
+            label=f"random mean (AOPC {random_aopc.mean():.3f})")
+    ax.plot(steps, curve, color="#d62728", marker="o", label=f"{method} order (AOPC {aopc:.3f})")
+    ax.set_xlabel("words deleted, most important first")
+    ax.set_ylabel("payoff")
+    ax.set_xticks(steps)
+    ax.grid(alpha=0.3)
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.set_title("Deletion curve", fontsize=11)
+    ax.legend(fontsize=8, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
 # ------------------------------------------------------------------------------------------------- page
 
 def how_to_read_html(payoff_description: str) -> str:
@@ -611,6 +658,13 @@ def how_to_read_html(payoff_description: str) -> str:
                                   "other words, not just a flat map."),
         ("Image segments", "The image is cut into numbered segments; the table gives each segment's value "
                            "for each word's score (largest per word in bold)."),
+        ("Word pairs", "Shapley interaction (k-SII, order 2) of two words, from the same sub-prompt images: "
+                       "positive (red) when the two words mean more together than apart (\"red\" with "
+                       "\"circle\"), negative (blue) when either one alone does the job (redundant)."),
+        ("Deletion curve", "The payoff as the words are deleted from the prompt in the order of their values, "
+                           "most important first, beside random orders: the faster it falls below the random "
+                           "band, the better the ranking names the words the image depends on (AOPC: the "
+                           "average drop; higher is more faithful)."),
         ("Seed agreement", "The same game with different seeds. Ranks aligned: percent of words with the "
                            "same rank in both seeds (100% = identical ranking). Spearman &rho; and Kendall "
                            "&tau;: rank correlations, 1 = same order, -1 = reversed. Std: how much a "

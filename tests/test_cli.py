@@ -16,12 +16,14 @@ from captum_diffusion.cli import main
 from captum_diffusion.runs import RunConfig, explain_run, load_run
 
 PROMPT = "a red circle"
-SETTINGS = dict(seeds=(0, 1), words=("shap-exact", "lime", "captum-feature_ablation"), lime_samples=20)
+METHODS = ("shap-exact", "lime", "captum-feature_ablation")
+SETTINGS = dict(seeds=(0, 1), words=(*METHODS, "interactions"), lime_samples=20, faithfulness=True)
 
 
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):
-    """One small ShapesWorld run: 1 prompt, 2 seeds, three methods, DAAM maps, SLIC segment table."""
+    """One small ShapesWorld run: 1 prompt, 2 seeds, three methods, DAAM maps, SLIC segment table, word pairs and
+    the deletion curve in the report."""
     out = tmp_path_factory.mktemp("run") / "run"
     config = RunConfig(prompts=(PROMPT,), segments="slic", **SETTINGS)
     return explain_run(config, out, command=["test"], progress=False), out
@@ -33,7 +35,8 @@ def test_saved_run_reloads_equal(saved):
     assert len(again) == 1 and again[0].status == "done"
     first, second = run[0], again[0]
     assert second.words == ["a", "red", "circle"] and second.seeds == [0, 1]
-    for method in SETTINGS["words"]:
+    assert second.methods == list(METHODS)
+    for method in METHODS:
         np.testing.assert_array_equal(first.values[method], second.values[method])
         for seed in (None, 0, 1):
             a, b = first.explanation(method, seed), second.explanation(method, seed)
@@ -75,6 +78,50 @@ def test_saved_values_are_the_in_memory_explanations(saved):
     assert manifest["versions"]["torch"] and manifest["model"]["scheduler"]["class"]
     assert manifest["prompts"][0]["status"] == "done" and manifest["command"] == ["test"]
     assert manifest["counts"]["images_generated"] == 16        # 2**3 sub-prompts x 2 seeds, each once
+
+
+def test_report_pairs_and_deletion_curve_read_the_saved_subprompts(saved):
+    """--words interactions / --faithfulness: exact k-SII pairs and the deletion curve of the seed-averaged game,
+    read from the saved sub-prompt payoffs (the run generated only exact SHAP's 16 images: see above)."""
+    import re
+
+    from captum_diffusion.metrics import deletion_curve
+    from captum_diffusion.runs import render
+    from captum_diffusion.words import explain_interactions
+
+    run = load_run(saved[1])
+    result = run[0]
+    game = render.played_game(result)
+    assert game.n_calls == 0
+    full = np.mean([[e.payoff for e in seed if e.prompt == PROMPT][0] for seed in result.subprompts])
+    base = result.base_values["shap-exact"].mean()
+    values = explain_interactions(result.words, game, "k-SII", order=2)
+    singles = [values[(i,)] for i in range(3)]
+    pairs = {key: values[key] for key in [(0, 1), (0, 2), (1, 2)]}
+    np.testing.assert_allclose(sum(singles) + sum(pairs.values()), full - base, atol=1e-12)  # k-SII efficiency
+    # the pair of words 1 and 2 in closed form (3 players): k-SII = SII for the pairs of the top order
+    v = lambda *kept: game.value([i in kept for i in range(3)])  # noqa: E731
+    sii_12 = 0.5 * (v(1, 2) - v(1) - v(2) + v()) + 0.5 * (v(0, 1, 2) - v(0, 1) - v(0, 2) + v(0))
+    np.testing.assert_allclose(pairs[(1, 2)], sii_12, atol=1e-12)
+    page = render.render(run)
+    table = page.split('<table class="values interactions">')[1].split("</table>")[0]
+    shown = re.findall(r'<tr><th>([^<]+)</th><th>([^<]+)</th><td class="num"[^>]*>([-0-9.]+)</td></tr>', table)
+    labels = ["a", "red", "circle"]
+    ranked = sorted(pairs, key=lambda key: -abs(pairs[key]))
+    assert [(a, b, float(x)) for a, b, x in shown] == [(labels[i], labels[j], round(pairs[i, j], 3)) for i, j in ranked]
+    curve = deletion_curve(game, None, result.values["shap-exact"].mean(0))
+    np.testing.assert_allclose([curve[0], curve[-1]], [full, base], atol=1e-12)
+    assert "Deletion curve of shap-exact" in page and 'alt="deletion curve"' in page
+
+
+def test_interactions_and_faithfulness_run_exact_shap_when_they_can():
+    config = RunConfig(prompts=(PROMPT,), words=("lime", "interactions"))
+    assert config.methods_for(3) == ("shap-exact", "lime")
+    assert RunConfig(prompts=(PROMPT,), words=("interactions",)).methods_for(12) == ("shap-exact",)
+    assert RunConfig(prompts=(PROMPT,), faithfulness=True, words=("lime",)).methods_for(13) == ("lime",)
+    assert RunConfig(prompts=(PROMPT,), words=("lime",)).methods_for(3) == ("lime",)
+    with pytest.raises(TypeError, match="faithfulness must be a bool"):
+        RunConfig(prompts=(PROMPT,), faithfulness="yes")
 
 
 def test_rerun_resumes_without_generating(saved, capsys):
@@ -202,7 +249,10 @@ def test_report_of_a_saved_run_in_chromium(saved):
         logs = open_in_browser(driver, out / "report.html")
         assert [entry for entry in logs if entry["level"] == "SEVERE"] == []
         widths = driver.execute_script("return Array.from(document.images).map(i => i.complete ? i.naturalWidth : 0)")
-        assert len(widths) == 14 and min(widths) > 0   # 2 seeds, bars, waterfall, 8 sub-prompts, maps, segments
+        # 2 seeds, bars, waterfall, deletion curve, 8 sub-prompts, maps, segments
+        assert len(widths) == 15 and min(widths) > 0
+        pairs = driver.find_elements("css selector", "section#prompt-0 table.interactions tbody tr")
+        assert len(pairs) == 3  # every pair of the 3 words
         words = driver.find_elements("css selector", "section#prompt-0 .shap-words")[0]
         assert words.get_attribute("innerText").strip() == PROMPT
         spans = driver.find_elements("css selector", "section#prompt-0 .shap-words .shap-word")

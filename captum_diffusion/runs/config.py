@@ -25,10 +25,14 @@ SHAPES_WORLD_TRANSFORMER = "shapes-world-transformer"
 EMBEDDED_MODELS = {SHAPES_WORLD: "unet", SHAPES_WORLD_TRANSFORMER: "transformer"}
 SHAP_METHODS = ("shap-exact", "shap-permutation", "shap-partition")
 WORD_METHODS = (*SHAP_METHODS, "lime", *(f"captum-{m}" for m in CAPTUM_METHODS))
+#: ``--words interactions``: show the strongest word pairs (exact k-SII from the sub-prompts exact SHAP scores).
+INTERACTIONS = "interactions"
 ATTENTION_METHODS = ("daam", "none")
 SEGMENTERS = ("slic", "daam-kmeans", "sam:CHECKPOINT")
 #: Exact SHAP is the default up to this many words (2**d sub-prompts per seed), permutation sampling above.
 DEFAULT_EXACT_WORDS = 10
+#: Exact SHAP (and with it interactions and deletion curves) is possible up to this many words (2**12 sub-prompts).
+MAX_EXACT_WORDS = 12
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,8 @@ class RunConfig:
     permutation). attention: ``"daam"`` or ``"none"`` (``None``: DAAM where the pipeline has a UNet).
     segments: ``None``, ``"slic"``, ``"daam-kmeans"`` or ``"sam:/path/to/checkpoint.pth"``. lime_samples,
     max_evals (sampling budget of shap-permutation / partition and captum's samplers), batch_size: as in the API.
+    ``"interactions"`` among ``words`` and ``faithfulness``: the report shows the strongest word pairs and the
+    deletion curve; both read every sub-prompt's payoff, so exact SHAP runs too (up to 12 words).
     """
 
     prompts: tuple[PromptSpec, ...]
@@ -82,6 +88,7 @@ class RunConfig:
     lime_samples: int = 200
     max_evals: int | None = None
     batch_size: int = 8
+    faithfulness: bool = False
 
     def __post_init__(self):
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 - frozen dataclass
@@ -106,7 +113,7 @@ class RunConfig:
             set_("size", tuple(checks.positive_int(s, "size") for s in size))
         words = tuple(checks.string_list(self.words, "words"))
         for method in words:
-            checks.one_of(method, WORD_METHODS, "words (a word-attribution method)")
+            checks.one_of(method, (*WORD_METHODS, INTERACTIONS), "words (a word-attribution method)")
         set_("words", tuple(dict.fromkeys(words)))
         if self.attention is not None:
             checks.one_of(self.attention, ATTENTION_METHODS, "attention")
@@ -116,12 +123,20 @@ class RunConfig:
         set_("lime_samples", checks.int_at_least(self.lime_samples, 2, "lime_samples"))
         set_("max_evals", checks.optional_positive_int(self.max_evals, "max_evals"))
         set_("batch_size", checks.positive_int(self.batch_size, "batch_size"))
+        if not isinstance(self.faithfulness, bool):
+            raise TypeError(f"faithfulness must be a bool, got {type(self.faithfulness).__name__} "
+                            f"{self.faithfulness!r}")
 
     def methods_for(self, n_words: int) -> tuple[str, ...]:
         """The word-attribution methods run on a prompt of ``n_words`` words."""
-        if self.words:
-            return self.words
-        return ("shap-exact",) if n_words <= DEFAULT_EXACT_WORDS else ("shap-permutation",)
+        methods = tuple(m for m in self.words if m != INTERACTIONS)
+        # pairs and deletion curves read every sub-prompt's payoff: exact SHAP scores them all
+        every_subprompt = (INTERACTIONS in self.words or self.faithfulness) and n_words <= MAX_EXACT_WORDS
+        if not methods:
+            return ("shap-exact",) if n_words <= DEFAULT_EXACT_WORDS or every_subprompt else ("shap-permutation",)
+        if every_subprompt and "shap-exact" not in methods:
+            methods = ("shap-exact", *methods)
+        return methods
 
     def seeds_for(self, spec: PromptSpec) -> tuple[int, ...]:
         return spec.seeds if spec.seeds is not None else self.seeds

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from captum_diffusion import report
+from captum_diffusion.runs.config import INTERACTIONS
 from captum_diffusion.runs.store import PromptRun, Run
 
 REPORT = "report.html"
@@ -16,8 +17,66 @@ def _main_method(result: PromptRun) -> str:
     return "shap-exact" if "shap-exact" in result.values else result.methods[0]
 
 
-def prompt_section(result: PromptRun) -> str:
-    """One prompt's section: image(s), coloured words, bars and table, sub-prompt grid, maps, segments, seeds."""
+#: Strongest word pairs shown with ``--words interactions``; random orderings behind the deletion curve.
+N_PAIRS = 5
+N_RANDOM_ORDERS = 200
+
+
+def played_game(result: PromptRun):
+    """The seed-averaged word game of ``result`` read from its stored sub-prompt payoffs (a ``WordGame`` whose
+    payoff is the mean over the seeds), or ``None`` unless every sub-prompt was scored at every seed (exact SHAP
+    scores them all). Reading it generates nothing."""
+    import itertools
+
+    import numpy as np
+
+    from captum_diffusion.words import WordGame
+
+    if not result.subprompts or len(result.subprompts) != len(result.seeds) or len(result.words) > 16:
+        return None
+    tables = [{entry.prompt: entry.payoff for entry in seed} for seed in result.subprompts]
+    every = {" ".join(w for w, keep in zip(result.words, mask) if keep)
+             for mask in itertools.product((False, True), repeat=len(result.words))}
+    if any(not every <= table.keys() for table in tables):
+        return None
+    return WordGame(lambda prompts: np.mean([[table[p] for p in prompts] for table in tables], axis=0), result.words)
+
+
+def interactions_html(result: PromptRun, game) -> str:
+    """The strongest word pairs (exact k-SII of order 2 of the seed-averaged game), or a note when the stored
+    sub-prompts do not cover every coalition."""
+    if len(result.words) < 2:
+        return '<p class="empty">A one-word prompt has no word pairs.</p>'
+    if game is None:
+        return ('<p class="empty">Word pairs need every sub-prompt\'s payoff (exact SHAP, up to 12 words); this '
+                "prompt's run did not score them all.</p>")
+    from captum_diffusion.words import explain_interactions, strongest_pairs
+
+    values = explain_interactions(result.words, game, "k-SII", order=2)
+    pairs = strongest_pairs(values, result.labels, k=N_PAIRS)
+    return (f"<p>Strongest of the {len(result.words) * (len(result.words) - 1) // 2} word pairs (k-SII, exact, "
+            "from the same sub-prompt images; seed-averaged):</p>" + report.interaction_pairs_html(pairs, "k-SII"))
+
+
+def deletion_curve_html(result: PromptRun, game, method: str) -> str:
+    """The deletion curve of ``method``'s seed-averaged values beside random orderings, or a note."""
+    if game is None:
+        return ('<p class="empty">The deletion curve needs every sub-prompt\'s payoff (exact SHAP, up to 12 words); '
+                "this prompt's run did not score them all.</p>")
+    from captum_diffusion.metrics import deletion_curve, random_order_curves
+
+    values = result.values[method].mean(0)
+    curve = deletion_curve(game, None, values)
+    random_curves = random_order_curves(game, None, n_random=N_RANDOM_ORDERS, seed=0)
+    uri = report.figure_data_uri(report.deletion_curve_figure(curve, random_curves, method))
+    return (f'<figure class="plot"><img src="{uri}" alt="deletion curve"><figcaption>{html.escape(method)}: payoff '
+            f"as its top words are deleted, beside {len(random_curves)} random orders</figcaption></figure>")
+
+
+def prompt_section(result: PromptRun, *, interactions: bool = False, faithfulness: bool = False) -> str:
+    """One prompt's section: image(s), coloured words, bars and table, sub-prompt grid, maps, segments, seeds;
+    with ``interactions`` the strongest word pairs, with ``faithfulness`` the deletion curve (both read from the
+    stored sub-prompt payoffs: no model, no new image)."""
     if result.status != "done":
         return f'<p class="error">This prompt failed: <code>{html.escape(result.error or "unknown error")}</code></p>'
     method = _main_method(result)
@@ -41,6 +100,13 @@ def prompt_section(result: PromptRun) -> str:
     parts.append(f'<div class="side-by-side"><figure class="plot"><img src="{bar}" alt="values by method">'
                  f"<figcaption>value of each word by method</figcaption></figure>{waterfall}"
                  f"{report.values_table_html(result.labels, means, bases)}</div>")
+    if interactions or faithfulness:
+        game = played_game(result)
+        if interactions:
+            parts.append("<h3>Word pairs (Shapley interactions)</h3>" + interactions_html(result, game))
+        if faithfulness:
+            parts.append(f"<h3>Deletion curve of {html.escape(method)}</h3>"
+                         + deletion_curve_html(result, game, method))
     if len(result.seeds) > 1:
         parts.append("<h3>Seed agreement</h3>")
         parts.append(report.seed_agreement_html(report.seed_agreement(result.values[method], result.labels),
@@ -83,10 +149,13 @@ def render(run: Run) -> str:
     sections = [("How to read this report", report.how_to_read_html(payoff), "how-to-read")]
     index = []
     by_prompt = {p.prompt: p for p in run.prompts}
+    config = run.manifest.get("config", {})
+    options = dict(interactions=INTERACTIONS in config.get("words", ()),
+                   faithfulness=bool(config.get("faithfulness")))
     for number, entry in enumerate(run.manifest["prompts"]):
         anchor = f"prompt-{number}"
         result = by_prompt.get(entry["prompt"])
-        body = prompt_section(result) if result is not None else \
+        body = prompt_section(result, **options) if result is not None else \
             f'<p class="empty">Not explained yet ({html.escape(entry["status"])}).</p>'
         sections.append((entry["prompt"], body, anchor))
         index.append((entry["prompt"], anchor))
