@@ -306,7 +306,8 @@ class TextToImage:
         """Initial noise for ``n`` images in the pipeline family's layout (``families.initial_latents``): every row
         drawn from its own CPU generator seeded with ``seed``; ``None`` for pipelines of no known family or size
         (they then draw the same per-prompt noise from the list of generators)."""
-        if self.family is None or self.height is None or self.width is None:
+        scale = getattr(self.pipeline, "vae_scale_factor", None)
+        if self.family is None or not isinstance(scale, int) or self.height is None or self.width is None:
             return None
         return families.initial_latents(self.pipeline, self._generators(n), self.height, self.width)
 
