@@ -201,6 +201,18 @@ def test_flux_true_cfg_negative_prompt_maps_come_from_the_separate_negative_call
     _assert_maps_close(result.negative_heatmaps[0], uncond)
 
 
+def test_sd3_negative_prompt_maps_equal_independent_recomputation_on_the_unconditional_half():
+    pipe = _pipe("sd3")
+    daam = DAAM(pipe)
+    call = _call("sd3", height=32, width=32, guidance_scale=5.0)
+    result = daam.explain("a red circle", negative_prompt="blue square", negative_maps=True, generator=_gen(13), **call)
+    expected = reference_maps(pipe, "sd3", "a red circle", _positions(daam, "blue square"),
+                              {**call, "generator": _gen(13)}, negative_prompt="blue square", uncond=True)
+    _assert_maps_close(result.negative_heatmaps[0], expected)
+    plain = daam.explain("a red circle", negative_prompt="blue square", generator=_gen(13), **call)
+    _assert_maps_close(result.heatmaps[0], plain.heatmaps[0])  # the conditional maps do not depend on keeping both
+
+
 # ------------------------------------------------------------------ the guarantees of the UNet path
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -105,15 +105,24 @@ class DAAMTrace:
         raise RuntimeError(f"an attention layer sees {sequence_length} image positions, which matches no attention "
                            f"grid of the denoiser's input ({self.grids})")
 
-    def add(self, probs: torch.Tensor, size: Size) -> None:
-        """Add one layer's attention ``probs`` (batch, heads, h * w, text positions), summed over heads."""
+    def rows(self, batch: int) -> slice:
+        """The rows of a denoiser batch of ``batch`` rows that the sums need: the conditional half alone under
+        classifier-free guidance unless the unconditional one is kept, else all (for :meth:`add`)."""
+        if batch == 2 * self.n_images and not self.keep_uncond:
+            return slice(self.n_images, batch)
+        return slice(0, batch)
+
+    def add(self, probs: torch.Tensor, size: Size, batch: Optional[int] = None) -> None:
+        """Add one layer's attention ``probs`` (rows, heads, h * w, text positions), summed over heads: all
+        ``batch`` rows of the denoiser batch (default: ``probs``' rows) or only :meth:`rows` of them."""
         per_row = probs.sum(1, dtype=torch.float32)
-        batch = per_row.shape[0]
+        batch = per_row.shape[0] if batch is None else batch
         if self.uncond_call and batch == self.n_images:
             uncond, cond = per_row, None
         elif batch == 2 * self.n_images:
             self.guided = True
-            uncond, cond = per_row[: self.n_images], per_row[self.n_images:]
+            whole = per_row.shape[0] == batch  # else the conditional half alone
+            uncond, cond = (per_row[: self.n_images], per_row[self.n_images:]) if whole else (None, per_row)
         elif batch == self.n_images:
             self.guided = bool(self.guided)
             uncond, cond = None, per_row

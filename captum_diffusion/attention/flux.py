@@ -48,9 +48,10 @@ class FluxTracingProcessor:
         if image_rotary_emb is not None:
             query = apply_rotary_emb(query, image_rotary_emb, sequence_dim=1)
             key = apply_rotary_emb(key, image_rotary_emb, sequence_dim=1)
-        q, k = query.transpose(1, 2), key.transpose(1, 2)  # (batch, heads, n, d)
+        rows = self.trace.rows(query.shape[0])
+        q, k = query[rows].transpose(1, 2), key[rows].transpose(1, 2)  # (batch, heads, n, d)
         self.trace.add(image_text_attention(q[:, :, n_text:], k[:, :, :n_text], k, query.shape[-1] ** -0.5,
-                                            self.trace.text_softmax), size)
+                                            self.trace.text_softmax), size, query.shape[0])
 
         hidden_states = dispatch_attention_fn(query, key, value, attn_mask=attention_mask,
                                               backend=self.original._attention_backend,

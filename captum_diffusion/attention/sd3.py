@@ -51,8 +51,10 @@ class SD3TracingProcessor:
         query = torch.cat([query, text_query], dim=2)  # the joint sequence [image | text]
         key = torch.cat([key, text_key], dim=2)
         value = torch.cat([value, text_value], dim=2)
-        self.trace.add(image_text_attention(query[:, :, :n_image], key[:, :, n_image:], key, query.shape[-1] ** -0.5,
-                                            self.trace.text_softmax), size)
+        rows = self.trace.rows(batch)
+        q, k = query[rows], key[rows]
+        self.trace.add(image_text_attention(q[:, :, :n_image], k[:, :, n_image:], k, query.shape[-1] ** -0.5,
+                                            self.trace.text_softmax), size, batch)
 
         hidden_states = F.scaled_dot_product_attention(query, key, value, dropout_p=0.0, is_causal=False)
         hidden_states = hidden_states.transpose(1, 2).reshape(batch, -1, attn.heads * query.shape[-1])
