@@ -27,7 +27,8 @@ def _explain_parser(sub) -> None:
     p.add_argument("--prompts", dest="prompts_file", metavar="FILE",
                    help="one prompt per line, or JSON lines {\"prompt\": ..., \"seed\": 0 | [0, 1], \"words\": [...]}")
     p.add_argument("--model", help="'shapes-world' (default: the embedded UNet), 'shapes-world-transformer' (the "
-                   "embedded SD3-style transformer), a diffusers id or a local folder")
+                   "embedded SD3-style transformer), 'shapes-world-gan' (the embedded RATLIP-style GAN), a diffusers "
+                   "id or a local folder")
     p.add_argument("--clip", help="scorer: a transformers CLIP id/folder or open_clip:NAME[:PRETRAINED] "
                                   "(default: the model's own scorer where it ships one)")
     p.add_argument("--device", help="torch device, e.g. cuda (default: cpu)")

@@ -23,6 +23,8 @@ SHAPES_WORLD = "shapes-world"
 SHAPES_WORLD_TRANSFORMER = "shapes-world-transformer"
 #: ``--model`` names of the embedded models and their ``load_shapes_world`` family.
 EMBEDDED_MODELS = {SHAPES_WORLD: "unet", SHAPES_WORLD_TRANSFORMER: "transformer"}
+#: The embedded RATLIP-style GAN (``shapes_world.load_shapes_world_gan``, a ``prompts -> images`` callable).
+SHAPES_WORLD_GAN = "shapes-world-gan"
 SHAP_METHODS = ("shap-exact", "shap-permutation", "shap-partition")
 WORD_METHODS = (*SHAP_METHODS, "lime", *(f"captum-{m}" for m in CAPTUM_METHODS))
 #: ``--words interactions``: show the strongest word pairs (exact k-SII from the sub-prompts exact SHAP scores).
@@ -97,8 +99,8 @@ class RunConfig:
             raise ValueError("prompts: give at least one prompt (arguments or --prompts FILE)")
         set_("prompts", prompts)
         if not isinstance(self.model, str) or not self.model.strip():
-            raise ValueError(f"model must be 'shapes-world', 'shapes-world-transformer', a diffusers model id or a local "
-                             f"folder, got {self.model!r}")
+            raise ValueError(f"model must be 'shapes-world', 'shapes-world-transformer', 'shapes-world-gan', a "
+                             f"diffusers model id or a local folder, got {self.model!r}")
         if self.clip is not None and (not isinstance(self.clip, str) or not self.clip.strip()):
             raise ValueError(f"clip must be a transformers CLIP id/folder or open_clip:NAME[:PRETRAINED], got {self.clip!r}")
         if self.dtype is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from captum_diffusion.runs.config import EMBEDDED_MODELS
+from captum_diffusion.runs.config import EMBEDDED_MODELS, SHAPES_WORLD_GAN
 
 #: The scorer used when the model ships none and ``--clip`` is not given.
 DEFAULT_CLIP = "openai/clip-vit-base-patch32"
@@ -29,8 +29,9 @@ def _dtype(name):
 
 
 def load_model(model: str, clip: str | None = None, *, device=None, dtype=None) -> LoadedModel:
-    """Load ``model`` (``"shapes-world"``, ``"shapes-world-transformer"``, a diffusers hub id or a local folder)
-    and its scorer.
+    """Load ``model`` (``"shapes-world"``, ``"shapes-world-transformer"``, ``"shapes-world-gan"``, a diffusers hub
+    id or a local folder) and its scorer. The GAN's ``pipeline`` is a ``prompts -> images`` callable (one forward
+    pass per prompt, no steps, guidance or size to set).
 
     ``clip``: ``None`` (the model's own scorer where it ships one, else ``DEFAULT_CLIP``) or a spec for
     ``captum_diffusion.scoring.load_scorer``. ``dtype``: ``"float16"`` etc. Raises ``ValueError`` with the cause
@@ -39,7 +40,12 @@ def load_model(model: str, clip: str | None = None, *, device=None, dtype=None) 
     from captum_diffusion.scoring import load_scorer
 
     torch_dtype = _dtype(dtype)
-    if model in EMBEDDED_MODELS:
+    if model == SHAPES_WORLD_GAN:
+        from captum_diffusion.shapes_world.gan import GAN_DIR, load_shapes_world_gan
+
+        pipeline, own_scorer = load_shapes_world_gan(device=device, dtype=torch_dtype)
+        defaults, source = {}, str(GAN_DIR)
+    elif model in EMBEDDED_MODELS:
         from captum_diffusion.shapes_world import FAMILY_DIRS, FAMILY_GENERATION, load_shapes_world
 
         family = EMBEDDED_MODELS[model]
@@ -70,7 +76,8 @@ def _load_diffusers(model: str, device, dtype):
     looks_local = model.startswith((".", "/", "~")) or Path(model).expanduser().exists()
     if looks_local and not (Path(model).expanduser() / "model_index.json").is_file():
         raise ValueError(f"--model {model!r}: no diffusers pipeline folder there (model_index.json missing); give "
-                         "a folder written by save_pretrained, a hub id, 'shapes-world' or 'shapes-world-transformer'")
+                         "a folder written by save_pretrained, a hub id, 'shapes-world', 'shapes-world-transformer' or "
+                         "'shapes-world-gan'")
     try:
         pipeline = DiffusionPipeline.from_pretrained(str(Path(model).expanduser()) if looks_local else model,
                                                      **({"dtype": dtype} if dtype is not None else {}))
