@@ -276,3 +276,26 @@ def test_clip_saliency_on_gan_images(method, shapes_world_gan, gan_scenes):
                 ratios.append(float(maps[word][inside].mean() / maps[word][~inside].mean().clamp_min(1e-12)))
     if method != "gradcam":
         assert np.median(ratios) > 1, (method, ratios)
+
+
+@needs_weights
+def test_cli_runs_the_gan_and_saves_what_the_python_api_computes(shapes_world_gan, tmp_path):
+    """``diffusion-explain explain --model shapes-world-gan``: exact SHAP per seed equals the in-memory value, and
+    a rerun resumes from the saved run without generating."""
+    from captum_diffusion.cli import main
+    from captum_diffusion.runs import load_run
+
+    out = tmp_path / "run"
+    arguments = ["explain", "a red circle", "--model", "shapes-world-gan", "--seeds", "0", "1", "--words",
+                 "shap-exact", "--out", str(out), "--quiet"]
+    assert main(arguments) == 0
+    run = load_run(out)
+    assert run.manifest["model"]["class"] == "CLIPConditionedGenerator"
+    assert run.manifest["counts"]["images_generated"] == 16  # 2**3 sub-prompts x 2 seeds, each once
+    gan, scorer = shapes_world_gan
+    for row, seed in enumerate((0, 1)):
+        f = PromptScore(TextToImage(gan, seed=seed, progress=False), scorer, "a red circle")
+        values = shap_text.explain_prompt("a red circle", f, algorithm="exact", progress=False).values
+        np.testing.assert_allclose(run[0].values["shap-exact"][row], values, atol=1e-6)
+    assert main(arguments) == 0
+    assert load_run(out).manifest["counts"]["images_generated"] == 0
