@@ -116,9 +116,10 @@ def memory(pipe, kwargs) -> None:
         with daam.tracing(1, height, width) as trace:
             add = trace.add
 
-            def counting_add(probs, size, add=add):
-                store_all[0] += probs.numel() * 4  # keeping every (step, layer, head) map of the batch
-                add(probs, size)
+            def counting_add(probs, size, batch=None, *, add=add):
+                rows = probs.shape[0]  # keeping every (step, layer, head) map of the whole batch
+                store_all[0] += probs.numel() * 4 * (batch or rows) // rows
+                add(probs, size, batch)
 
             trace.add = counting_add
             pipe(prompt, generator=torch.Generator().manual_seed(0), **call)
