@@ -8,6 +8,7 @@
     OMP_NUM_THREADS=1 python benchmarks/daam.py --family all     # overhead/memory on tiny UNet, SD3, FLUX, PixArt
     OMP_NUM_THREADS=1 python benchmarks/daam.py --family flux --repeats 5     # one family
     OMP_NUM_THREADS=1 python benchmarks/daam.py --model shapes-world-transformer --skip-miou   # the SD3-style one
+    OMP_NUM_THREADS=1 python benchmarks/daam.py --model shapes-world-transformer --only-miou --text-softmax joint
 
 1. Wall time of a traced generation over a plain one (same prompt, seed and settings), interleaved
    repeats, median of each: goal <= 1.3x.
@@ -140,12 +141,12 @@ def _object_mask(objects, colour: str, side):
     return max(candidates, key=lambda o: o.area).mask
 
 
-def miou_shapes_world(pipe, kwargs, batch: int, limit: int, options: dict) -> None:
+def miou_shapes_world(pipe, kwargs, batch: int, limit: int, options: dict, text_softmax: str = "text") -> None:
     from captum_diffusion.attention import DAAM
     from captum_diffusion.metrics import iou, miou
     from captum_diffusion.shapes_world import ALL_PROMPTS, analyse, parse_prompt
 
-    daam = DAAM(pipe)
+    daam = DAAM(pipe, text_softmax=text_softmax)
     prompts = ALL_PROMPTS[:limit] if limit else ALL_PROMPTS
     taus = (0.3, 0.4, 0.5)
     pairs = {(kind, tau): ([], []) for kind in ("shape", "colour") for tau in taus}
@@ -213,6 +214,9 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=0, help="use only the first N prompts (0 = all 204)")
     parser.add_argument("--resolutions", type=int, nargs="+", help="mIoU run: only these square attention grids")
     parser.add_argument("--steps", type=int, nargs="+", help="mIoU run: only these denoising steps")
+    parser.add_argument("--text-softmax", choices=("text", "joint"), default="text",
+                        help="mIoU run: joint attention's text columns renormalised over the text (default) "
+                             "or as they are")
     args = parser.parse_args()
     options = {k: v for k, v in (("resolutions", args.resolutions), ("steps", args.steps)) if v}
     torch.set_num_threads(1)
@@ -235,7 +239,7 @@ def main() -> None:
         if not name.startswith("ShapesWorld"):
             print("mIoU: skipped (needs the ShapesWorld weights)")
         else:
-            miou_shapes_world(pipe, kwargs, args.batch, args.limit, options)
+            miou_shapes_world(pipe, kwargs, args.batch, args.limit, options, args.text_softmax)
 
 
 if __name__ == "__main__":
