@@ -42,7 +42,7 @@ def _explain_parser(sub) -> None:
                         f"up to {DEFAULT_EXACT_WORDS} words, shap-permutation above); add 'interactions' for the "
                         "strongest word pairs in the report (exact k-SII, from exact SHAP's sub-prompts)")
     p.add_argument("--attention", choices=("daam", "none"), help="attention maps (default: daam where the "
-                                                                 "pipeline has a UNet)")
+                                                                 "pipeline is a UNet, SD3, FLUX or PixArt one)")
     p.add_argument("--segments", metavar="KIND", help="segment-by-word table: slic, daam-kmeans or sam:CHECKPOINT "
                                                       "(default: off)")
     p.add_argument("--lime-samples", type=int, help="lime's perturbation samples (default 200)")

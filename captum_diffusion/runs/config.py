@@ -68,7 +68,7 @@ class RunConfig:
     device, dtype: where and in which precision the models run (``"float16"``...). seeds: the seeds whose games are
     averaged. steps, guidance, size (pixels, square, or ``(height, width)``): generation settings (``None``: the
     model's defaults). words: word-attribution methods (``WORD_METHODS``; ``()`` = exact SHAP up to 10 words, else
-    permutation). attention: ``"daam"`` or ``"none"`` (``None``: DAAM where the pipeline has a UNet).
+    permutation). attention: ``"daam"`` or ``"none"`` (``None``: DAAM on UNet, SD3, FLUX, PixArt).
     segments: ``None``, ``"slic"``, ``"daam-kmeans"`` or ``"sam:/path/to/checkpoint.pth"``. lime_samples,
     max_evals (sampling budget of shap-permutation / partition and captum's samplers), batch_size: as in the API.
     ``"interactions"`` among ``words`` and ``faithfulness``: the report shows the strongest word pairs and the
