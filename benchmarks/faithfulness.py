@@ -9,10 +9,13 @@ cached sub-prompts (no image is generated after the first 2**7 coalitions of eac
   the same-object colour-shape pairs (c1-s1, c2-s2) minus mean of the cross pairs (c1-s2, c2-s1), per seed and
   for the seed-averaged game (equal to the mean of the per-seed margins: the indices are linear in the payoff),
   for k-SII, STII and FSII; and the strongest k-SII pairs;
-- faithfulness (``captum_diffusion.metrics.faithfulness_scores``) of exact SHAP, LIME (``--lime-samples``) and
-  captum's feature ablation on the seed-averaged game: AOPC of the deletion and insertion curves (normalised by
-  d+1), comprehensiveness and sufficiency of the top ``--k`` words, each beside random word orderings
-  (``--n-random``, seeded): mean +- std and the fraction of random orderings the method beats.
+- faithfulness (``captum_diffusion.metrics.faithfulness_scores``) on the seed-averaged game of exact SHAP, LIME
+  (``--lime-samples``), captum's feature ablation, and the sampling estimators at ``--sample-budget`` payoff calls
+  (shap permutation and partition ``max_evals``, captum ShapleyValueSampling ``n_samples`` permutations of ``d``
+  calls, captum KernelShap and Lime ``n_samples``, shapiq KernelSHAP with pairing ``budget``; seed 0): AOPC of
+  the deletion and insertion curves (normalised by d+1), comprehensiveness and sufficiency of the top ``--k``
+  words, each beside random word orderings (``--n-random``, seeded): mean +- std and the fraction of random
+  orderings the method beats.
 
     python benchmarks/faithfulness.py                       # 4 prompts x seeds 0 1, ~4-5 min on 1 CPU thread
     python benchmarks/faithfulness.py --seeds 0 1 2 3 --prompts "a red circle and a blue square"
@@ -39,6 +42,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--k", type=int, default=2, help="top-k words for comprehensiveness / sufficiency")
     parser.add_argument("--n-random", type=int, default=500, help="random word orderings per score")
     parser.add_argument("--lime-samples", type=int, default=200)
+    parser.add_argument("--sample-budget", type=int, default=64,
+                        help="payoff calls of the sampling estimators (64: half of the 2**7 coalitions)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: stable on a shared machine)")
     parser.add_argument("--cache-dir", default=None, help="keep generated images there (reruns generate nothing)")
@@ -58,6 +63,30 @@ class SeedMean:
 
 def margin(iv) -> float:
     return float(np.mean([iv[p] for p in SAME]) - np.mean([iv[p] for p in CROSS]))
+
+
+def sampled(prompt, f, budget: int) -> dict:
+    """Attributions of the sampling estimators at ``budget`` payoff calls (seed 0), by name."""
+    import shapiq
+
+    import shap_adapters.text as shap_text
+    from captum_diffusion.words import WordAttribution, WordGame
+
+    d = len(prompt.split())
+    game = WordGame(f, prompt)
+    kernel = shapiq.KernelSHAP(d, pairing_trick=True, random_state=0).approximate(budget=budget, game=game)
+    return {
+        f"shap permutation ({budget})": shap_text.explain_prompt(prompt, f, "permutation", max_evals=budget,
+                                                                 progress=False),
+        f"shap partition ({budget})": shap_text.explain_prompt(prompt, f, "partition", max_evals=budget,
+                                                               progress=False),
+        f"captum ShapleyValueSampling ({budget // d} perm.)": WordAttribution(
+            f, "shapley_sampling", progress=False).attribute(prompt, n_samples=max(1, budget // d)),
+        f"captum KernelShap ({budget})": WordAttribution(f, "kernel_shap", progress=False).attribute(
+            prompt, n_samples=budget),
+        f"captum Lime ({budget})": WordAttribution(f, "lime", progress=False).attribute(prompt, n_samples=budget),
+        f"shapiq KernelSHAP paired ({budget})": [kernel[(i,)] for i in range(d)],
+    }
 
 
 def run_prompt(pipe, scorer, prompt, args):
@@ -98,6 +127,7 @@ def run_prompt(pipe, scorer, prompt, args):
         f"LIME ({args.lime_samples})": lime_text.word_weights(
             lime_text.explain_prompt(prompt, f, num_samples=args.lime_samples, seed=0)),
         "feature ablation": WordAttribution(f, "feature_ablation", progress=False).attribute(prompt),
+        **sampled(prompt, f, args.sample_budget),
     }
     scores = {name: faithfulness_scores(game, None, a, k=args.k, n_random=args.n_random, seed=0)
               for name, a in attributions.items()}
