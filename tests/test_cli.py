@@ -124,6 +124,18 @@ def test_interactions_and_faithfulness_run_exact_shap_when_they_can():
         RunConfig(prompts=(PROMPT,), faithfulness="yes")
 
 
+def test_default_methods_follow_the_measured_auto_rule():
+    """Exact SHAP up to 12 words, permutation above: shap_adapters' auto rule (benchmarks/estimators.py)."""
+    from captum_diffusion.runs.config import DEFAULT_EXACT_WORDS
+    from shap_adapters.text import AUTO_EXACT_WORDS, resolve_algorithm
+
+    config = RunConfig(prompts=(PROMPT,))
+    assert DEFAULT_EXACT_WORDS == AUTO_EXACT_WORDS == 12
+    for n_words in (1, 11, 12, 13, 20):
+        assert config.methods_for(n_words) == (f"shap-{resolve_algorithm('auto', n_words)}",)
+    assert config.methods_for(12) == ("shap-exact",) and config.methods_for(13) == ("shap-permutation",)
+
+
 def test_rerun_resumes_without_generating(saved, capsys):
     _, out = saved
     config = RunConfig(prompts=(PROMPT,), segments="slic", **SETTINGS)

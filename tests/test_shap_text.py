@@ -18,7 +18,7 @@ from shap_adapters import (  # noqa: E402
     word_clustering,
     word_explanation,
 )
-from shap_adapters.text import resolve_algorithm  # noqa: E402
+from shap_adapters.text import AUTO_EXACT_WORDS, MAX_EXACT_WORDS, resolve_algorithm  # noqa: E402
 
 PROMPT = "a big red circle on grass"
 WEIGHTS = {"a": 0.05, "big": 0.3, "red": 0.6, "circle": 1.0, "on": 0.0, "grass": 0.3}
@@ -121,13 +121,15 @@ def test_auto_is_exact_for_short_prompts_and_samples_long_ones():
     f = BagOfWords()
     expl = explain_prompt(PROMPT, f, progress=False)
     np.testing.assert_allclose(expl.values, brute_force_shapley(BagOfWords(), PROMPT), atol=1e-12)
-    assert resolve_algorithm("auto", 10) == "exact" and resolve_algorithm("auto", 11) == "permutation"
-    long_prompt = "a big red circle on grass next to a small blue square"  # 12 words
+    # the rule measured by benchmarks/estimators.py: exact up to 12 words, sampling above
+    assert resolve_algorithm("auto", 12) == "exact" and resolve_algorithm("auto", 13) == "permutation"
+    assert resolve_algorithm("auto", 1) == "exact" and AUTO_EXACT_WORDS == MAX_EXACT_WORDS == 12
+    long_prompt = "a big red circle on green grass next to a small blue square"  # 13 words
     f = BagOfWords(interactions=False)
     expl = explain_prompt(long_prompt, f, algorithm="auto", progress=False)
     assert len(set(f.seen)) < 2**12 and list(expl.data) == long_prompt.split()
     labels = list(expl.feature_names)                       # repeated words named as everywhere: a#0, a#1
-    assert labels[0] == "a#0" and labels[8] == "a#1" and labels[1:8] == long_prompt.split()[1:8]
+    assert labels[0] == "a#0" and labels[9] == "a#1" and labels[1:9] == long_prompt.split()[1:9]
     np.testing.assert_allclose(expl.values, [WEIGHTS.get(w, 0.0) for w in long_prompt.split()], atol=1e-9)
 
 

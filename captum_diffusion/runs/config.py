@@ -31,10 +31,12 @@ WORD_METHODS = (*SHAP_METHODS, "lime", *(f"captum-{m}" for m in CAPTUM_METHODS))
 INTERACTIONS = "interactions"
 ATTENTION_METHODS = ("daam", "none")
 SEGMENTERS = ("slic", "daam-kmeans", "sam:CHECKPOINT")
-#: Exact SHAP is the default up to this many words (2**d sub-prompts per seed), permutation sampling above.
-DEFAULT_EXACT_WORDS = 10
 #: Exact SHAP (and with it interactions and deletion curves) is possible up to this many words (2**12 sub-prompts).
 MAX_EXACT_WORDS = 12
+#: Exact SHAP is the default up to this many words (2**d sub-prompts per seed), permutation sampling above: the rule
+#: of ``shap_adapters.text.AUTO_EXACT_WORDS`` (no sampler reached 90% ranks aligned below half the images at 10-12
+#: words; benchmarks/estimators.py).
+DEFAULT_EXACT_WORDS = 12
 
 
 @dataclass(frozen=True)
@@ -67,7 +69,7 @@ class RunConfig:
     ``openai/clip-vit-base-patch32``), a transformers CLIP id/folder, or ``open_clip:NAME[:PRETRAINED]``.
     device, dtype: where and in which precision the models run (``"float16"``...). seeds: the seeds whose games are
     averaged. steps, guidance, size (pixels, square, or ``(height, width)``): generation settings (``None``: the
-    model's defaults). words: word-attribution methods (``WORD_METHODS``; ``()`` = exact SHAP up to 10 words, else
+    model's defaults). words: word-attribution methods (``WORD_METHODS``; ``()`` = exact SHAP up to 12 words, else
     permutation). attention: ``"daam"`` or ``"none"`` (``None``: DAAM on UNet, SD3, FLUX, PixArt).
     segments: ``None``, ``"slic"``, ``"daam-kmeans"`` or ``"sam:/path/to/checkpoint.pth"``. lime_samples,
     max_evals (sampling budget of shap-permutation / partition and captum's samplers), batch_size: as in the API.
