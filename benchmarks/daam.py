@@ -111,6 +111,8 @@ def memory(pipe, kwargs) -> None:
     prompt = "a red circle and a blue square"
     height, width = kwargs["height"], kwargs["width"]
     print("memory: trace state and peak CPU allocation during one generation")
+    transformer = getattr(pipe, "transformer", None)
+    joint_heads = transformer.config.num_attention_heads if transformer is not None else 1
     for steps in (10, 50):
         call = {**kwargs, "num_inference_steps": steps}
         store_all = [0]
@@ -118,8 +120,9 @@ def memory(pipe, kwargs) -> None:
             add = trace.add
 
             def counting_add(probs, size, batch=None, *, add=add):
-                rows = probs.shape[0]  # keeping every (step, layer, head) map of the whole batch
-                store_all[0] += probs.numel() * 4 * (batch or rows) // rows
+                # keeping every (step, layer, head) map of the whole batch; joint attention arrives head-summed
+                rows, heads = probs.shape[0], probs.shape[1] if probs.shape[1] > 1 else joint_heads
+                store_all[0] += probs[:, :1].numel() * heads * 4 * (batch or rows) // rows
                 add(probs, size, batch)
 
             trace.add = counting_add

@@ -213,6 +213,22 @@ def test_sd3_negative_prompt_maps_equal_independent_recomputation_on_the_uncondi
     _assert_maps_close(result.heatmaps[0], plain.heatmaps[0])  # the conditional maps do not depend on keeping both
 
 
+@pytest.mark.parametrize("text_softmax", ["text", "joint"])
+def test_image_text_attention_in_head_groups_equals_the_softmax_from_first_principles(monkeypatch, text_softmax):
+    from captum_diffusion.attention import families
+
+    g = torch.Generator().manual_seed(0)
+    q, k = torch.randn(2, 5, 12, 8, generator=g), torch.randn(2, 5, 7, 8, generator=g)  # keys: 4 image, 3 text
+    scores = (q.double() @ k.double().transpose(-1, -2)) * 8 ** -0.5
+    if text_softmax == "text":
+        expected = torch.softmax(scores[..., 4:], -1)
+    else:
+        expected = torch.softmax(scores, -1)[..., 4:]
+    monkeypatch.setattr(families, "SCORE_BUDGET", 2 * 12 * 7 * 2)  # two heads per group: groups 2, 2, 1
+    actual = families.image_text_attention(q, k[:, :, 4:], k, 8 ** -0.5, text_softmax)
+    torch.testing.assert_close(actual, expected.sum(1, keepdim=True).float(), rtol=1e-5, atol=1e-6)
+
+
 # ------------------------------------------------------------------ the guarantees of the UNet path
 
 @pytest.mark.parametrize("family", FAMILIES)

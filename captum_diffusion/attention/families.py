@@ -34,13 +34,16 @@ Size = tuple[int, int]
 
 #: How joint attention's text columns become a map (``DAAM(text_softmax=...)``); see :func:`image_text_attention`.
 TEXT_SOFTMAX = ("text", "joint")
+#: The most float32 scores :func:`image_text_attention` holds at once (heads are taken in groups under it): 64 MB
+SCORE_BUDGET = 16 * 2**20
 
 
 def image_text_attention(query_image: torch.Tensor, key_text: torch.Tensor, key_all: Optional[torch.Tensor],
                          scale: float, text_softmax: str = "text") -> torch.Tensor:
-    """The attention of image queries over the text keys, ``(batch, heads, image positions, text positions)``
-    float32, from ``query_image (batch, heads, n_image, d)``, ``key_text (batch, heads, n_text, d)`` and the
-    layer's softmax ``scale``.
+    """The attention of image queries over the text keys, summed over heads: ``(batch, 1, image positions, text
+    positions)`` float32, from ``query_image (batch, heads, n_image, d)``, ``key_text (batch, heads, n_text, d)``
+    and the layer's softmax ``scale``. Heads are taken a group at a time, so the scores held at once stay
+    under ``SCORE_BUDGET`` values, not one (image x keys) matrix per head and row.
 
     ``text_softmax="text"`` (the default): softmax over the text keys only, i.e. the joint softmax's text
     columns renormalised to sum to 1 over the text. This is what cross-attention gives (UNet, PixArt), so
@@ -49,11 +52,21 @@ def image_text_attention(query_image: torch.Tensor, key_text: torch.Tensor, key_
     the joint sequence, ``(batch, heads, n, d)``); each map is then also multiplied by the share of attention
     the position gives to the text at all, a factor common to every word.
     """
-    scores_text = (query_image.float() @ key_text.float().transpose(-1, -2)) * scale
-    if text_softmax == "text" or key_all is None:
-        return torch.softmax(scores_text, dim=-1)
-    scores_all = (query_image.float() @ key_all.float().transpose(-1, -2)) * scale
-    return torch.exp(scores_text - torch.logsumexp(scores_all, dim=-1, keepdim=True))
+    joint = text_softmax == "joint" and key_all is not None
+    batch, heads, n_image, _ = query_image.shape
+    per_head = batch * n_image * (key_all.shape[2] if joint else key_text.shape[2])
+    group = max(1, SCORE_BUDGET // per_head)
+    total = query_image.new_zeros((batch, 1, n_image, key_text.shape[2]), dtype=torch.float32)
+    for start in range(0, heads, group):
+        query = query_image[:, start:start + group].float()
+        scores_text = (query @ key_text[:, start:start + group].float().transpose(-1, -2)) * scale
+        if joint:
+            scores_all = (query @ key_all[:, start:start + group].float().transpose(-1, -2)) * scale
+            probs = torch.exp(scores_text - torch.logsumexp(scores_all, dim=-1, keepdim=True))
+        else:
+            probs = torch.softmax(scores_text, dim=-1)
+        total += probs.sum(1, keepdim=True)
+    return total
 
 
 def call_input(args: tuple, kwargs: dict, name: str, position: int = 0):
