@@ -113,9 +113,6 @@ class PixArtFamily(CrossAttentionFamily):
     def text_encoders(self, call: dict) -> dict:
         return {"t5": (getattr(self.pipeline, "tokenizer", None), 0, self.max_sequence_length(call))}
 
-    def tokenized_prompt(self, prompt: str) -> str:
-        return prompt.lower().strip()  # PixArt's _text_preprocessing without clean_caption
-
     def check_call(self, call: dict) -> None:
         if call.get("clean_caption"):
             raise ValueError("clean_caption=True rewrites the prompt before T5 reads it (drops words and "

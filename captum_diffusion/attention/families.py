@@ -142,7 +142,7 @@ class AttentionFamily:
 
     def tokenized_prompt(self, prompt: str) -> str:
         """The prompt as the pipeline hands it to its tokenizers (PixArt lowercases it)."""
-        return prompt
+        return pipeline_families.tokenized_text(self.pipeline, prompt)
 
     def check_call(self, call: dict) -> None:
         """``ValueError`` for pipeline arguments that would break the word-to-token alignment; adds the
