@@ -301,6 +301,35 @@ def test_seed_agreement_undefined_correlations_and_one_seed():
 
 # ------------------------------------------------------------------------------------------------- page
 
+def test_interaction_pairs_html_keeps_order_sign_and_one_scale():
+    pairs = [("red", "circle", 0.3), ("blue", "a#1", -0.15), ("a#0", "and", 0.0)]
+    html = report.interaction_pairs_html(pairs)
+    rows = re.findall(r'<tr><th>([^<]+)</th><th>([^<]+)</th><td class="num" style="background: ([^"]+)">([^<]+)</td>',
+                      html)
+    assert [(a, b, float(v)) for a, b, _, v in rows] == pairs
+    strong, weak, zero = (background_rgba(f"background: {style}") for _, _, style, _ in rows)
+    assert strong[0] > strong[2] and weak[2] > weak[0]          # red for acting together, blue for redundant
+    assert strong[3] > weak[3] > zero[3]                          # one scale: |0.3| strongest, 0 transparent
+    assert "<th>k-SII</th>" in html and "<th>STII</th>" in report.interaction_pairs_html(pairs, "STII")
+    with pytest.raises(ValueError, match="pairs is empty"):
+        report.interaction_pairs_html([])
+
+
+def test_deletion_curve_figure_shows_the_method_beside_random_orders():
+    curve = np.array([1.0, 0.5, 0.3, 0.2])
+    random_curves = np.array([[1.0, 0.9, 0.6, 0.2], [1.0, 0.7, 0.5, 0.2]])
+    fig = report.deletion_curve_figure(curve, random_curves, "shap-exact")
+    assert isinstance(fig, Figure)
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    aopc = (1.0 - curve).mean()                                    # 0.5
+    random_aopc = np.mean([(1.0 - c).mean() for c in random_curves])  # (0.325 + 0.4) / 2
+    assert legend == ["random orderings, 5-95%", "random mean (AOPC %.3f)" % random_aopc,
+                      "shap-exact order (AOPC %.3f)" % aopc]
+    np.testing.assert_array_equal(fig.axes[0].lines[1].get_ydata(), curve)
+    with pytest.raises(ValueError, match=r"shape \(n, 4\)"):
+        report.deletion_curve_figure(curve, random_curves[:, :3], "shap-exact")
+
+
 def test_how_to_read_html_explains_each_section():
     html = report.how_to_read_html("CLIP cosine between the sub-prompt's image and the full prompt's image")
     assert "CLIP cosine between the sub-prompt&#x27;s image" in html
