@@ -204,6 +204,15 @@ def test_config_file_and_flags_merge(tmp_path):
     assert [p.prompt for p in run_config.prompts] == ["a green triangle", "a blue square", "a red circle"]
     assert run_config.steps == 9 and run_config.seeds == (0, 1) and run_config.words == ("lime",)
     assert run_config.seeds_for(run_config.prompts[2]) == (2,) and out == "elsewhere"
+    assert RunConfig.from_settings(run_config.settings()) == run_config and not run_config.faithfulness
+    config.write_text('words = ["lime", "interactions"]\nfaithfulness = true\n')
+    args = build_parser().parse_args(["explain", "a green triangle", "--config", str(config)])
+    run_config, _ = config_from_args(args)  # --faithfulness absent: the file's true stays
+    assert run_config.words == ("lime", "interactions") and run_config.faithfulness is True
+    args = build_parser().parse_args(["explain", "a green triangle", "--words", "interactions", "--faithfulness"])
+    run_config, _ = config_from_args(args)
+    assert run_config.words == ("interactions",) and run_config.faithfulness is True
+    assert run_config.methods_for(3) == ("shap-exact",)
     assert RunConfig.from_settings(run_config.settings()) == run_config
 
 
