@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import pytest
 
 from captum_diffusion.cli import main
 from captum_diffusion.runs import RunConfig, explain_run, load_run
+from captum_diffusion.runs.store import MANIFEST
 
 PROMPT = "a red circle"
 METHODS = ("shap-exact", "lime", "captum-feature_ablation")
@@ -145,6 +147,21 @@ def test_rerun_resumes_without_generating(saved, capsys):
     assert main(["show", str(out)]) == 0
     table = capsys.readouterr().out
     assert "a red circle" in table and "shap-exact" in table and "red (+" in table
+
+
+def test_run_saved_before_a_setting_existed_still_resumes(saved, tmp_path):
+    """A manifest written before a setting was added (here ``faithfulness``) resumes when the run uses its default."""
+    _, out = saved
+    copy = tmp_path / "older"
+    shutil.copytree(out, copy)
+    manifest = json.loads((copy / MANIFEST).read_text())
+    del manifest["config"]["faithfulness"]
+    (copy / MANIFEST).write_text(json.dumps(manifest))
+    settings = {**SETTINGS, "faithfulness": False}  # the default, which the older manifest implies
+    again = explain_run(RunConfig(prompts=(PROMPT,), segments="slic", **settings), copy, progress=False, report=False)
+    assert again.manifest["counts"]["images_generated"] == 0 and again.manifest["counts"]["prompts_resumed"] == 1
+    with pytest.raises(ValueError, match="other settings"):
+        explain_run(RunConfig(prompts=(PROMPT,), segments="slic", **SETTINGS), copy, progress=False, report=False)
 
 
 def test_other_settings_in_the_same_folder_are_refused(saved, capsys):

@@ -36,7 +36,7 @@ def check_output_folder(out, config: RunConfig, *, force: bool = False) -> tuple
     folder = Path(out).expanduser().resolve()
     manifest = read_manifest(folder)
     if manifest is not None:
-        if manifest.get("config") == config.settings():
+        if saved_settings(manifest) == config.settings():
             return folder, True
         if not force:
             raise ValueError(f"--out {str(folder)!r} holds a run with other settings; choose another folder, or "
@@ -51,6 +51,15 @@ def check_output_folder(out, config: RunConfig, *, force: bool = False) -> tuple
     if not os.access(probe, os.W_OK | os.X_OK) or not probe.is_dir():
         raise ValueError(f"--out {str(folder)!r} cannot be written ({str(probe)!r} is not a writable folder)")
     return folder, False
+
+
+def saved_settings(manifest: dict) -> dict | None:
+    """A saved run's settings with every setting added since it was saved at its default (so an older run that
+    used no new option still resumes); ``None`` when they no longer make a ``RunConfig``."""
+    try:
+        return RunConfig.from_settings(manifest["config"]).settings()
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def versions() -> dict[str, str]:
