@@ -8,6 +8,8 @@ trained on it and shipped inside the package (``weights/``).
 A second generator of the same world, an SD3-style transformer (MMDiT, rectified flow) with the same CLIP and
 VAE, loads with ``load_shapes_world(family="transformer")`` (a ``StableDiffusion3Pipeline``; its settings are
 ``TRANSFORMER_GENERATION``).
+A third, a RATLIP-style GAN (one forward pass per prompt from the CLIP sentence embedding and noise), loads with
+``load_shapes_world_gan()`` (``shapes_world.gan``: a ``prompts -> images`` callable and the same CLIP scorer).
 
 The training scripts are ``scripts/train_shapes_world_{clip,vae,unet,transformer}.py``; the quality figures come
 from ``benchmarks/shapes_world_quality.py``.
@@ -21,6 +23,7 @@ from captum_diffusion.shapes_world.world import (ALL_PROMPTS, COLOURS, FUNCTION_
                                                  IMAGE_SIZE, PAIR_PROMPTS, POSITION_PROMPTS, POSITIONS, SHAPES,
                                                  SINGLE_PROMPTS, TRAIN_PROMPTS, VOCABULARY, DetectedObject,
                                                  ObjectSpec, Rendering, analyse, parse_prompt, render)
+from captum_diffusion.shapes_world.gan import GAN_DIR, gan_weights_available, load_shapes_world_gan
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 PIPELINE_DIR = WEIGHTS_DIR / "pipeline"
@@ -109,4 +112,5 @@ __all__ = [
     "FAMILY_DIRS", "FAMILY_GENERATION", "GenerationSettings", "HELD_OUT_PROMPTS", "IMAGE_SIZE", "ObjectSpec", "PAIR_PROMPTS", "PIPELINE_DIR",
     "POSITION_PROMPTS", "POSITIONS", "Rendering", "SHAPES", "SINGLE_PROMPTS", "TEXT_TEMPLATE", "TRAIN_PROMPTS", "TRANSFORMER_DIR", "TRANSFORMER_GENERATION", "VOCABULARY",
     "analyse", "load_shapes_world", "parse_prompt", "render", "weights_available",
+    "GAN_DIR", "gan_weights_available", "load_shapes_world_gan",
 ]
