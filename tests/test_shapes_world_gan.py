@@ -187,11 +187,11 @@ def test_exact_shap_lime_and_captum_over_words_put_colour_or_shape_first(shapes_
 
 def exact_objects(image, prompt):
     """Label map 0 background, k = the prompt's k-th object (dilated 1 px), or None unless the analysed objects
-    are exactly the prompt's."""
+    are one per prompted colour and nothing else (shapes are not required: the GAN draws them less well)."""
     from scipy import ndimage
 
     specs, found = parse_prompt(prompt), analyse(image)
-    if sorted((o.colour, o.shape) for o in found) != sorted((s.colour, s.shape) for s in specs):
+    if sorted(o.colour for o in found) != sorted(s.colour for s in specs) or len({s.colour for s in specs}) < 2:
         return None
     segments = np.zeros((64, 64), np.int64)
     for label, spec in enumerate(specs, start=1):
@@ -212,13 +212,14 @@ def word_objects(prompt):
 
 @pytest.fixture(scope="module")
 def gan_scenes(shapes_world_gan):
-    """GAN images (seeds 0..3) of two-object prompts that show exactly their prompt, with their object label maps."""
+    """GAN images (seeds 0, 1) of held-out two-object prompts that show their two colours and nothing else, with
+    their object label maps."""
     from captum_diffusion.shapes_world import HELD_OUT_PROMPTS, PAIR_PROMPTS
 
     gan, _ = shapes_world_gan
     scenes = []
-    for prompt in [p for p in HELD_OUT_PROMPTS if p in PAIR_PROMPTS][:8]:
-        for seed in range(4):
+    for prompt in [p for p in HELD_OUT_PROMPTS if p in PAIR_PROMPTS]:
+        for seed in range(2):
             image = np.asarray(gan([prompt], generator=[torch.Generator().manual_seed(seed)])[0])
             segments = exact_objects(image, prompt)
             if segments is not None:
@@ -260,7 +261,7 @@ def test_clip_saliency_on_gan_images(method, shapes_world_gan, gan_scenes):
     """Mass per pixel of the colour words' maps inside their object over that outside, median over the GAN's
     images: above 1 for the gradient methods (IG from mid-grey, see tests/test_saliency.py). Grad-CAM runs, is
     non-negative and lives on the image; it does not localise here (measured: see benchmarks/gan_vs_diffusion.py),
-    so only its shape and sign are asserted."""
+    so only its shape, sign and that it is not all zero are asserted."""
     from captum_diffusion.image.saliency import CLIPSaliency
 
     _, scorer = shapes_world_gan
@@ -268,8 +269,11 @@ def test_clip_saliency_on_gan_images(method, shapes_world_gan, gan_scenes):
     ratios = []
     for prompt, image, segments in gan_scenes[:4]:
         words = prompt.split()
-        maps = saliency.attribute(image, words).abs()
+        maps = saliency.attribute(image, words)
         assert maps.shape == (len(words), 64, 64) and torch.isfinite(maps).all()
+        if method == "gradcam":  # ReLU'd class activation maps, upsampled from the patch grid
+            assert (maps >= 0).all() and (maps.flatten(1).sum(1) > 0).any()
+        maps = maps.abs()
         for word, obj in word_objects(prompt):
             if words[word] in COLOURS:
                 inside = torch.from_numpy(segments == obj)
