@@ -22,9 +22,13 @@ the training state to ``$SHAPES_WORLD_RUNS/gan_state.pt`` (``--resume``), a samp
 ``$SHAPES_WORLD_RUNS/gan_samples.png`` and a line of held-out quality (analyser, 24 single-object prompts).
 It stops after ``--steps`` steps or ``--minutes`` of wall time, whichever comes first.
 
-Command of the shipped weights (2026-11-30, this 2-core CPU shared with other jobs, 1 torch thread):
+Command of the shipped weights (2026-11-30, this 2-core CPU shared with four other jobs, 1 torch thread, no GPU):
     nohup python scripts/train_shapes_world_gan.py > /tmp/gan_train.log 2>&1 &
-(the defaults: batch 32, at most 75 minutes). Quality: ``python benchmarks/shapes_world_quality.py --model gan``.
+(the defaults: batch 32, stopped by the 75-minute limit after 3718 steps, 119k rendered examples; 1.2-2.5 s per
+step depending on the load). Quality: ``python benchmarks/shapes_world_quality.py --model gan``: on held-out
+prompts right colour 100%, shape 72.5%, position 50% (chance: positions were not learned in this budget), both
+colours of a pair 33.3%; CLIP score 67.6 (the UNet: 88.1). Objects appeared after ~300 steps, right colours
+after ~1400; the generator is 310k parameters (1.2 MB).
 """
 from __future__ import annotations
 
