@@ -191,7 +191,8 @@ def exact_objects(image, prompt):
     from scipy import ndimage
 
     specs, found = parse_prompt(prompt), analyse(image)
-    if sorted(o.colour for o in found) != sorted(s.colour for s in specs) or len({s.colour for s in specs}) < len(specs):
+    colours = [s.colour for s in specs]
+    if sorted(o.colour for o in found) != sorted(colours) or len(set(colours)) < len(colours):
         return None
     segments = np.zeros((64, 64), np.int64)
     for label, spec in enumerate(specs, start=1):
