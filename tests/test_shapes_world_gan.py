@@ -132,6 +132,11 @@ def generators(gan, seeds=range(4)):
 @needs_weights
 def test_shipped_gan_loads_and_an_image_is_the_same_alone_or_in_any_batch(shapes_world_gan):
     from captum_diffusion.generation.ratgan import RATGenerator as Loaded
+    from captum_diffusion.shapes_world import load_shapes_world_gan
+
+    for bad, match in ((dict(device=3), "device"), (dict(dtype="half"), "dtype"), (dict(seed=-1), "seed")):
+        with pytest.raises((TypeError, ValueError), match=match):
+            load_shapes_world_gan(**bad)
 
     gan, scorer = shapes_world_gan
     assert isinstance(gan, CLIPConditionedGenerator) and isinstance(gan.generator, Loaded)
@@ -260,10 +265,10 @@ def test_lime_shap_and_the_table_over_segments_pick_the_words_object(shapes_worl
 @needs_weights
 @pytest.mark.parametrize("method", ["saliency", "integrated_gradients", "guided_backprop", "gradcam"])
 def test_clip_saliency_on_gan_images(method, shapes_world_gan, gan_scenes):
-    """Mass per pixel of the colour words' maps inside their object over that outside, median over the GAN's
-    images: above 1 for the gradient methods (IG from mid-grey, see tests/test_saliency.py). Grad-CAM runs, is
-    non-negative and lives on the image; it does not localise here (measured: see benchmarks/gan_vs_diffusion.py),
-    so only its shape, sign and that it is not all zero are asserted."""
+    """Mass per pixel of the colour and shape words' maps inside their object over that outside, median over the
+    GAN's single-object images: above 1 for every method (IG from mid-grey, see tests/test_saliency.py); Grad-CAM's
+    maps are also non-negative. On two-object images Grad-CAM finds the objects but not the word's own one
+    (measured in benchmarks/gan_vs_diffusion.py, on rendered images as well: the CLIP's limit)."""
     from captum_diffusion.image.saliency import CLIPSaliency
 
     _, scorer = shapes_world_gan
@@ -277,11 +282,9 @@ def test_clip_saliency_on_gan_images(method, shapes_world_gan, gan_scenes):
             assert (maps >= 0).all() and (maps.flatten(1).sum(1) > 0).any()
         maps = maps.abs()
         for word, obj in word_objects(prompt):
-            if words[word] in COLOURS:
-                inside = torch.from_numpy(segments == obj)
-                ratios.append(float(maps[word][inside].mean() / maps[word][~inside].mean().clamp_min(1e-12)))
-    if method != "gradcam":
-        assert np.median(ratios) > 1, (method, ratios)
+            inside = torch.from_numpy(segments == obj)
+            ratios.append(float(maps[word][inside].mean() / maps[word][~inside].mean().clamp_min(1e-12)))
+    assert np.median(ratios) > 1, (method, ratios)
 
 
 @needs_weights
