@@ -29,8 +29,8 @@ def load_shapes_world_gan(device=None, dtype=None, seed: int = 0):
     device: torch device or string (default CPU); dtype: torch dtype of the generator and the scorer (default
     float32; the sentence embedding is always computed in float32). seed: the noise seed of every prompt when
     no ``generator=`` is passed to the GAN. The generator (``RATGenerator.from_pretrained``) and the CLIP
-    (``CLIPModel.from_pretrained``, one copy serving as the GAN's frozen text encoder and as the scorer) load
-    from ``weights/`` offline. Raises ``FileNotFoundError`` when the weights are missing.
+    (``CLIPModel.from_pretrained``; in float32 one copy serves as the GAN's frozen text encoder and as the scorer)
+    load from ``weights/`` offline. Raises ``FileNotFoundError`` when the weights are missing.
     """
     import torch
     from transformers import CLIPModel, CLIPProcessor
@@ -53,5 +53,8 @@ def load_shapes_world_gan(device=None, dtype=None, seed: int = 0):
     processor = CLIPProcessor.from_pretrained(str(CLIP_DIR))
     # The generator was trained on unit-normalised sentence embeddings of the whole prompt (get_text_features).
     gan = CLIPConditionedGenerator(generator, clip, processor.tokenizer, seed=seed, normalize=True, device=device)
-    scorer = CLIPSimilarity(model=clip, processor=processor, device=device, dtype=dtype, text_template=TEXT_TEMPLATE)
+    # The scorer casts its model to dtype: share the float32 text encoder only when no cast happens.
+    scorer_clip = clip if dtype == torch.float32 else CLIPModel.from_pretrained(str(CLIP_DIR)).eval()
+    scorer = CLIPSimilarity(model=scorer_clip, processor=processor, device=device, dtype=dtype,
+                            text_template=TEXT_TEMPLATE)
     return gan, scorer
