@@ -2,8 +2,8 @@
 
 Every ``transformer_blocks.i.attn`` runs one softmax over the image tokens and the text tokens together. The
 text part is ``[CLIP | T5]``: 77 CLIP positions (CLIP-L and CLIP-G token by token, concatenated along the
-channels, start token at 0), then ``max_sequence_length`` T5 positions (77 zero rows when the pipeline has no
-T5). A word has tokens in both parts; see :class:`SD3Family` for which ones a map uses. SD3.5's extra
+channels, start token at 0), then ``max_sequence_length`` T5 positions (zero rows, 256 by default, when the
+pipeline has no T5). A word has tokens in both parts; see :class:`SD3Family` for which ones a map uses. SD3.5's extra
 image-only ``attn2`` layers (dual attention) do not see the text and are not traced.
 """
 from __future__ import annotations
