@@ -82,6 +82,27 @@ def random_subprompt(prompt: str, rng: np.random.Generator) -> str:
     return subprompt(words, rng.random(len(words)) < 0.5)
 
 
+# TRAIN_PROMPTS by template: plain, position, two objects
+TEMPLATE_GROUPS = [[p for p in world.TRAIN_PROMPTS if p in group]
+                   for group in (world.SINGLE_PROMPTS, world.POSITION_PROMPTS, world.PAIR_PROMPTS)]
+
+
+def balanced_prompts(rng, n: int, template_weights=(1.0, 1.0, 1.0)) -> list[str]:
+    """``n`` TRAIN_PROMPTS, each drawn from a template picked with probability proportional to
+    ``template_weights`` (plain, position, two objects), so the 108 two-object prompts do not take 70% of the
+    batches by their number alone."""
+    weights = np.asarray(template_weights, dtype=float)
+    return [TEMPLATE_GROUPS[g][rng.integers(len(TEMPLATE_GROUPS[g]))]
+            for g in rng.choice(len(TEMPLATE_GROUPS), n, p=weights / weights.sum())]
+
+
+def conditioning_prompt(prompt: str, rng, p_empty: float, p_sub: float) -> str:
+    """What a training example is conditioned on: "" with probability ``p_empty`` (so classifier-free guidance
+    works), a random sub-prompt with ``p_sub``, else the prompt."""
+    u = rng.random()
+    return "" if u < p_empty else random_subprompt(prompt, rng) if u < p_empty + p_sub else prompt
+
+
 def save_atomic(save_fn, target: Path) -> None:
     """Call ``save_fn(tmp_dir)`` then swap ``tmp_dir`` into ``target`` (old copy removed after the swap)."""
     target = Path(target)

@@ -43,7 +43,8 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import CLIPModel
 
-from train_shapes_world_common import RUNS, Log, random_subprompt, render_batch, save_atomic, setup, world
+from train_shapes_world_common import (RUNS, Log, balanced_prompts, random_subprompt, render_batch, save_atomic, setup,
+                                       world)
 
 from captum_diffusion.generation.ratgan import RATGenerator
 from captum_diffusion.shapes_world import CLIP_DIR, WEIGHTS_DIR
@@ -102,13 +103,6 @@ class SentenceBank:
             emb = F.normalize(out.pooler_output, dim=-1)  # transformers 5: the projected embedding
             self.cache.update(zip(new, emb))
         return torch.stack([self.cache[p] for p in prompts])
-
-
-def sample_prompts(rng: np.random.Generator, n: int, weights) -> list[str]:
-    groups = [[p for p in world.TRAIN_PROMPTS if p in g]
-              for g in (world.SINGLE_PROMPTS, world.POSITION_PROMPTS, world.PAIR_PROMPTS)]
-    which = rng.choice(3, size=n, p=np.asarray(weights) / np.sum(weights))
-    return [groups[k][rng.integers(len(groups[k]))] for k in which]
 
 
 def matching_aware_penalty(disc: Discriminator, images: torch.Tensor, sentence: torch.Tensor) -> torch.Tensor:
@@ -205,7 +199,7 @@ def main():
     log, start, last_save = Log(), time.time(), time.time()
     b, penalty = args.batch_size, torch.zeros(())  # penalty: the last one computed, for the log
     while step < args.steps and time.time() - start < args.minutes * 60:
-        prompts = sample_prompts(rng, b, args.template_weights)
+        prompts = balanced_prompts(rng, b, args.template_weights)
         real = render_batch(prompts, rng)
         cond = [random_subprompt(p, rng) if rng.random() < args.subprompt_prob else p for p in prompts]
         sentence = bank(cond)

@@ -42,15 +42,14 @@ import math
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, StableDiffusion3Pipeline
 from diffusers.models.attention_processor import JointAttnProcessor2_0
 from transformers import CLIPModel, CLIPTextConfig, CLIPTextModelWithProjection
 
-from train_shapes_world_common import RUNS, Log, render_batch, save_atomic, setup, tokenizer
-from train_shapes_world_unet import balanced_prompts, conditioning_prompt
+from train_shapes_world_common import (RUNS, Log, balanced_prompts, conditioning_prompt, render_batch, save_atomic,
+                                       setup, tokenizer)
 
 from captum_diffusion.shapes_world import CLIP_DIR, PIPELINE_DIR, WEIGHTS_DIR
 

@@ -37,15 +37,14 @@ import shutil
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers import (AutoencoderKL, DDPMScheduler, DPMSolverMultistepScheduler, StableDiffusionPipeline,
                        UNet2DConditionModel)
 from transformers import CLIPTextModel
 
-from train_shapes_world_common import (RUNS, UNET_CONFIG, Log, random_subprompt, random_train_prompts, render_batch,
-                                       save_atomic, setup, tokenizer, world)
+from train_shapes_world_common import (RUNS, UNET_CONFIG, Log, balanced_prompts, conditioning_prompt, random_train_prompts,
+                                       render_batch, save_atomic, setup, tokenizer)
 
 from captum_diffusion.shapes_world import WEIGHTS_DIR
 
@@ -73,25 +72,6 @@ class TextCache:
             for p, h in zip(missing, self.encoder(ids.input_ids.to(self.device))[0]):
                 self.cache[p] = h
         return torch.stack([self.cache[p] for p in prompts])
-
-
-# TRAIN_PROMPTS by template: plain, position, two objects
-TEMPLATE_GROUPS = [[p for p in world.TRAIN_PROMPTS if p in group]
-                   for group in (world.SINGLE_PROMPTS, world.POSITION_PROMPTS, world.PAIR_PROMPTS)]
-
-
-def balanced_prompts(rng, n: int, template_weights=(1.0, 1.0, 1.0)) -> list[str]:
-    """``n`` TRAIN_PROMPTS, each drawn from a template picked with probability proportional to
-    ``template_weights`` (plain, position, two objects), so the 108 two-object prompts do not take 70% of the
-    batches by their number alone."""
-    weights = np.asarray(template_weights, dtype=float)
-    return [TEMPLATE_GROUPS[g][rng.integers(len(TEMPLATE_GROUPS[g]))]
-            for g in rng.choice(len(TEMPLATE_GROUPS), n, p=weights / weights.sum())]
-
-
-def conditioning_prompt(prompt: str, rng, p_empty: float, p_sub: float) -> str:
-    u = rng.random()
-    return "" if u < p_empty else random_subprompt(prompt, rng) if u < p_empty + p_sub else prompt
 
 
 @torch.no_grad()
