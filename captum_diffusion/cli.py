@@ -36,6 +36,8 @@ def _explain_parser(sub) -> None:
     p.add_argument("--seeds", nargs="+", type=int, help="seeds whose games are averaged (default: 0)")
     p.add_argument("--steps", type=int, help="denoising steps (default: the model's)")
     p.add_argument("--guidance", type=float, help="guidance scale (default: the model's)")
+    p.add_argument("--max-sequence-length", type=int, help="T5 token limit of SD3 / FLUX / PixArt pipelines "
+                                                           "(default: the pipeline's own: 256, 512, 300)")
     p.add_argument("--size", type=_size, help="image size in pixels: N or HxW (default: the model's)")
     p.add_argument("--words", nargs="+", metavar="METHOD",
                    help=f"word-attribution methods, several allowed: {', '.join(WORD_METHODS)} (default: shap-exact "
@@ -99,8 +101,9 @@ def config_from_args(args: argparse.Namespace):
     from captum_diffusion.runs.config import (PromptSpec, RunConfig, read_config_file, read_prompt_file)
 
     options = read_config_file(args.config) if args.config else {}
-    for name in ("model", "clip", "device", "dtype", "seeds", "steps", "guidance", "size", "words", "attention",
-                 "segments", "lime_samples", "max_evals", "batch_size", "faithfulness", "out", "prompts_file"):
+    for name in ("model", "clip", "device", "dtype", "seeds", "steps", "guidance", "size", "max_sequence_length",
+                 "words", "attention", "segments", "lime_samples", "max_evals", "batch_size", "faithfulness", "out",
+                 "prompts_file"):
         value = getattr(args, name)
         if value is not None:
             options[name] = value

@@ -301,3 +301,28 @@ def test_report_of_a_saved_run_in_chromium(saved):
             assert (r > b) if value > 0 else (b > r)
         shot = np.asarray(PIL.Image.open(io.BytesIO(full_page_screenshot(driver))).convert("RGB"))
         assert shot.std() > 20
+
+
+def test_max_sequence_length_sets_the_t5_limit_of_a_run(tmp_path, capsys):
+    """--max-sequence-length reaches generation and the token check of a T5 pipeline (a prompt over it fails
+    naming the whole prompt, the others are explained); a pipeline without T5 refuses it before writing anything."""
+    from captum_diffusion.testing import tiny_clip, tiny_pixart
+
+    tiny_pixart().save_pretrained(tmp_path / "pixart")
+    clip, processor = tiny_clip()
+    clip.save_pretrained(tmp_path / "clip")
+    processor.save_pretrained(tmp_path / "clip")
+    short, long = "a red circle", "a red circle and a blue square"  # 4 and 9 T5 tokens with the end token
+    out = tmp_path / "run"
+    assert main(["explain", short, long, "--model", str(tmp_path / "pixart"), "--clip", str(tmp_path / "clip"),
+                 "--max-sequence-length", "6", "--attention", "none", "--steps", "2", "--size", "32",
+                 "--out", str(out), "--quiet"]) == 1
+    manifest = json.loads((out / MANIFEST).read_text())
+    assert manifest["config"]["max_sequence_length"] == 6
+    done, failed = manifest["prompts"]
+    assert done["status"] == "done" and failed["status"] == "failed"
+    assert f"prompt {long!r} is 9 tokens long" in failed["error"] and "at most 6 (max_sequence_length)" in failed["error"]
+    assert load_run(out)[0].values["shap-exact"].shape == (1, 3)
+    unet_out = tmp_path / "unet"
+    assert main(["explain", short, "--max-sequence-length", "20", "--out", str(unet_out), "--quiet"]) == 2
+    assert "has no T5 encoder" in capsys.readouterr().err and not unet_out.exists()

@@ -156,6 +156,9 @@ class TextToImage:
                 pipeline_or_callable.to(**checks.placement(device, dtype))
             self.height = checks.optional_positive_int(height, "height")
             self.width = checks.optional_positive_int(width, "width")
+            if self.max_sequence_length is not None:
+                raise ValueError("max_sequence_length is the T5 token limit of SD3 / FLUX / PixArt pipelines; a "
+                                 "prompts -> images callable takes none: leave it None")
         else:
             raise TypeError(
                 "pipeline_or_callable must be a diffusers text-to-image pipeline or a callable "

@@ -69,7 +69,8 @@ class RunConfig:
     ``openai/clip-vit-base-patch32``), a transformers CLIP id/folder, or ``open_clip:NAME[:PRETRAINED]``.
     device, dtype: where and in which precision the models run (``"float16"``...). seeds: the seeds whose games are
     averaged. steps, guidance, size (pixels, square, or ``(height, width)``): generation settings (``None``: the
-    model's defaults). words: word-attribution methods (``WORD_METHODS``; ``()`` = exact SHAP up to 12 words, else
+    model's defaults). max_sequence_length: the T5 token limit of SD3 / FLUX / PixArt pipelines (``None``: the
+    pipeline's own). words: word-attribution methods (``WORD_METHODS``; ``()`` = exact SHAP up to 12 words, else
     permutation). attention: ``"daam"`` or ``"none"`` (``None``: DAAM on UNet, SD3, FLUX, PixArt).
     segments: ``None``, ``"slic"``, ``"daam-kmeans"`` or ``"sam:/path/to/checkpoint.pth"``. lime_samples,
     max_evals (sampling budget of shap-permutation / partition and captum's samplers), batch_size: as in the API.
@@ -86,6 +87,7 @@ class RunConfig:
     steps: int | None = None
     guidance: float | None = None
     size: tuple[int, int] | None = None
+    max_sequence_length: int | None = None
     words: tuple[str, ...] = ()
     attention: str | None = None
     segments: str | None = None
@@ -110,6 +112,7 @@ class RunConfig:
         set_("seeds", _seeds(self.seeds, "seeds"))
         set_("steps", checks.optional_positive_int(self.steps, "steps"))
         set_("guidance", checks.optional_finite_number(self.guidance, "guidance", low=0.0))
+        set_("max_sequence_length", checks.optional_positive_int(self.max_sequence_length, "max_sequence_length"))
         if self.size is not None:
             size = (self.size, self.size) if not isinstance(self.size, (tuple, list)) else tuple(self.size)
             if len(size) != 2:

@@ -100,6 +100,7 @@ def explain_run(config: RunConfig, out, *, command: list[str] | None = None, for
     import uuid
 
     from captum_diffusion.runs.distributed import Ranks
+    from captum_diffusion.generation import TextToImage
     from captum_diffusion.runs.models import load_model
     from captum_diffusion.runs.plan import fill_cache, plan_run
 
@@ -114,6 +115,7 @@ def explain_run(config: RunConfig, out, *, command: list[str] | None = None, for
     resuming = phase.records[0]
     with ranks.phase("load the model"):
         model = load_model(config.model, config.clip, device=ranks.device(config.device), dtype=config.dtype)
+        TextToImage(model.pipeline, **generation_settings(config, model))  # refuses settings the model cannot take
     load_seconds = time.perf_counter() - started
     manifest = None
     with ranks.phase("plan") as phase:
@@ -273,7 +275,8 @@ def generation_settings(config: RunConfig, model) -> dict:
     size = config.size or model.defaults.get("size") or (None, None)
     return {"num_inference_steps": config.steps or model.defaults.get("steps"),
             "guidance_scale": config.guidance if config.guidance is not None else model.defaults.get("guidance"),
-            "height": size[0], "width": size[1], "batch_size": config.batch_size}
+            "height": size[0], "width": size[1], "batch_size": config.batch_size,
+            "max_sequence_length": config.max_sequence_length}
 
 
 def subprompt_mask(words: list[str], subprompt: str) -> str:
@@ -307,12 +310,12 @@ def explain_prompt(spec: PromptSpec, config: RunConfig, model, cache_dir: Path, 
         generator = TextToImage(model.pipeline, seed=seed, cache_dir=cache_dir, progress=progress,
                                 **generation_settings(config, model))
         f = PromptScore(generator, model.scorer, spec.prompt)
+        image = generator([f.prompt])[0]  # first: a prompt over a token limit is refused naming it, not a sub-prompt
         for method in methods:
             row, base = word_values(method, f, config, seed)
             values[method].append(row)
             base_values[method].append(base)
         payoffs.append(float(f([f.prompt])[0]))
-        image = generator([f.prompt])[0]
         result.images.append(image)
         scored = sorted(f.scores.items(), key=lambda item: subprompt_mask(words, item[0]))
         result.subprompts.append([SubPrompt(subprompt_mask(words, p), p, v, generator([p])[0]) for p, v in scored])
