@@ -305,6 +305,8 @@ def test_callable_returning_wrong_types():
         TextToImage(lambda prompts: ["not an image" for _ in prompts], progress=False)(["a"])
     with pytest.raises(ValueError, match="returned 1 images for 2 prompts"):
         TextToImage(lambda prompts: [PIL.Image.new("RGB", (4, 4))], progress=False)(["a", "b"])
+    with pytest.raises(ValueError, match="a prompts -> images callable takes none"):  # not silently ignored
+        TextToImage(lambda prompts: [PIL.Image.new("RGB", (4, 4))] * len(prompts), max_sequence_length=77)
 
 
 def test_lambda_needs_cache_key_for_disk_cache(tmp_path):
