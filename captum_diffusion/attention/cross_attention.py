@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from captum_diffusion.attention.families import AttentionFamily, Size, call_input, grid_ladder
+from captum_diffusion.attention.families import AttentionFamily, PatchGrids, Size, call_input, grid_ladder
 
 # diffusers processors that compute plain softmax(QK^T * scale) V attention, which CrossAttentionProcessor reproduces
 PLAIN_CROSS_ATTENTION = frozenset({"AttnProcessor", "AttnProcessor2_0", "SlicedAttnProcessor", "XFormersAttnProcessor",
@@ -98,17 +98,8 @@ class UNetFamily(CrossAttentionFamily):
         return {"clip": (getattr(self.pipeline, "tokenizer", None), 0, None)}
 
 
-class PixArtFamily(CrossAttentionFamily):
+class PixArtFamily(PatchGrids, CrossAttentionFamily):
     name = "pixart"
-
-    def grids(self, height: int, width: int) -> list[Size]:
-        scale = int(getattr(self.pipeline, "vae_scale_factor", 8)) * self.denoiser.config.patch_size
-        return [(height // scale, width // scale)]
-
-    def call_grids(self, args, kwargs) -> list[Size]:
-        latents = call_input(args, kwargs, "hidden_states")
-        patch = self.denoiser.config.patch_size
-        return [(latents.shape[-2] // patch, latents.shape[-1] // patch)]
 
     def text_encoders(self, call: dict) -> dict:
         return {"t5": (getattr(self.pipeline, "tokenizer", None), 0, self.max_sequence_length(call))}

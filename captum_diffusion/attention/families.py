@@ -9,7 +9,7 @@ An attention method (``daam.py``) asks a family four things, and nothing else ab
 - where each text encoder's tokens lie in the text keys (:meth:`AttentionFamily.text_encoders`);
 - how the pipeline batches conditional and unconditional rows.
 
-Families (one module each; add a family by writing one module with a subclass and one line in ``_FAMILIES``):
+Families (one module each; add a family by writing one module with a subclass and one entry in :func:`attention_family`):
 
 ==========  =============================================  =============================================
 family      denoiser (pipelines)                           text keys the image attends to
@@ -157,6 +157,20 @@ class AttentionFamily:
         if side is None:
             raise ValueError(f"{type(self.pipeline).__name__} has no default image size; give height and width")
         return side, side
+
+
+class PatchGrids:
+    """Grids of a transformer over ``patch_size`` x ``patch_size`` patches of the latent (SD3, PixArt): one grid,
+    the latent's size divided by the patch size. Mixed in before an :class:`AttentionFamily`."""
+
+    def grids(self, height: int, width: int) -> list[Size]:
+        scale = int(getattr(self.pipeline, "vae_scale_factor", 8)) * self.denoiser.config.patch_size
+        return [(height // scale, width // scale)]
+
+    def call_grids(self, args: tuple, kwargs: dict) -> list[Size]:
+        latents = call_input(args, kwargs, "hidden_states")
+        patch = self.denoiser.config.patch_size
+        return [(latents.shape[-2] // patch, latents.shape[-1] // patch)]
 
 
 def attention_family(pipeline) -> AttentionFamily:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from captum_diffusion.attention.families import AttentionFamily, Size, call_input, image_text_attention
+from captum_diffusion.attention.families import AttentionFamily, PatchGrids, image_text_attention
 
 
 class SD3TracingProcessor:
@@ -67,7 +67,7 @@ class SD3TracingProcessor:
         return hidden_states, encoder_hidden_states
 
 
-class SD3Family(AttentionFamily):
+class SD3Family(PatchGrids, AttentionFamily):
     """``StableDiffusion3Pipeline`` and friends (``SD3Transformer2DModel``).
 
     Text encoders: ``"clip"`` (positions 0..76) and ``"t5"`` (77 onwards, when the pipeline has T5). By
@@ -87,15 +87,6 @@ class SD3Family(AttentionFamily):
 
     def tracing_processor(self, trace, original):
         return SD3TracingProcessor(trace, original)
-
-    def grids(self, height: int, width: int) -> list[Size]:
-        scale = int(self.pipeline.vae_scale_factor) * self.denoiser.config.patch_size
-        return [(height // scale, width // scale)]
-
-    def call_grids(self, args, kwargs) -> list[Size]:
-        latents = call_input(args, kwargs, "hidden_states")
-        patch = self.denoiser.config.patch_size
-        return [(latents.shape[-2] // patch, latents.shape[-1] // patch)]
 
     def extra_call(self, kwargs: dict) -> bool:
         return kwargs.get("skip_layers") is not None  # skip-layer guidance's third pass, with blocks left out
