@@ -216,6 +216,10 @@ def binary_matrix(value, n_columns: int, name: str, column: str = "column"):
     return array
 
 
-def _short_repr(value, limit: int = 80) -> str:
-    text = repr(value)
+def shortened(text: str, limit: int = 80) -> str:
+    """``text`` cut to at most ``limit`` characters, ending in "..." when cut (for messages and tables)."""
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _short_repr(value, limit: int = 80) -> str:
+    return shortened(repr(value), limit)

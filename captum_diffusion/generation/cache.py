@@ -503,13 +503,10 @@ def cache_command(action: str, directory, *, model: str | None = None, older_tha
     for e in entries:
         s = e.settings
         rows.append((time.strftime("%Y-%m-%d %H:%M", time.localtime(e.mtime)), format_bytes(e.bytes),
-                     _short(e.identity or "?", 40), str(s.get("seed", "")), str(s.get("num_inference_steps", "")),
+                     checks.shortened(e.identity or "?", 40), str(s.get("seed", "")), str(s.get("num_inference_steps", "")),
                      str(s.get("guidance_scale", "")),
                      f"{s['height']}x{s['width']}" if s.get("height") and s.get("width") else "-",
                      "?" if e.prompt is None else repr(e.prompt)))
     widths = [max(len(row[k]) for row in rows) for k in range(7)]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[7] for row in rows)
 
-
-def _short(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."

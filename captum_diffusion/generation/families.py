@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import torch
 
+from captum_diffusion import checks
+
 FAMILIES = ("unet", "sd3", "flux", "pixart")
 #: families whose pipeline call takes ``max_sequence_length`` (the T5 token limit)
 T5_FAMILIES = ("sd3", "flux", "pixart")
@@ -154,9 +156,8 @@ def check_token_limits(pipeline, prompts: list[str], max_sequence_length: int | 
         for prompt, n_tokens in zip(prompts, encoder.count(texts)):
             if n_tokens > encoder.limit:
                 source = "max_sequence_length" if encoder.kind == "T5" else "tokenizer.model_max_length"
-                shown = prompt if len(prompt) <= 60 else prompt[:57] + "..."
                 raise ValueError(
-                    f"prompt {shown!r} is {n_tokens} tokens long for {encoder.name} ({encoder.kind}, start/end "
+                    f"prompt {checks.shortened(prompt, 60)!r} is {n_tokens} tokens long for {encoder.name} ({encoder.kind}, start/end "
                     f"included) but it accepts at most {encoder.limit} ({source}); the pipeline would silently cut "
                     "the rest: shorten the prompt" + (" or raise max_sequence_length" if encoder.kind == "T5" else "")
                 )
