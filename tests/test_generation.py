@@ -307,6 +307,14 @@ def test_callable_returning_wrong_types():
         TextToImage(lambda prompts: [PIL.Image.new("RGB", (4, 4))], progress=False)(["a", "b"])
     with pytest.raises(ValueError, match="a prompts -> images callable takes none"):  # not silently ignored
         TextToImage(lambda prompts: [PIL.Image.new("RGB", (4, 4))] * len(prompts), max_sequence_length=77)
+    received = []
+
+    def t5_generator(prompts, max_sequence_length):
+        received.append(max_sequence_length)
+        return [PIL.Image.new("RGB", (4, 4))] * len(prompts)
+
+    TextToImage(t5_generator, max_sequence_length=77, progress=False)(["a"])
+    assert received == [77]  # a callable that names it gets it
 
 
 def test_lambda_needs_cache_key_for_disk_cache(tmp_path):

@@ -156,9 +156,11 @@ class TextToImage:
                 pipeline_or_callable.to(**checks.placement(device, dtype))
             self.height = checks.optional_positive_int(height, "height")
             self.width = checks.optional_positive_int(width, "width")
-            if self.max_sequence_length is not None:
+            if self.max_sequence_length is not None and "max_sequence_length" not in _keyword_parameters(
+                    pipeline_or_callable):  # it would be ignored
                 raise ValueError("max_sequence_length is the T5 token limit of SD3 / FLUX / PixArt pipelines; a "
-                                 "prompts -> images callable takes none: leave it None")
+                                 "prompts -> images callable takes none unless its signature names "
+                                 "max_sequence_length: leave it None")
         else:
             raise TypeError(
                 "pipeline_or_callable must be a diffusers text-to-image pipeline or a callable "
@@ -229,10 +231,10 @@ class TextToImage:
     def token_limits(self) -> dict[str, int]:
         """``{text encoder component name: token limit}`` for every text encoder the pipeline runs on a prompt
         (e.g. SD3: ``{"text_encoder": 77, "text_encoder_2": 77, "text_encoder_3": 256}``); ``{}`` for a callable."""
-        return {encoder.name: encoder.limit for encoder in self._text_encoders()}
-
-    def _text_encoders(self) -> list[families.TextEncoderLimit]:
-        return [] if self.pipeline is None else families.text_encoders(self.pipeline, self.max_sequence_length)
+        if self.pipeline is None:
+            return {}
+        return {encoder.name: encoder.limit
+                for encoder in families.text_encoders(self.pipeline, self.max_sequence_length)}
 
     def _check_token_limit(self, prompts: list[str]) -> None:
         if self.pipeline is not None:
