@@ -82,7 +82,6 @@ def load_shapes_world(device=None, dtype=None, family: str = "unet"):
     checks.one_of(family, FAMILY_DIRS, "family")
     import torch
     from diffusers import StableDiffusion3Pipeline, StableDiffusionPipeline
-    from transformers import CLIPModel, CLIPProcessor
 
     if not weights_available(family):
         raise FileNotFoundError(f"ShapesWorld {family} weights not found under {WEIGHTS_DIR}; train them with "
@@ -97,20 +96,28 @@ def load_shapes_world(device=None, dtype=None, family: str = "unet"):
         pipe = StableDiffusion3Pipeline.from_pretrained(str(TRANSFORMER_DIR), dtype=dtype, text_encoder_3=None,
                                                         tokenizer_3=None).to(device)
     pipe.set_progress_bar_config(disable=True)
-    model = CLIPModel.from_pretrained(str(CLIP_DIR)).eval()
-    processor = CLIPProcessor.from_pretrained(str(CLIP_DIR))
+    return pipe, load_shapes_world_scorer(device, dtype)
+
+
+def load_shapes_world_scorer(device=None, dtype=None, *, model=None, processor=None):
+    """The shipped ShapesWorld CLIP as a ``CLIPSimilarity`` on ``device`` in ``dtype`` (the scorer every ShapesWorld
+    model ships with). ``model`` / ``processor``: that CLIP's ``CLIPModel`` / ``CLIPProcessor`` when already
+    loaded (the scorer casts the model to ``dtype`` in place); ``None``: loaded from ``CLIP_DIR``."""
+    from transformers import CLIPModel, CLIPProcessor
+
     from captum_diffusion.scoring.clip import CLIPSimilarity
 
+    model = CLIPModel.from_pretrained(str(CLIP_DIR)).eval() if model is None else model
+    processor = CLIPProcessor.from_pretrained(str(CLIP_DIR)) if processor is None else processor
     # Its CLIP was trained on whole captions: a bare word lies closest to a blank image, so single words are embedded
     # in a caption-shaped template (the image side and saliency read it from the scorer).
-    return pipe, CLIPSimilarity(model=model, processor=processor, device=device, dtype=dtype,
-                                text_template=TEXT_TEMPLATE)
+    return CLIPSimilarity(model=model, processor=processor, device=device, dtype=dtype, text_template=TEXT_TEMPLATE)
 
 
 __all__ = [
     "ALL_PROMPTS", "COLOURS", "CLIP_DIR", "DEFAULT_GENERATION", "DetectedObject", "FUNCTION_WORDS",
     "FAMILY_DIRS", "FAMILY_GENERATION", "GenerationSettings", "HELD_OUT_PROMPTS", "IMAGE_SIZE", "ObjectSpec", "PAIR_PROMPTS", "PIPELINE_DIR",
     "POSITION_PROMPTS", "POSITIONS", "Rendering", "SHAPES", "SINGLE_PROMPTS", "TEXT_TEMPLATE", "TRAIN_PROMPTS", "TRANSFORMER_DIR", "TRANSFORMER_GENERATION", "VOCABULARY",
-    "analyse", "load_shapes_world", "parse_prompt", "render", "weights_available",
+    "analyse", "load_shapes_world", "load_shapes_world_scorer", "parse_prompt", "render", "weights_available",
     "GAN_DIR", "gan_weights_available", "load_shapes_world_gan",
 ]

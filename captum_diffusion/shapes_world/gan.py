@@ -38,8 +38,7 @@ def load_shapes_world_gan(device=None, dtype=None, seed: int = 0):
     from captum_diffusion import checks
     from captum_diffusion.generation.gan import CLIPConditionedGenerator
     from captum_diffusion.generation.ratgan import RATGenerator
-    from captum_diffusion.scoring.clip import CLIPSimilarity
-    from captum_diffusion.shapes_world import CLIP_DIR, TEXT_TEMPLATE
+    from captum_diffusion.shapes_world import CLIP_DIR, load_shapes_world_scorer
 
     checks.placement(device, dtype)
     seed = checks.seed(seed)
@@ -54,7 +53,5 @@ def load_shapes_world_gan(device=None, dtype=None, seed: int = 0):
     # The generator was trained on unit-normalised sentence embeddings of the whole prompt (get_text_features).
     gan = CLIPConditionedGenerator(generator, clip, processor.tokenizer, seed=seed, normalize=True, device=device)
     # The scorer casts its model to dtype: share the float32 text encoder only when no cast happens.
-    scorer_clip = clip if dtype == torch.float32 else CLIPModel.from_pretrained(str(CLIP_DIR)).eval()
-    scorer = CLIPSimilarity(model=scorer_clip, processor=processor, device=device, dtype=dtype,
-                            text_template=TEXT_TEMPLATE)
-    return gan, scorer
+    return gan, load_shapes_world_scorer(device, dtype, model=clip if dtype == torch.float32 else None,
+                                         processor=processor)
