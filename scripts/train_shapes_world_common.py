@@ -103,6 +103,18 @@ def conditioning_prompt(prompt: str, rng, p_empty: float, p_sub: float) -> str:
     return "" if u < p_empty else random_subprompt(prompt, rng) if u < p_empty + p_sub else prompt
 
 
+def add_diffusion_arguments(parser) -> None:
+    """The options the diffusion trainers (UNet, transformer) share, with their common defaults: learning rate, EMA
+    decay, template weights, empty / sub-prompt conditioning rates, seed."""
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--ema", type=float, default=0.999)
+    parser.add_argument("--template-weights", type=float, nargs=3, default=(1.0, 2.0, 2.0),
+                        metavar=("PLAIN", "POSITION", "PAIR"), help="relative frequency of the three prompt templates")
+    parser.add_argument("--p-empty", type=float, default=0.1)
+    parser.add_argument("--p-sub", type=float, default=0.15)
+    parser.add_argument("--seed", type=int, default=0)
+
+
 def save_atomic(save_fn, target: Path) -> None:
     """Call ``save_fn(tmp_dir)`` then swap ``tmp_dir`` into ``target`` (old copy removed after the swap)."""
     target = Path(target)

@@ -48,8 +48,8 @@ from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, SD3Transfo
 from diffusers.models.attention_processor import JointAttnProcessor2_0
 from transformers import CLIPModel, CLIPTextConfig, CLIPTextModelWithProjection
 
-from train_shapes_world_common import (RUNS, Log, balanced_prompts, conditioning_prompt, render_batch, save_atomic,
-                                       setup, tokenizer)
+from train_shapes_world_common import (RUNS, Log, add_diffusion_arguments, balanced_prompts, conditioning_prompt,
+                                       render_batch, save_atomic, setup, tokenizer)
 
 from captum_diffusion.shapes_world import CLIP_DIR, PIPELINE_DIR, WEIGHTS_DIR
 
@@ -157,13 +157,7 @@ def main():
     ap.add_argument("--steps", type=int, default=100_000, help="optimiser steps at most")
     ap.add_argument("--minutes", type=float, default=75, help="training minutes at most (schedule ends there)")
     ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--ema", type=float, default=0.999)
-    ap.add_argument("--template-weights", type=float, nargs=3, default=(1.0, 2.0, 2.0),
-                    metavar=("PLAIN", "POSITION", "PAIR"), help="relative frequency of the three prompt templates")
-    ap.add_argument("--p-empty", type=float, default=0.1)
-    ap.add_argument("--p-sub", type=float, default=0.15)
-    ap.add_argument("--seed", type=int, default=0)
+    add_diffusion_arguments(ap)
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     ap.add_argument("--save-minutes", type=float, default=5)
     ap.add_argument("--log-every", type=int, default=100)

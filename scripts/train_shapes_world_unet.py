@@ -43,8 +43,9 @@ from diffusers import (AutoencoderKL, DDPMScheduler, DPMSolverMultistepScheduler
                        UNet2DConditionModel)
 from transformers import CLIPTextModel
 
-from train_shapes_world_common import (RUNS, UNET_CONFIG, Log, balanced_prompts, conditioning_prompt, random_train_prompts,
-                                       render_batch, save_atomic, setup, tokenizer)
+from train_shapes_world_common import (RUNS, UNET_CONFIG, Log, add_diffusion_arguments, balanced_prompts,
+                                       conditioning_prompt, random_train_prompts, render_batch, save_atomic, setup,
+                                       tokenizer)
 
 from captum_diffusion.shapes_world import WEIGHTS_DIR
 
@@ -93,13 +94,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=3500, help="optimiser steps (the learning-rate schedule's length)")
     ap.add_argument("--batch", type=int, default=256)
-    ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--ema", type=float, default=0.999)
-    ap.add_argument("--template-weights", type=float, nargs=3, default=(1.0, 2.0, 2.0),
-                    metavar=("PLAIN", "POSITION", "PAIR"), help="relative frequency of the three prompt templates")
-    ap.add_argument("--p-empty", type=float, default=0.1)
-    ap.add_argument("--p-sub", type=float, default=0.15)
-    ap.add_argument("--seed", type=int, default=0)
+    add_diffusion_arguments(ap)
     ap.add_argument("--heads", type=int, default=UNET_CONFIG["attention_head_dim"],
                     help="attention heads per transformer block (diffusers calls it attention_head_dim)")
     ap.add_argument("--device", default="cpu", help="torch device for training, e.g. cuda")
