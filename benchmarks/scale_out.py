@@ -5,7 +5,7 @@
     python benchmarks/scale_out.py --repeats 3 --threads-baseline   # best of 3, and 1 process x 2 threads
     python benchmarks/scale_out.py --prompt "..." --seeds 0 1 2 --batch-size 8
 
-1. Speed: the same cache fill (``captum_diffusion.runs.plan.fill_cache``: every sub-prompt of one ShapesWorld
+1. Speed: the same cache fill (``captum_diffusion.runs.fill.fill_cache``: every sub-prompt of one ShapesWorld
    prompt, exact SHAP, at each seed) on ShapesWorld, run side by side in fresh cache folders
    - by 1 process with 1 torch thread (plain ``python``),
    - by 2 processes with 1 torch thread each (``accelerate launch --multi_gpu --num_processes 2``: torchrun; on a
@@ -44,7 +44,8 @@ def worker(args) -> None:
     from captum_diffusion.runs.config import RunConfig
     from captum_diffusion.runs.distributed import Ranks
     from captum_diffusion.runs.models import load_model
-    from captum_diffusion.runs.plan import fill_cache, plan_run
+    from captum_diffusion.runs.fill import fill_cache
+    from captum_diffusion.runs.plan import plan_run
 
     ranks = Ranks()
     config = RunConfig(prompts=(args.prompt,), seeds=tuple(args.seeds), words=("shap-exact",),

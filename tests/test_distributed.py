@@ -23,8 +23,8 @@ import pytest
 
 from captum_diffusion.runs import load_run
 from captum_diffusion.runs.config import WORD_METHODS, RunConfig
-from captum_diffusion.runs.plan import (PLANNED_METHODS, UNPLANNED_METHODS, RecordingPayoff, plan_prompts,
-                                        split_batches)
+from captum_diffusion.runs.fill import split_batches
+from captum_diffusion.runs.plan import PLANNED_METHODS, UNPLANNED_METHODS, RecordingPayoff, plan_prompts
 
 PROMPTS = ["a red circle", "a blue circle", "a red square"]  # share "", "a", "circle", "a circle", "red", "a red"
 UNIQUE = 2 * 16                                              # 8 + 4 + 4 sub-prompts per seed, seeds 0 and 1
@@ -102,7 +102,7 @@ def test_accelerate_cpu_without_mpirun_is_recognised(monkeypatch):
 
 def test_fill_cache_api_fills_once(tmp_path):
     """The notebook path: fill_cache(config, cache_dir) on the current (one-process) state; again: nothing to do."""
-    from captum_diffusion.runs.plan import fill_cache
+    from captum_diffusion.runs.fill import fill_cache
 
     config = RunConfig(prompts=("a red circle", "a red square"), words=("captum-feature_ablation",))
     first = fill_cache(config, tmp_path / "cache", progress=False)
@@ -256,14 +256,14 @@ def test_a_killed_rank_resumes_to_the_same_results(reference, prompts_file, tmp_
 
 FAILING = """
 import os, sys
-from captum_diffusion.runs import plan
+from captum_diffusion.runs import fill
 
 def run(self, share, missing):
     if os.environ["RANK"] == "1":
         raise RuntimeError(" ".join(["injected", "failure"]))
     return original(self, share, missing)
 
-original, plan._Filler.run = plan._Filler.run, run
+original, fill._Filler.run = fill._Filler.run, run
 from captum_diffusion.cli import main
 sys.exit(main(sys.argv[1:]))
 """

@@ -8,6 +8,7 @@ from captum_diffusion.lazy import lazy_getattr
 _EXPORTS = {
     "TextToImage": "text_to_image",
     "ImageCache": "cache",
+    "GenerationSettings": "settings",
     "CLIPConditionedGenerator": "gan",
     "AffineGenerator": "gan",
 }

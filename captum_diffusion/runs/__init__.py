@@ -15,7 +15,7 @@ _EXPORTS = {
     "PromptRun": "store",
     "write_report": "render",
     "plan_run": "plan",
-    "fill_cache": "plan",
+    "fill_cache": "fill",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -102,7 +102,8 @@ def explain_run(config: RunConfig, out, *, command: list[str] | None = None, for
     from captum_diffusion.runs.distributed import Ranks
     from captum_diffusion.generation import TextToImage
     from captum_diffusion.runs.models import load_model
-    from captum_diffusion.runs.plan import fill_cache, plan_run
+    from captum_diffusion.runs.fill import fill_cache
+    from captum_diffusion.runs.plan import plan_run
 
     ranks = Ranks(state)
     show = progress and ranks.is_main

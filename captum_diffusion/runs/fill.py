@@ -1,0 +1,157 @@
+"""Filling the image cache with a run's plan, on every process.
+
+**Fill** (:func:`fill_cache`). The batches not yet in the cache are split between the processes (largest first,
+each to the least loaded process: deterministic, balanced in images), each process generates its share into the
+shared on-disk cache, and all meet at a barrier. A batch that is only partly cached (a run killed while storing
+it) is made again whole, in the same batch, and only its missing images are stored.
+"""
+from __future__ import annotations
+
+import functools
+import heapq
+import time
+from pathlib import Path
+from typing import Sequence
+
+from captum_diffusion.runs.config import RunConfig
+from captum_diffusion.runs.plan import Batch, Plan, plan_run
+
+
+def split_batches(costs: dict[int, int], n_ranks: int) -> list[list[int]]:
+    """Batch indices -> ``n_ranks`` shares, balanced in cost (images): largest batch first, each to the least
+    loaded rank (ties: the lower index, the lower rank). Deterministic."""
+    shares: list[list[int]] = [[] for _ in range(n_ranks)]
+    loads = [(0, rank) for rank in range(n_ranks)]
+    for index in sorted(costs, key=lambda i: (-costs[i], i)):
+        load, rank = heapq.heappop(loads)
+        shares[rank].append(index)
+        heapq.heappush(loads, (load + costs[index], rank))
+    return [sorted(share) for share in shares]
+
+
+@functools.lru_cache(maxsize=None)
+def _generator_class():
+    from captum_diffusion.generation import TextToImage
+
+    class BatchKeys(TextToImage):
+        """A ``TextToImage`` that names a whole batch's cache keys from one derivation of its identity (``key``
+        re-derives it for every prompt: ~10 ms each)."""
+
+        _pinned: str | None = None
+
+        @property
+        def identity(self) -> str:
+            return self._pinned if self._pinned is not None else TextToImage.identity.fget(self)
+
+        def keys(self, prompts: Sequence[str]) -> list[str]:
+            self._pinned = TextToImage.identity.fget(self)
+            try:
+                return [self.key(prompt) for prompt in prompts]
+            finally:
+                self._pinned = None
+
+    return BatchKeys
+
+
+class _Filler:
+    """Generates planned batches into ``cache_dir`` with one generator per seed."""
+
+    def __init__(self, plan: Plan, model, cache_dir, *, progress: bool):
+        from captum_diffusion.runs.execute import generation_settings
+
+        self.plan, self.model, self.cache_dir, self.progress = plan, model, Path(cache_dir), progress
+        self.settings = generation_settings(plan.config, model)
+        self._generators: dict[int, object] = {}
+
+    def generator(self, seed: int):
+        if seed not in self._generators:
+            self._generators[seed] = _generator_class()(
+                self.model.pipeline, seed=seed, cache_dir=self.cache_dir, progress=False,
+                max_in_memory=self.plan.config.batch_size, **self.settings)
+        return self._generators[seed]
+
+    def missing(self, batch: Batch) -> tuple[int, ...]:
+        """Positions in ``batch`` of the images the cache does not hold."""
+        generator = self.generator(batch.seed)
+        return tuple(i for i, key in enumerate(generator.keys(batch.prompts)) if generator.cache.get(key) is None)
+
+    def run(self, share: Sequence[int], missing: dict[int, tuple[int, ...]]) -> dict:
+        from tqdm.auto import tqdm
+
+        from captum_diffusion.generation import TextToImage
+
+        counters = {"batches": 0, "planned": 0, "generated": 0, "recomputed": 0, "seconds": 0.0, "cpu_seconds": 0.0}
+        tick, cpu = time.perf_counter(), time.process_time()
+        order = sorted(share, key=lambda i: (self.plan.batches[i].seed, i))
+        total = sum(len(missing[i]) for i in order)
+        with tqdm(total=total, desc="generating", unit="image", disable=not self.progress or not total,
+                  leave=False) as bar:
+            for index in order:
+                batch, absent = self.plan.batches[index], missing[index]
+                generator = self.generator(batch.seed)
+                if len(absent) == len(batch):
+                    before = generator.n_generated
+                    generator(list(batch.prompts))
+                    counters["generated"] += generator.n_generated - before
+                else:  # partly cached: make the whole batch again (same rounding), store what is missing
+                    twin = TextToImage(self.model.pipeline, seed=batch.seed, progress=False, **self.settings)
+                    images = twin(list(batch.prompts))
+                    keys, identity, settings = generator.keys(batch.prompts), generator.identity, generator.settings
+                    for i in absent:
+                        generator.cache.put(keys[i], images[i], {"prompt": batch.prompts[i], "generator": identity,
+                                                                 **settings})
+                    counters["generated"] += len(absent)
+                    counters["recomputed"] += len(batch) - len(absent)
+                counters["batches"] += 1
+                counters["planned"] += len(absent)
+                bar.update(len(absent))
+        counters["seconds"] = round(time.perf_counter() - tick, 3)
+        counters["cpu_seconds"] = round(time.process_time() - cpu, 3)  # this process's CPU time (all its threads)
+        return counters
+
+
+def fill_cache(plan_or_config: Plan | RunConfig, cache_dir, *, model=None, batches: Sequence[int] | None = None,
+               ranks=None, progress: bool = True) -> dict:
+    """Generate the planned images not yet in ``cache_dir``, split between the processes of the current
+    accelerate state; every process must call it (it ends at a barrier). The same call in a notebook (one
+    process) and under ``accelerate launch`` (N processes).
+
+    ``plan_or_config``: a :class:`Plan` or a ``RunConfig`` (planned here). ``model``: the loaded model
+    (``runs.models.load_model``; ``None``: loaded from the configuration, on this process's GPU under a launcher
+    when the configuration says ``device="cuda"``). ``batches``: indices of ``plan.batches`` to fill (default:
+    all). ``ranks``: a ``runs.distributed.Ranks`` (default: the current accelerate state). A process that
+    raises stops all of them at the next barrier (``OtherRankFailed`` on the others).
+
+    Returns ``{"rank": this process's counters, "ranks": every process's, "total": their sums, "checked": images
+    looked up, "cached": already there}``; counters: ``batches``, ``planned`` (missing images of its batches),
+    ``generated``, ``recomputed`` (cached images made again to keep a partly cached batch whole), ``seconds`` and
+    ``cpu_seconds`` (this process's CPU time while generating).
+    """
+    from captum_diffusion.runs.distributed import Ranks
+
+    ranks = Ranks() if ranks is None else ranks
+    plan = plan_or_config if isinstance(plan_or_config, Plan) else None
+    config = plan.config if plan is not None else plan_or_config
+    if not isinstance(config, RunConfig):
+        raise TypeError(f"plan_or_config must be a Plan or a RunConfig, got {type(plan_or_config).__name__}")
+    if model is None or plan is None:
+        with ranks.phase("load the model and plan"):
+            if model is None:
+                from captum_diffusion.runs.models import load_model
+
+                model = load_model(config.model, config.clip, device=ranks.device(config.device), dtype=config.dtype)
+            if plan is None:
+                plan = plan_run(config, model=model)
+    indices = list(range(len(plan.batches))) if batches is None else sorted(set(batches))
+    filler = _Filler(plan, model, cache_dir, progress=progress and ranks.is_main)
+    with ranks.phase("look up the cache") as phase:
+        phase.payload = {i: filler.missing(plan.batches[i]) for i in indices[ranks.rank::ranks.size]}
+    missing = {i: m for part in phase.records for i, m in part.items()}
+    costs = {i: len(plan.batches[i]) for i, m in missing.items() if m}
+    share = split_batches(costs, ranks.size)[ranks.rank]
+    with ranks.phase("generate") as phase:
+        phase.payload = filler.run(share, missing)
+    total = {name: sum(r[name] for r in phase.records) for name in ("batches", "planned", "generated", "recomputed")}
+    checked = sum(len(plan.batches[i]) for i in indices)
+    return {"rank": phase.records[ranks.rank], "ranks": phase.records, "total": total, "checked": checked,
+            "cached": checked - total["planned"]}
