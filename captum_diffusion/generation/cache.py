@@ -46,8 +46,6 @@ import hashlib
 import json
 import os
 import re
-import secrets
-import socket
 import time
 import warnings
 from collections.abc import Iterator
@@ -57,9 +55,12 @@ import PIL.Image
 from PIL.PngImagePlugin import PngInfo
 
 from captum_diffusion import checks
+from captum_diffusion.files import HOST as _HOST
+from captum_diffusion.files import atomic_write, temporary_owner  # noqa: F401 - atomic_write: its old home
+# the cache writes through this module name (tests replace it to fill the disk); steps 1 and 3 of the protocol
+from captum_diffusion.files import write_temporary as _write_temporary
 
 STALE_TEMPORARY_SECONDS = 600.0  # a temporary file is written and linked in milliseconds: older ones are leftovers
-_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
 _NO_HARD_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS}
 _CLEANED: set[Path] = set()  # folders whose stale temporaries this process removed (once: a big folder is slow to list)
 _ENTRY_FIELDS = ("key", "prompt", "generator", "image_size", "sha256")
@@ -89,33 +90,6 @@ def _check_dir(directory, *, writable: bool = True) -> Path:
     except OSError as error:
         raise ValueError(f"cache_dir {str(path)!r} is not a writable directory: {error}") from error
     return path
-
-
-def _write_temporary(final: Path, write) -> Path:
-    """``write(file)`` into a new temporary file beside ``final`` (fsynced, mode 0644 less the umask); its path."""
-    path = final.with_name(f".{final.name}.{_HOST}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            write(file)
-            file.flush()
-            os.fsync(file.fileno())
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(path)
-        raise
-    return path
-
-
-def atomic_write(path: Path, write) -> None:
-    """Write a file atomically: ``write(file_object)`` into a temporary file beside ``path``, then ``os.replace``."""
-    temporary = _write_temporary(Path(path), write)
-    try:
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
 
 
 def _publish(temporary: Path, final: Path) -> None:
@@ -358,9 +332,8 @@ class ImageCache:
                 for item in found:
                     if not (item.name.startswith(".") and item.name.endswith(".tmp") and item.is_file()):
                         continue
-                    parts = item.name[:-4].rsplit(".", 3)  # .<file>.<host>.<pid>.<random>.tmp
-                    mine = len(parts) == 4 and parts[1] == _HOST and parts[2].isdigit()
-                    dead = mine and not _pid_alive(int(parts[2]))
+                    owner = temporary_owner(item.name)  # (host, pid) of .<file>.<host>.<pid>.<random>.tmp
+                    dead = owner is not None and owner[0] == _HOST and not _pid_alive(owner[1])
                     with contextlib.suppress(OSError):
                         if dead or now - item.stat().st_mtime > max_age:
                             os.unlink(item.path)
