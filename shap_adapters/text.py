@@ -20,9 +20,7 @@ import shap
 
 from captum_diffusion import checks
 from captum_diffusion.words import PromptFunction, WordGame, as_words, word_labels
-
-#: Largest prompt (in words) for exact Shapley values: 2**12 = 4096 sub-prompts.
-MAX_EXACT_WORDS = 12
+from captum_diffusion.words.game import MAX_EXACT_WORDS  # largest prompt (in words) for exact Shapley values
 #: ``algorithm="auto"`` in :func:`explain_prompt` is exact up to this many words (4096 sub-prompts), permutation
 #: sampling above. The measured reason (``benchmarks/estimators.py``, table in the README): for >= 90% of the ranks
 #: aligned with exact values on every 10- and 12-word game, no sampler needed less than 50% of the 2**d images exact

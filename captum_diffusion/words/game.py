@@ -14,6 +14,13 @@ import numpy as np
 from captum_diffusion import checks
 from captum_diffusion.protocols import PromptFunction
 
+#: Exact Shapley values (exact SHAP, exact interactions, deletion curves) are computed up to this many words:
+#: ``2**12 = 4096`` sub-prompts per seed. The one home of this limit (shap_adapters, ``words.interactions`` and the
+#: runs wing import it).
+MAX_EXACT_WORDS = 12
+#: :meth:`WordGame.all_coalitions` enumerates at most this many words (``2**16`` sub-prompts), whatever the budget.
+MAX_ENUMERABLE_WORDS = 16
+
 
 def split_words(prompt: str, name: str = "prompt") -> list[str]:
     """Split ``prompt`` on whitespace into the words that act as players.
@@ -207,9 +214,10 @@ class WordGame:
 
     def all_coalitions(self) -> tuple[np.ndarray, np.ndarray]:
         """Every coalition: masks bool ``(2**d, d)`` (row ``k`` has word ``j`` iff bit ``j`` of ``k`` is set) and
-        their values float64 ``(2**d,)``, in one call to ``f``. Refuses ``d > 16``."""
-        if self.n_words > 16:
-            raise ValueError(f"enumerating all 2**{self.n_words} coalitions is too many; use at most 16 words")
+        their values float64 ``(2**d,)``, in one call to ``f``. Refuses ``d >`` :data:`MAX_ENUMERABLE_WORDS`."""
+        if self.n_words > MAX_ENUMERABLE_WORDS:
+            raise ValueError(f"enumerating all 2**{self.n_words} coalitions is too many; use at most "
+                             f"{MAX_ENUMERABLE_WORDS} words")
         masks = np.array(list(itertools.product((False, True), repeat=self.n_words)), dtype=bool)[:, ::-1]
         return masks, self(masks)
 

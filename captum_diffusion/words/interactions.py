@@ -37,18 +37,14 @@ from shapiq import InteractionValues
 
 from captum_diffusion import checks
 from captum_diffusion.protocols import PromptFunction
-from captum_diffusion.words.game import WordGame, as_words
+from captum_diffusion.words.game import MAX_ENUMERABLE_WORDS, MAX_EXACT_WORDS, WordGame, as_words
 
 #: The interaction indices :func:`explain_interactions` computes (shapiq's names): k-Shapley interaction index,
 #: Shapley-Taylor, Faithful Shapley (Faith-SHAP), Shapley interaction index, and the Shapley value (order 1).
 INDICES = ("k-SII", "STII", "FSII", "SII", "SV")
 
-#: With the default budget, prompts of up to this many words are explained exactly (2**12 = 4096 sub-prompts, the
-#: same limit as exact SHAP); longer prompts get an approximation with a budget of 2**12 evaluations.
-MAX_EXACT_WORDS = 12
-
-#: ``WordGame.all_coalitions`` enumerates at most this many words, whatever the budget.
-_ENUMERABLE_WORDS = 16
+# With the default budget, prompts of up to MAX_EXACT_WORDS words (words.game) are explained exactly (2**12 = 4096
+# sub-prompts, the same limit as exact SHAP); longer prompts get an approximation with a budget of 2**12 evaluations.
 
 #: shapiq's approximator per index when the budget does not cover every coalition (all seeded by ``seed``).
 APPROXIMATORS = {
@@ -177,14 +173,14 @@ def explain_interactions(
     if not isinstance(progress, (bool, np.bool_)):
         raise TypeError(f"progress must be a bool, got {type(progress).__name__} {progress!r}")
 
-    exact = budget >= 2**d and d <= _ENUMERABLE_WORDS
+    exact = budget >= 2**d and d <= MAX_ENUMERABLE_WORDS
     if not exact:
         least = minimum_budget(index, order, d)
         if budget < least:
             raise ValueError(
                 f"budget={budget} is too small to approximate {index} of order {order} over {d} words with "
                 f"shapiq.{APPROXIMATORS[index]}: it needs at least {least} evaluations"
-                + (f" (or 2**{d} = {2 ** d} for exact values)" if d <= _ENUMERABLE_WORDS else "")
+                + (f" (or 2**{d} = {2 ** d} for exact values)" if d <= MAX_ENUMERABLE_WORDS else "")
             )
     tracked = _Progress(game, 2**d if exact else budget, bool(progress))
     try:
