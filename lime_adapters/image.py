@@ -68,27 +68,50 @@ def explain_image(
 ) -> "WordImageExplanation":
     """Which segments of ``image`` raise each word's CLIP similarity, by LIME.
 
-    Args:
-        image: the generated image (PIL or uint8 array; grayscale -> RGB, alpha composited on white).
-        prompt: its prompt; every whitespace word is a label unless ``words`` picks some (each must be in it).
-        scorer: ``captum_diffusion.CLIPSimilarity`` (anything with ``embed_images`` / ``embed_texts``).
-        segmenter: callable image -> ``(H, W)`` label map (default ``SuperpixelSegmenter("slic")``); or give
-            ``segments`` (a precomputed label map ``0..n-1`` matching the image).
-        num_samples: LIME's perturbation samples (at least ``n_segments + 1``); hide_color: see
-            ``segment_scores.fill_color``;
-        text_template: the caption each word is embedded in (default: the scorer's ``text_template``).
-        deduplicate: embed each distinct masked image once (LIME draws many repeats when segments are few).
-        output: ``"cosine"`` (CLIP similarity to each word, default), ``"probability"`` or ``"log_probability"``
-            (zero-shot classification among the words; see ``segment_scores.SegmentScorer``).
-        batch_size: images per ``classifier_fn`` call; kernel_width: ``LimeImageExplainer``'s (> 0);
-        seed: LIME's ``random_state`` (sampling and the explainer). progress: LIME's tqdm bar.
+    Parameters
+    ----------
+    image : PIL.Image.Image or numpy.ndarray
+        The generated image (PIL or uint8 array ``(H, W, 3)``; grayscale -> RGB, alpha composited on white).
+    prompt : str
+        Its prompt; every whitespace word is a label unless ``words`` picks some (each must be in it).
+    scorer : captum_diffusion.protocols.Scorer
+        ``captum_diffusion.CLIPSimilarity`` (anything with ``embed_images`` / ``embed_texts``).
+    segmenter : callable, optional
+        Callable image -> ``(H, W)`` label map (default ``SuperpixelSegmenter("slic")``).
+    segments : numpy.ndarray, optional
+        A precomputed int label map ``(H, W)``, labels ``0..n-1``, matching the image (instead of ``segmenter``).
+    words : sequence of str, optional
+        The words to explain (default: every word of ``prompt``).
+    num_samples : int
+        LIME's perturbation samples (at least ``n_segments + 1``).
+    hide_color : str or color
+        See ``segment_scores.fill_color``.
+    text_template : str, optional
+        The caption each word is embedded in (default: the scorer's ``text_template``).
+    deduplicate : bool
+        Embed each distinct masked image once (LIME draws many repeats when segments are few).
+    output : {"cosine", "probability", "log_probability"}
+        ``"cosine"`` (CLIP similarity to each word, default), ``"probability"`` or ``"log_probability"``
+        (zero-shot classification among the words; see ``segment_scores.SegmentScorer``).
+    batch_size : int
+        Images per ``classifier_fn`` call.
+    kernel_width : float
+        ``LimeImageExplainer``'s kernel width (> 0).
+    seed : int
+        LIME's ``random_state`` (sampling and the explainer).
+    progress : bool
+        Show LIME's tqdm bar.
 
-    Returns:
-        :class:`WordImageExplanation` (a ``lime.lime_image.ImageExplanation``) with ``local_exp[i]`` for every
+    Returns
+    -------
+    WordImageExplanation
+        A ``lime.lime_image.ImageExplanation`` with ``local_exp[i]`` for every
         word index ``i``, ``words`` (label names) and ``segment_scorer`` (its ``n_requested`` / ``n_embedded``).
 
-    Raises ``ValueError`` for words not in the prompt, a label map that does not match the image, or fewer
-    than two segments.
+    Raises
+    ------
+    ValueError
+        For words not in the prompt, a label map that does not match the image, or fewer than two segments.
     """
     from lime.lime_image import LimeImageExplainer
 

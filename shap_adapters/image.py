@@ -67,19 +67,35 @@ def explain_image(
 ) -> "SegmentExplanation":
     """Shapley value of every segment of ``image`` for every word's CLIP similarity.
 
-    Args:
-        image, prompt, scorer, segmenter, segments, words, hide_color, text_template, deduplicate, output: as
-            ``lime_adapters.image.explain_image`` (the same ``SegmentScorer`` underneath).
-        algorithm: ``"exact"`` (all ``2**n_segments`` coalitions; at most 12 segments), ``"permutation"``
-            (sampling, ``max_evals`` model calls, default 500, at least ``2 * n_segments + 1``: ``ValueError``
-            below), or ``"auto"`` (exact up to 12 segments).
-        batch_size: masked images per model call; seed: the permutation sampler's seed; progress: shap's bar.
+    Parameters
+    ----------
+    image, prompt, scorer, segmenter, segments, words, hide_color, text_template, deduplicate, output
+        As ``lime_adapters.image.explain_image`` (the same ``SegmentScorer`` underneath).
+    algorithm : {"auto", "exact", "permutation"}
+        ``"exact"`` (all ``2**n_segments`` coalitions; at most 12 segments), ``"permutation"``
+        (sampling, ``max_evals`` model calls, default 500, at least ``2 * n_segments + 1``: ``ValueError``
+        below), or ``"auto"`` (exact up to 12 segments).
+    max_evals : int, optional
+        Model calls of the permutation sampler (default 500).
+    batch_size : int
+        Masked images per model call.
+    seed : int
+        The permutation sampler's seed.
+    progress : bool
+        Show shap's progress bar.
 
-    Returns:
-        ``shap.Explanation`` with ``values`` ``(n_segments, n_words)``, ``base_values`` ``(n_words,)`` (all segments
-        hidden), ``data`` ones ``(n_segments,)``, ``feature_names`` ``"segment i"``, ``output_names`` the words.
-        Exact values are additive: ``values.sum(0) + base_values`` is the similarity of the full image.
-        A :class:`SegmentExplanation`: also ``segments``, ``image``, ``segment_scorer`` (with its counters).
+    Returns
+    -------
+    SegmentExplanation
+        A ``shap.Explanation`` with ``values`` ``(n_segments, n_words)``, ``base_values`` ``(n_words,)`` (all
+        segments hidden), ``data`` ones ``(n_segments,)``, ``feature_names`` ``"segment i"``, ``output_names`` the
+        words. Exact values are additive: ``values.sum(0) + base_values`` is the similarity of the full image.
+        It also has ``segments``, ``image``, ``segment_scorer`` (with its counters).
+
+    Raises
+    ------
+    ValueError
+        For ``algorithm="exact"`` with more than 12 segments, or ``max_evals`` below ``2 * n_segments + 1``.
     """
     checks.one_of(algorithm, ALGORITHMS, "algorithm")
     max_evals = checks.optional_positive_int(max_evals, "max_evals")

@@ -67,23 +67,32 @@ class AffineGenerator(nn.Module):
 class CLIPConditionedGenerator(nn.Module):
     """A one-pass text-to-image generator as a ``prompts -> list[PIL.Image.Image]`` callable.
 
-    Args:
-        generator: ``generator(noise (1, z_dim), sentence (1, d)) -> (1, 3, H, W)`` images in ``value_range``
-            (an ``nn.Module`` or any callable, e.g. ``lambda z, s: galip_netG(z, s, eval=True)``).
-        text_encoder: a ``transformers.CLIPModel`` / ``CLIPTextModelWithProjection`` (then give ``tokenizer``), or
-            a callable ``texts -> (n, d)`` sentence embeddings (e.g. GALIP's ``CLIP_TXT_ENCODER`` after
-            ``clip.tokenize``).
-        tokenizer: the CLIP tokenizer for a transformers ``text_encoder``.
-        z_dim: noise size (default: ``generator.z_dim``).
-        seed: the seed of every prompt's noise when no ``generator=`` list is passed to ``__call__``.
-        normalize: unit-normalise the sentence embedding first (default False, as GALIP feeds it raw).
-        value_range: the generator's output range, mapped to 0..255.
-        device: where noise and embeddings go (default: the generator's parameters' device, else CPU).
-
     ``__call__(prompts, generator=None)``: ``generator`` is None (noise from ``seed``), one ``torch.Generator``
     or a list of one per prompt (``TextToImage`` passes such a list). The empty prompt ``""`` is allowed.
     Attribute ``n_forward`` counts generator forward passes (one per prompt); it is left out of the cache identity
     (``cache_identity_exclude``, see ``captum_diffusion.generation.identity``), everything else is in it.
+
+    Parameters
+    ----------
+    generator : callable
+        ``generator(noise (1, z_dim), sentence (1, d)) -> (1, 3, H, W)`` images in ``value_range``
+        (an ``nn.Module`` or any callable, e.g. ``lambda z, s: galip_netG(z, s, eval=True)``).
+    text_encoder : transformers.CLIPModel or callable
+        A ``transformers.CLIPModel`` / ``CLIPTextModelWithProjection`` (then give ``tokenizer``), or
+        a callable ``texts -> (n, d)`` sentence embeddings (e.g. GALIP's ``CLIP_TXT_ENCODER`` after
+        ``clip.tokenize``).
+    tokenizer : transformers.CLIPTokenizer, optional
+        The CLIP tokenizer for a transformers ``text_encoder``.
+    z_dim : int, optional
+        Noise size (default: ``generator.z_dim``).
+    seed : int
+        The seed of every prompt's noise when no ``generator=`` list is passed to ``__call__``.
+    normalize : bool
+        Unit-normalise the sentence embedding first (default False, as GALIP feeds it raw).
+    value_range : tuple of float
+        The generator's output range ``(low, high)``, mapped to 0..255.
+    device : torch.device or str, optional
+        Where noise and embeddings go (default: the generator's parameters' device, else CPU).
     """
 
     cache_identity_exclude = ("n_forward",)

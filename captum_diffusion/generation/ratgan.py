@@ -92,12 +92,18 @@ class _RATBlock(nn.Module):
 class RATGenerator(nn.Module):
     """``forward(noise (B, z_dim), sentence (B, cond_dim)) -> images (B, 3, S, S)`` in [-1, 1] (tanh).
 
-    Args:
-        cond_dim: size of the sentence embedding (the CLIP text projection).
-        z_dim: size of the noise.
-        channels: feature channels at 4x4, 8x8, ...; the image side is ``4 * 2 ** (len(channels) - 1)``.
-        lstm_hidden: hidden size of the LSTM cell shared by all affine layers (RATLIP's "64 hidden").
-        shuffle_groups: groups of the shuffle attention after every second block (0: none).
+    Parameters
+    ----------
+    cond_dim : int
+        Size of the sentence embedding (the CLIP text projection).
+    z_dim : int
+        Size of the noise.
+    channels : sequence of int
+        Feature channels at 4x4, 8x8, ...; the image side is ``4 * 2 ** (len(channels) - 1)`` pixels.
+    lstm_hidden : int
+        Hidden size of the LSTM cell shared by all affine layers (RATLIP's "64 hidden").
+    shuffle_groups : int
+        Groups of the shuffle attention after every second block (0: none).
     """
 
     def __init__(self, cond_dim: int = 64, z_dim: int = 32, channels=(128, 128, 64, 32, 16), lstm_hidden: int = 64,

@@ -62,10 +62,20 @@ def fill_color(image, hide_color="background") -> np.ndarray:
 def hide_segments(image: np.ndarray, segments: np.ndarray, keep, fill: np.ndarray) -> np.ndarray:
     """Images with the segments not kept painted ``fill``.
 
-    Args:
-        image: uint8 ``(H, W, 3)``; segments: int ``(H, W)`` labels ``0..n-1``; fill: uint8 ``(3,)``.
-        keep: bool ``(n_images, n_segments)`` (or ``(n_segments,)``), True = the segment stays visible.
-    Returns:
+    Parameters
+    ----------
+    image : numpy.ndarray
+        uint8 ``(H, W, 3)``.
+    segments : numpy.ndarray
+        int ``(H, W)`` labels ``0..n-1``.
+    keep : array_like of bool
+        ``(n_images, n_segments)`` (or ``(n_segments,)``), True = the segment stays visible.
+    fill : numpy.ndarray
+        uint8 ``(3,)``, the RGB colour of hidden pixels.
+
+    Returns
+    -------
+    numpy.ndarray
         uint8 ``(n_images, H, W, 3)``.
     """
     keep = np.atleast_2d(np.asarray(keep, dtype=bool))
@@ -95,23 +105,36 @@ def resolve_words(prompt: str, words: Sequence[str] | None = None) -> list[str]:
 class SegmentScorer:
     """CLIP similarity of an image with segments hidden to each of some texts, with a dedup cache.
 
-    Args:
-        image: PIL or uint8 array (converted to RGB, see ``segmentation.to_rgb_array``).
-        segments: int label map ``(H, W)``, labels ``0..n-1``, at least 2 segments.
-        texts: the texts (one per word) the image is compared to.
-        scorer: ``CLIPSimilarity`` or any object with ``embed_images`` / ``embed_texts`` (unit-norm, ``(n, d)``).
-        hide_color: see ``fill_color``.
-        deduplicate: embed each distinct masked image once (default); False embeds every requested image
-            (for benchmarking the cache).
-        output: ``"cosine"`` (default, the paper's CLIP similarity of the image to each word), ``"probability"``
-            or ``"log_probability"`` (CLIP zero-shot classification of the image among the words, see
-            ``word_scores``; the logit scale is the scorer model's). Single words are often far from what a CLIP
-            saw in training (whole captions): the cosine of *every* word can be highest for a blank image, so
-            removing the word's own object raises it; the probabilities compare the words with each other.
+    Parameters
+    ----------
+    image : PIL.Image.Image or numpy.ndarray
+        PIL or uint8 array ``(H, W, 3)`` (converted to RGB, see ``captum_diffusion.convert.to_rgb_array``).
+    segments : numpy.ndarray
+        int label map ``(H, W)``, labels ``0..n-1``, at least 2 segments.
+    texts : sequence of str
+        The texts (one per word) the image is compared to.
+    scorer : captum_diffusion.protocols.Scorer
+        ``CLIPSimilarity`` or any object with ``embed_images`` / ``embed_texts`` (unit-norm, ``(n, d)``).
+    hide_color : str or color
+        See ``fill_color``.
+    deduplicate : bool
+        Embed each distinct masked image once (default); False embeds every requested image
+        (for benchmarking the cache).
+    output : {"cosine", "probability", "log_probability"}
+        ``"cosine"`` (default, the paper's CLIP similarity of the image to each word), ``"probability"``
+        or ``"log_probability"`` (CLIP zero-shot classification of the image among the words, see
+        ``word_scores``; the logit scale is the scorer model's). Single words are often far from what a CLIP
+        saw in training (whole captions): the cosine of *every* word can be highest for a blank image, so
+        removing the word's own object raises it; the probabilities compare the words with each other.
 
-    Attributes:
-        n_requested: images asked for so far; n_distinct: distinct masked images among them;
-        n_embedded: images sent through CLIP's image tower (= n_distinct with deduplication).
+    Attributes
+    ----------
+    n_requested : int
+        Images asked for so far.
+    n_distinct : int
+        Distinct masked images among them.
+    n_embedded : int
+        Images sent through CLIP's image tower (= ``n_distinct`` with deduplication).
     """
 
     def __init__(self, image, segments, texts: Sequence[str], scorer, *, hide_color="background",

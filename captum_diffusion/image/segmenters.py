@@ -83,17 +83,29 @@ def masks_to_label_map(
 ) -> np.ndarray:
     """SAM mask records -> label map ``(H, W)`` int64.
 
-    Args:
-        masks: records as ``SamAutomaticMaskGenerator.generate`` returns them (``output_mode="binary_mask"``):
-            dicts with ``"segmentation"`` (bool ``(H, W)``), ``"area"``, ``"predicted_iou"``, ``"stability_score"``.
-        shape: the image's ``(H, W)``.
-        max_segments: at most this many segments in the result, the background segment included.
-        rank_by: ``"iou_area"`` (predicted_iou x area, default), ``"area"``, ``"predicted_iou"``,
-            ``"stability_area"`` (stability_score x area).
-        min_area: a mask that keeps fewer pixels than this after higher-ranked masks took theirs is dropped.
-
     Masks are painted best-first; a pixel belongs to the highest-ranked mask that covers it. Label ``k`` is the
     ``k``-th best kept mask; pixels no kept mask covers form one background segment, the last label.
+
+    Parameters
+    ----------
+    masks : sequence of dict
+        Records as ``SamAutomaticMaskGenerator.generate`` returns them (``output_mode="binary_mask"``):
+        dicts with ``"segmentation"`` (bool ``(H, W)``), ``"area"``, ``"predicted_iou"``, ``"stability_score"``.
+    shape : sequence of int
+        The image's ``(H, W)`` in pixels.
+    max_segments : int
+        At most this many segments in the result, the background segment included.
+    rank_by : {"iou_area", "area", "predicted_iou", "stability_area"}
+        ``"iou_area"`` (predicted_iou x area, default), ``"area"``, ``"predicted_iou"``,
+        ``"stability_area"`` (stability_score x area).
+    min_area : int
+        A mask that keeps fewer pixels than this after higher-ranked masks took theirs is dropped.
+
+    Returns
+    -------
+    numpy.ndarray
+        Label map ``(H, W)`` int64 with labels ``0..n-1``, ``n <= max_segments``; the last label is the
+        background.
     """
     if rank_by not in _RANK_KEYS:
         raise ValueError(f"rank_by must be one of {sorted(_RANK_KEYS)}, got {rank_by!r}")
@@ -149,17 +161,26 @@ _RANK_KEYS = {
 class SAMSegmenter:
     """Segment Anything: the automatic mask generator's masks, ranked, capped, overlaps resolved.
 
-    Args:
-        model: a built ``segment_anything.modeling.Sam`` (optional when ``checkpoint`` is given).
-        checkpoint: path of a SAM checkpoint file (e.g. ``sam_vit_b_01ec64.pth``), loaded with
-            ``sam_model_registry[model_type](checkpoint=...)``.
-        model_type: ``"vit_b"``, ``"vit_l"``, ``"vit_h"`` or ``"default"``.
-        max_segments: at most this many segments, the background included (10, as the paper caps objects).
-        rank_by, min_area: see ``masks_to_label_map``.
-        device: where SAM runs (default: where its weights are).
-        **generator_kwargs: passed to ``SamAutomaticMaskGenerator`` (``points_per_side``, ``pred_iou_thresh``, ...).
+    ``segmenter(image)`` returns the label map ``(H, W)`` int64; ``segmenter.generate(image)`` the raw mask
+    records.
 
-    ``segmenter(image)`` returns the label map; ``segmenter.generate(image)`` the raw mask records.
+    Parameters
+    ----------
+    model : segment_anything.modeling.Sam, optional
+        A built SAM model (optional when ``checkpoint`` is given).
+    checkpoint : str or os.PathLike, optional
+        Path of a SAM checkpoint file (e.g. ``sam_vit_b_01ec64.pth``), loaded with
+        ``sam_model_registry[model_type](checkpoint=...)``.
+    model_type : {"vit_b", "vit_l", "vit_h", "default"}
+        The SAM architecture of ``checkpoint``.
+    max_segments : int
+        At most this many segments, the background included (10, as the paper caps objects).
+    rank_by, min_area
+        See ``masks_to_label_map``.
+    device : torch.device or str, optional
+        Where SAM runs (default: where its weights are).
+    **generator_kwargs
+        Passed to ``SamAutomaticMaskGenerator`` (``points_per_side``, ``pred_iou_thresh``, ...).
     """
 
     def __init__(self, model=None, *, checkpoint=None, model_type: str = "vit_b", max_segments: int = 10,
@@ -262,15 +283,20 @@ def _nonempty(words) -> list:
 class DAAMKMeansSegmenter:
     """Cluster pixels by their vector of per-word heat-map values (DAAM maps) with scikit-learn's ``KMeans``.
 
-    Args:
-        heat_maps: per-word maps ``(n_words, h, w)`` (torch tensor or array, any non-negative scale); bilinearly
-            resized to the image's ``(H, W)`` when called, then each word's map is scaled to [0, 1].
-        n_clusters: k of k-means (the result may have fewer segments if pixels coincide).
-        spatial_weight: weight of the pixel's (row, column) in [0, 1] appended to its feature vector, so that
-            clusters also gather nearby pixels (0 = heat values only; at most 1e6).
-        seed: ``KMeans(random_state=seed)``.
-
     ``segmenter(image)`` returns the ``(H, W)`` label map; the image only supplies the output size.
+
+    Parameters
+    ----------
+    heat_maps : torch.Tensor or numpy.ndarray
+        Per-word maps ``(n_words, h, w)`` (any non-negative scale); bilinearly resized to the image's
+        ``(H, W)`` when called, then each word's map is scaled to [0, 1].
+    n_clusters : int
+        k of k-means (the result may have fewer segments if pixels coincide).
+    spatial_weight : float
+        Weight of the pixel's (row, column) in [0, 1] appended to its feature vector, so that
+        clusters also gather nearby pixels (0 = heat values only; at most 1e6).
+    seed : int
+        ``KMeans(random_state=seed)``.
     """
 
     def __init__(self, heat_maps, n_clusters: int = 4, *, spatial_weight: float = 0.25, seed: int = 0):

@@ -14,16 +14,31 @@ import numpy as np
 def clip_score(images, prompts: Sequence[str] | str, scorer, *, reduction: str = "mean", clamp: bool = False):
     """CLIP score of each image against its own prompt.
 
-    Args:
-        images: one image or a sequence (PIL or uint8 ``(H, W, 3)`` arrays), paired with ``prompts`` in order.
-        prompts: one prompt per image (a single str is used for every image).
-        scorer: ``captum_diffusion.CLIPSimilarity`` (or anything with ``embed_images`` / ``embed_texts`` returning
-            unit-norm ``(n, d)`` tensors).
-        reduction: ``"mean"`` (a float, the dataset score) or ``"none"`` (float64 array ``(n,)``).
-        clamp: clip negative scores to 0 (torchmetrics' definition); RATLIP states none, so off by default.
+    Parameters
+    ----------
+    images : PIL.Image.Image or numpy.ndarray or sequence of them
+        One image or a sequence (PIL or uint8 ``(H, W, 3)`` arrays), paired with ``prompts`` in order.
+    prompts : str or sequence of str
+        One prompt per image (a single str is used for every image).
+    scorer : CLIPSimilarity
+        ``captum_diffusion.CLIPSimilarity`` (or anything with ``embed_images`` / ``embed_texts`` returning
+        unit-norm ``(n, d)`` tensors).
+    reduction : {"mean", "none"}
+        ``"mean"`` (a float, the dataset score) or ``"none"`` (float64 array ``(n,)``).
+    clamp : bool
+        Clip negative scores to 0 (torchmetrics' definition); RATLIP states none, so off by default.
 
-    Returns:
-        ``100 * cos(image_i, prompt_i)``: units of cosine x 100, in [-100, 100] ([0, 100] with ``clamp``).
+    Returns
+    -------
+    float or numpy.ndarray
+        ``100 * cos(image_i, prompt_i)``: units of cosine x 100, in [-100, 100] ([0, 100] with ``clamp``);
+        a float with ``reduction="mean"``, a float64 array ``(n,)`` with ``"none"``.
+
+    Raises
+    ------
+    ValueError
+        When ``images`` is empty, the number of prompts differs from the number of images, or ``reduction`` is
+        not one of the two choices.
     """
     from captum_diffusion import checks
     from captum_diffusion.convert import as_rgb_images

@@ -66,9 +66,12 @@ def check_scorer(scorer, name: str = "scorer") -> None:
 class EmbeddingScorer:
     """Base class of image-text scorers: subclasses implement ``embed_images`` and ``embed_texts``.
 
-    Args:
-        text_template: the caption a single word is embedded in (one ``{}`` slot), e.g. ``"a photo of a {}"``.
-        batch_size: images / texts per forward pass.
+    Parameters
+    ----------
+    text_template : str
+        The caption a single word is embedded in (one ``{}`` slot), e.g. ``"a photo of a {}"``.
+    batch_size : int
+        Images / texts per forward pass.
     """
 
     #: the model's temperature for zero-shot probabilities (``logit_scale.exp()``); subclasses read the model's

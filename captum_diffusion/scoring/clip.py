@@ -18,18 +18,25 @@ def pooled_features(output) -> torch.Tensor:
 class CLIPSimilarity(TorchScorer):
     """Cosine similarity in CLIP's joint embedding space (transformers ``CLIPModel`` + ``CLIPProcessor``).
 
-    Args:
-        model: a model id or local directory for ``CLIPModel.from_pretrained`` (default
-            ``"openai/clip-vit-base-patch32"``), or a ``transformers.CLIPModel`` instance.
-        processor: a ``CLIPProcessor`` (required with a model instance; loaded from ``model`` when it is a str).
-        device: where the model runs (default: where its weights already are; ``"cpu"`` for a fresh load).
-        dtype: model dtype, e.g. ``torch.float16`` on a GPU (default: unchanged).
-        batch_size: images / texts embedded per forward pass.
-        text_template: the caption a single word is embedded in on the image side and in saliency
-            (``"a photo of a {}"`` suits OpenAI CLIP; ``"{}"`` embeds the bare word).
-
     Images may be PIL images (any mode) or arrays (see ``captum_diffusion.convert``). Embeddings come back
     unit-norm, float32, on the CPU; texts past CLIP's 77 tokens are truncated.
+
+    Parameters
+    ----------
+    model : str or transformers.CLIPModel
+        A model id or local directory for ``CLIPModel.from_pretrained`` (default
+        ``"openai/clip-vit-base-patch32"``), or a ``transformers.CLIPModel`` instance.
+    processor : transformers.CLIPProcessor, optional
+        Required with a model instance; loaded from ``model`` when it is a str.
+    device : torch.device or str, optional
+        Where the model runs (default: where its weights already are; ``"cpu"`` for a fresh load).
+    dtype : torch.dtype, optional
+        Model dtype, e.g. ``torch.float16`` on a GPU (default: unchanged).
+    batch_size : int
+        Images / texts embedded per forward pass.
+    text_template : str
+        The caption a single word is embedded in on the image side and in saliency
+        (``"a photo of a {}"`` suits OpenAI CLIP; ``"{}"`` embeds the bare word).
     """
 
     def __init__(self, model="openai/clip-vit-base-patch32", processor=None, *, device=None, dtype=None,

@@ -21,10 +21,13 @@ class LatentSimilarity:
     flattened and compared by cosine. Note this payoff is spatial: the same object elsewhere in the image scores
     lower.
 
-    Args:
-        source: a ``TextToImage`` wrapping a diffusers pipeline, a diffusers pipeline with a ``vae``, or a
-            diffusers ``AutoencoderKL`` (anything whose ``encode`` returns ``latent_dist`` or ``latents``).
-        batch_size: images encoded per forward pass.
+    Parameters
+    ----------
+    source : TextToImage or diffusers.DiffusionPipeline or diffusers.AutoencoderKL
+        A ``TextToImage`` wrapping a diffusers pipeline, a diffusers pipeline with a ``vae``, or a
+        diffusers ``AutoencoderKL`` (anything whose ``encode`` returns ``latent_dist`` or ``latents``).
+    batch_size : int
+        Images encoded per forward pass.
     """
 
     def __init__(self, source, *, batch_size: int = 8):

@@ -43,11 +43,20 @@ def parse_scorer_spec(spec: str) -> tuple[str, str, str | None]:
 def load_scorer(spec: str, *, device=None, dtype=None, text_template: str | None = None):
     """The scorer ``spec`` names (module docstring): an ``OpenCLIPSimilarity`` or a ``CLIPSimilarity``.
 
-    Args:
-        spec: ``"open_clip:NAME:PRETRAINED"``, ``"open_clip:hf-hub:ORG/REPO"``, ``"open_clip:local-dir:PATH"``, or a
-            transformers CLIP hub id / local directory.
-        device, dtype: where / in what dtype the model runs (default: CPU, unchanged dtype).
-        text_template: the caption a single word is embedded in (default: the scorer's, ``"{}"``).
+    Parameters
+    ----------
+    spec : str
+        ``"open_clip:NAME:PRETRAINED"``, ``"open_clip:hf-hub:ORG/REPO"``, ``"open_clip:local-dir:PATH"``, or a
+        transformers CLIP hub id / local directory.
+    device, dtype : torch.device or str, torch.dtype, optional
+        Where / in what dtype the model runs (default: CPU, unchanged dtype).
+    text_template : str, optional
+        The caption a single word is embedded in (default: the scorer's, ``"{}"``).
+
+    Returns
+    -------
+    OpenCLIPSimilarity or CLIPSimilarity
+        The loaded scorer.
     """
     kind, name, pretrained = parse_scorer_spec(spec)
     options = {"device": device, "dtype": dtype}

@@ -204,25 +204,34 @@ def _check_name(name: str, pretrained) -> str | None:
 class OpenCLIPSimilarity(TorchScorer):
     """Cosine similarity in an open_clip model's joint embedding space.
 
-    Args:
-        model: an open_clip model name (``open_clip.list_models()``; default ``"ViT-B-16-plus-240"``, the
-            Gupta & Kanoria scorer) loaded with ``open_clip.create_model_and_transforms(model, pretrained)``, an
-            ``"hf-hub:org/repo"`` / ``"local-dir:path"`` name, or an ``open_clip.CLIP``-like instance (an
-            ``nn.Module`` with ``encode_image``, ``encode_text`` and ``visual``).
-        pretrained: with a plain name, a tag (``"laion400m_e32"``; ``open_clip.list_pretrained()``) or a local
-            checkpoint file. Required: ``None`` raises ``ValueError`` rather than scoring with random weights.
-        preprocess: open_clip's eval image transform (default: the loaded one; for an instance, built from
-            ``model.visual.preprocess_cfg``).
-        tokenizer: open_clip tokenizer (callable ``texts -> LongTensor (n, context_length)``) or a model name for
-            ``open_clip.get_tokenizer``; required with an instance, ``open_clip.get_tokenizer(model)`` for a name.
-        device: where the model runs (default: where its weights are; ``"cpu"`` for a fresh load).
-        dtype: model dtype, e.g. ``torch.float16`` on a GPU (default: unchanged).
-        batch_size: images / texts embedded per forward pass.
-        text_template: the caption a single word is embedded in on the image side and in saliency (``"{}"``:
-            the bare word; ``"a photo of a {}"`` is open_clip's zero-shot style).
-
     Images may be PIL images (any mode) or arrays (see ``captum_diffusion.convert``). Embeddings come back
     unit-norm, float32, on the CPU; texts past the tokenizer's context length are truncated by it.
+
+    Parameters
+    ----------
+    model : str or torch.nn.Module
+        An open_clip model name (``open_clip.list_models()``; default ``"ViT-B-16-plus-240"``, the
+        Gupta & Kanoria scorer) loaded with ``open_clip.create_model_and_transforms(model, pretrained)``, an
+        ``"hf-hub:org/repo"`` / ``"local-dir:path"`` name, or an ``open_clip.CLIP``-like instance (an
+        ``nn.Module`` with ``encode_image``, ``encode_text`` and ``visual``).
+    pretrained : str or os.PathLike
+        With a plain name, a tag (``"laion400m_e32"``; ``open_clip.list_pretrained()``) or a local
+        checkpoint file. Required: ``None`` raises ``ValueError`` rather than scoring with random weights.
+    preprocess : callable, optional
+        open_clip's eval image transform (default: the loaded one; for an instance, built from
+        ``model.visual.preprocess_cfg``).
+    tokenizer : callable or str, optional
+        open_clip tokenizer (callable ``texts -> LongTensor (n, context_length)``) or a model name for
+        ``open_clip.get_tokenizer``; required with an instance, ``open_clip.get_tokenizer(model)`` for a name.
+    device : torch.device or str, optional
+        Where the model runs (default: where its weights are; ``"cpu"`` for a fresh load).
+    dtype : torch.dtype, optional
+        Model dtype, e.g. ``torch.float16`` on a GPU (default: unchanged).
+    batch_size : int
+        Images / texts embedded per forward pass.
+    text_template : str
+        The caption a single word is embedded in on the image side and in saliency (``"{}"``:
+        the bare word; ``"a photo of a {}"`` is open_clip's zero-shot style).
     """
 
     def __init__(self, model="ViT-B-16-plus-240", pretrained=None, *, preprocess=None, tokenizer=None, device=None,
