@@ -21,6 +21,7 @@ from matplotlib.text import Text  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from captum_diffusion import report  # noqa: E402
+from captum_diffusion.metrics import seed_agreement  # noqa: E402
 
 PROMPT = "a red circle and a blue square"
 WORDS = PROMPT.split()
@@ -254,7 +255,7 @@ def test_segment_table_html_numbers_and_values():
 
 def test_seed_agreement_identical_seeds_agree_fully():
     values = np.array([[0.1, 0.6, 0.3], [0.1, 0.6, 0.3]])
-    result = report.seed_agreement(values, ["a", "red", "circle"])
+    result = seed_agreement(values, ["a", "red", "circle"])
     assert result["percent_ranks_aligned"] == {"mean": 100.0, "min": 100.0}
     assert result["spearman"]["mean"] == pytest.approx(1.0) and result["kendall"]["min"] == pytest.approx(1.0)
     assert result["std"] == [0.0, 0.0, 0.0] and result["same_top"]
@@ -264,7 +265,7 @@ def test_seed_agreement_identical_seeds_agree_fully():
 
 def test_seed_agreement_reversed_ranking():
     values = np.array([[3.0, 2.0, 1.0], [1.0, 2.0, 3.0]])
-    result = report.seed_agreement(values, ["x", "y", "z"])
+    result = seed_agreement(values, ["x", "y", "z"])
     assert result["pairs"][0]["percent_ranks_aligned"] == pytest.approx(100 / 3)  # only the middle word
     assert result["spearman"]["mean"] == pytest.approx(-1.0)
     assert result["kendall"]["mean"] == pytest.approx(-1.0)
@@ -275,7 +276,7 @@ def test_seed_agreement_reversed_ranking():
 def test_seed_agreement_red_circle_example_and_summary_over_pairs():
     """'red' scored 0.67 on seed 0 and 0.06 on seed 1 for 'a red circle'."""
     values = np.array([[0.05, 0.67, 0.20], [0.10, 0.06, 0.50], [0.05, 0.60, 0.25]])
-    result = report.seed_agreement(values, ["a", "red", "circle"])
+    result = seed_agreement(values, ["a", "red", "circle"])
     assert result["n_seeds"] == 3 and len(result["pairs"]) == 3
     assert result["std"][1] == pytest.approx(np.std([0.67, 0.06, 0.60]))
     assert result["mean"][1] == pytest.approx(np.mean([0.67, 0.06, 0.60]))
@@ -290,13 +291,13 @@ def test_seed_agreement_red_circle_example_and_summary_over_pairs():
 
 
 def test_seed_agreement_undefined_correlations_and_one_seed():
-    result = report.seed_agreement([[0.2, 0.2, 0.2], [0.1, 0.5, 0.3]], ["a", "b", "c"])
+    result = seed_agreement([[0.2, 0.2, 0.2], [0.1, 0.5, 0.3]], ["a", "b", "c"])
     assert result["pairs"][0]["spearman"] is None and result["spearman"] == {"mean": None, "min": None}
-    one = report.seed_agreement([[0.1, 0.5]], ["a", "b"])
+    one = seed_agreement([[0.1, 0.5]], ["a", "b"])
     assert one["pairs"] == [] and one["percent_ranks_aligned"]["mean"] is None
     assert "One seed only" in report.seed_agreement_html(one)
     with pytest.raises(ValueError, match="n_words=2"):
-        report.seed_agreement([[0.1, 0.2, 0.3]], ["a", "b"])
+        seed_agreement([[0.1, 0.2, 0.3]], ["a", "b"])
 
 
 # ------------------------------------------------------------------------------------------------- page
@@ -370,3 +371,48 @@ def test_write_page_is_atomic(tmp_path, monkeypatch):
         report.write_page(path, "<p>half</p>")
     assert path.read_text(encoding="utf-8") == "<p>new</p>"
     assert sorted(p.name for p in path.parent.iterdir()) == ["report.html"]  # no temp file left
+
+
+def test_seed_agreement_keeps_its_old_name_in_report_with_a_deprecation_warning():
+    with pytest.warns(DeprecationWarning, match="metrics.seed_agreement"):
+        old = report.seed_agreement
+    assert old is seed_agreement
+    assert "seed_agreement" not in report.__all__
+
+
+def test_every_documented_report_name_is_importable():
+    from captum_diffusion.report import (BASE_LABEL, EMPTY_PROMPT_LABEL, PROMPT_LABEL, anchor_id,  # noqa: F401
+                                         attention_maps_figure, attention_maps_html, bar_chart,
+                                         deletion_curve_figure, figure_data_uri, how_to_read_html, image_data_uri,
+                                         interaction_pairs_html, page, segment_figure, segment_table_html,
+                                         seed_agreement_html, subprompt_grid_html, values_table_html, waterfall,
+                                         word_text_html, write_page)
+
+    assert callable(page) and callable(write_page) and BASE_LABEL == 'f("") (empty prompt)'
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        report.nothing  # noqa: B018
+
+
+def test_one_atomic_write_serves_the_cache_the_store_and_the_report(tmp_path):
+    """files.atomic_write: bytes or a writer function; 0644 less the umask; the cache and the store use it."""
+    from captum_diffusion import files
+    from captum_diffusion.generation import cache
+    from captum_diffusion.runs import store
+
+    assert cache.atomic_write is files.atomic_write and store.atomic_write is files.atomic_write
+    previous = os.umask(0o022)
+    try:
+        page = report.write_page(tmp_path / "deep" / "report.html", "<p>é</p>")
+        data = files.atomic_write(tmp_path / "data.bin", lambda file: file.write(b"\x00\x01"))
+    finally:
+        os.umask(previous)
+    assert page.read_bytes() == "<p>é</p>".encode() and data.read_bytes() == b"\x00\x01"
+    assert page.stat().st_mode & 0o777 == 0o644
+    with pytest.raises(TypeError, match="content must be bytes"):
+        files.atomic_write(tmp_path / "x", "text")
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["data.bin", "deep", "report.html"]
+    name = files.temporary_name(tmp_path / "a.png").name
+    assert files.temporary_owner(name) == (files.HOST, os.getpid()) and files.temporary_owner(".a.x1.tmp") is None
+    with pytest.warns(DeprecationWarning, match="files.atomic_write"):
+        store.atomic_write_bytes(tmp_path / "old.bin", b"old")
+    assert (tmp_path / "old.bin").read_bytes() == b"old"

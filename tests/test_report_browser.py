@@ -99,6 +99,7 @@ def build_report(path: Path) -> Path:
     import shap
 
     from captum_diffusion import report
+    from captum_diffusion.metrics import seed_agreement
     from captum_diffusion.shapes_world import render
     from captum_diffusion.words import word_labels
 
@@ -126,7 +127,7 @@ def build_report(path: Path) -> Path:
         ("Sub-prompt images", report.subprompt_grid_html(entries)),
         ("Attention maps", report.attention_maps_html(image, maps, labels)),
         ("Image segments", report.segment_table_html(image, segments, rng.normal(0, 0.1, (4, 7)), labels)),
-        ("Seed agreement", report.seed_agreement_html(report.seed_agreement(seeds, labels))),
+        ("Seed agreement", report.seed_agreement_html(seed_agreement(seeds, labels))),
     ]
     return report.write_page(path, report.page(f"Report: {PROMPT}", sections, index=True))
 

@@ -1,5 +1,6 @@
 """Metrics to judge explanations: rank alignment and RMSE (Gupta & Kanoria), Shapley axioms,
-mask overlap (DAAM: IoU, mIoU, IoD, IoH) and CLIP score (RATLIP)."""
+mask overlap (DAAM: IoU, mIoU, IoD, IoH), CLIP score (RATLIP), faithfulness (deletion curves, AOPC) and the
+agreement of word rankings across seeds."""
 from __future__ import annotations
 
 from captum_diffusion.lazy import lazy_getattr
@@ -25,6 +26,8 @@ _EXPORTS = {
     "comprehensiveness": "faithfulness",
     "sufficiency": "faithfulness",
     "faithfulness_scores": "faithfulness",
+    "deletion_curves": "faithfulness",
+    "seed_agreement": "agreement",
 }
 
 __all__ = sorted(_EXPORTS)

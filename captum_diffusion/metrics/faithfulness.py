@@ -275,3 +275,31 @@ def faithfulness_scores(game_or_f: PromptFunction | WordGame, prompt: str | Sequ
     for metric in ("comprehensiveness", "sufficiency"):
         scores[metric] = _top_k_score(game, None, attributions, k, n_random, seed, metric)
     return scores
+
+
+def deletion_curves(game_or_f: PromptFunction | WordGame, prompt: str | Sequence[str] | None, attributions, *,
+                    n_random: int = N_RANDOM, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The attribution's deletion curve and the random orderings' curves: what a deletion plot shows.
+
+    Parameters
+    ----------
+    game_or_f : WordGame or prompt function
+        The game (or ``f``, with ``prompt``) the attribution explains.
+    prompt : str or sequence of str or None
+        The prompt when ``game_or_f`` is a function; ``None`` for a game.
+    attributions : array_like or explanation
+        ``(d,)`` word values (see the module docstring for the accepted types).
+    n_random : int, optional
+        Random orderings drawn (all ``d!`` when ``d! <= n_random``).
+    seed : int, optional
+        Seed of ``numpy.random.default_rng`` for the orderings.
+
+    Returns
+    -------
+    curve : numpy.ndarray
+        float ``(d+1,)``, :func:`deletion_curve`.
+    random_curves : numpy.ndarray
+        float ``(n, d+1)``, :func:`random_order_curves` of kind ``"deletion"``.
+    """
+    game, phi = _setup(game_or_f, prompt, attributions)
+    return deletion_curve(game, None, phi), random_order_curves(game, None, n_random=n_random, seed=seed)

@@ -6,8 +6,12 @@ import json
 from pathlib import Path
 
 from captum_diffusion import report
+from captum_diffusion.metrics.agreement import seed_agreement
+from captum_diffusion.metrics.faithfulness import deletion_curves
 from captum_diffusion.runs.config import INTERACTIONS
-from captum_diffusion.runs.store import PromptRun, Run
+from captum_diffusion.runs.store import PromptRun, Run, played_game
+from captum_diffusion.words.game import MAX_EXACT_WORDS
+from captum_diffusion.words.interactions import pair_interactions
 
 REPORT = "report.html"
 
@@ -17,43 +21,21 @@ def _main_method(result: PromptRun) -> str:
     return "shap-exact" if "shap-exact" in result.values else result.methods[0]
 
 
-#: Strongest word pairs shown with ``--words interactions``; random orderings behind the deletion curve.
+#: Strongest word pairs shown with ``--words interactions``.
 N_PAIRS = 5
-N_RANDOM_ORDERS = 200
 
-
-def played_game(result: PromptRun):
-    """The seed-averaged word game of ``result`` read from its stored sub-prompt payoffs (a ``WordGame`` whose
-    payoff is the mean over the seeds), or ``None`` unless every sub-prompt was scored at every seed (exact SHAP
-    scores them all). Reading it generates nothing."""
-    import itertools
-
-    import numpy as np
-
-    from captum_diffusion.words import WordGame
-
-    if not result.subprompts or len(result.subprompts) != len(result.seeds) or len(result.words) > 16:
-        return None
-    tables = [{entry.prompt: entry.payoff for entry in seed} for seed in result.subprompts]
-    every = {" ".join(w for w, keep in zip(result.words, mask) if keep)
-             for mask in itertools.product((False, True), repeat=len(result.words))}
-    if any(not every <= table.keys() for table in tables):
-        return None
-    return WordGame(lambda prompts: np.mean([[table[p] for p in prompts] for table in tables], axis=0), result.words)
+_NEEDS_EVERY_PAYOFF = ("<p class=\"empty\">{what} every sub-prompt's payoff (exact SHAP, up to "
+                       f"{MAX_EXACT_WORDS} words); this prompt's run did not score them all.</p>")
 
 
 def interactions_html(result: PromptRun, game) -> str:
-    """The strongest word pairs (exact k-SII of order 2 of the seed-averaged game), or a note when the stored
-    sub-prompts do not cover every coalition."""
+    """The strongest word pairs (exact k-SII of order 2 of the seed-averaged ``game``, from
+    :func:`~captum_diffusion.runs.store.played_game`), or a note when there is no game or no pair."""
     if len(result.words) < 2:
         return '<p class="empty">A one-word prompt has no word pairs.</p>'
     if game is None:
-        return ('<p class="empty">Word pairs need every sub-prompt\'s payoff (exact SHAP, up to 12 words); this '
-                "prompt's run did not score them all.</p>")
-    from captum_diffusion.words import explain_interactions, strongest_pairs
-
-    values = explain_interactions(result.words, game, "k-SII", order=2)
-    pairs = strongest_pairs(values, result.labels, k=N_PAIRS)
+        return _NEEDS_EVERY_PAYOFF.format(what="Word pairs need")
+    pairs = pair_interactions(game, result.labels, k=N_PAIRS, index="k-SII")
     return (f"<p>Strongest of the {len(result.words) * (len(result.words) - 1) // 2} word pairs (k-SII, exact, "
             "from the same sub-prompt images; seed-averaged):</p>" + report.interaction_pairs_html(pairs, "k-SII"))
 
@@ -61,13 +43,8 @@ def interactions_html(result: PromptRun, game) -> str:
 def deletion_curve_html(result: PromptRun, game, method: str) -> str:
     """The deletion curve of ``method``'s seed-averaged values beside random orderings, or a note."""
     if game is None:
-        return ('<p class="empty">The deletion curve needs every sub-prompt\'s payoff (exact SHAP, up to 12 words); '
-                "this prompt's run did not score them all.</p>")
-    from captum_diffusion.metrics import deletion_curve, random_order_curves
-
-    values = result.values[method].mean(0)
-    curve = deletion_curve(game, None, values)
-    random_curves = random_order_curves(game, None, n_random=N_RANDOM_ORDERS, seed=0)
+        return _NEEDS_EVERY_PAYOFF.format(what="The deletion curve needs")
+    curve, random_curves = deletion_curves(game, None, result.values[method].mean(0), seed=0)
     uri = report.figure_data_uri(report.deletion_curve_figure(curve, random_curves, method))
     return (f'<figure class="plot"><img src="{uri}" alt="deletion curve"><figcaption>{html.escape(method)}: payoff '
             f"as its top words are deleted, beside {len(random_curves)} random orders</figcaption></figure>")
@@ -109,7 +86,7 @@ def prompt_section(result: PromptRun, *, interactions: bool = False, faithfulnes
                          + deletion_curve_html(result, game, method))
     if len(result.seeds) > 1:
         parts.append("<h3>Seed agreement</h3>")
-        parts.append(report.seed_agreement_html(report.seed_agreement(result.values[method], result.labels),
+        parts.append(report.seed_agreement_html(seed_agreement(result.values[method], result.labels),
                                                 result.seeds))
     first = result.subprompts[0] if result.subprompts else []
     if first:

@@ -19,9 +19,9 @@ loaded equals what was computed, bit for bit.
 """
 from __future__ import annotations
 
+import itertools
 import json
-import os
-import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ import PIL.Image
 
 from captum_diffusion import checks
 from captum_diffusion.convert import as_rgb_image
+from captum_diffusion.files import atomic_write
 
 MANIFEST = "manifest.json"
 RESULT = "result.json"
@@ -113,22 +114,44 @@ class Run:
         return len(self.prompts)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and ``os.replace``: readers see all or nothing."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def write_json(path: Path, data: Any) -> None:
-    atomic_write_bytes(path, json.dumps(data, indent=1, sort_keys=False).encode())
+    """Write ``data`` as indented JSON to ``path``, atomically (:func:`captum_diffusion.files.atomic_write`)."""
+    atomic_write(path, json.dumps(data, indent=1, sort_keys=False).encode())
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Deprecated: :func:`captum_diffusion.files.atomic_write` (the one atomic write of the package) takes bytes."""
+    warnings.warn("captum_diffusion.runs.store.atomic_write_bytes is deprecated; use captum_diffusion.files."
+                  "atomic_write", DeprecationWarning, stacklevel=2)
+    atomic_write(path, data)
+
+
+def played_game(result: PromptRun):
+    """The seed-averaged word game of ``result``, read from its stored sub-prompt payoffs.
+
+    Parameters
+    ----------
+    result : PromptRun
+        A loaded prompt.
+
+    Returns
+    -------
+    captum_diffusion.words.WordGame or None
+        The game whose payoff is the mean over the seeds of each sub-prompt's stored payoff; ``None`` unless every
+        one of the ``2**n_words`` sub-prompts was scored at every seed (exact SHAP scores them all). Reading it
+        generates nothing.
+    """
+    from captum_diffusion.words import WordGame
+
+    tables = [{entry.prompt: entry.payoff for entry in seed} for seed in result.subprompts]
+    d = len(result.words)
+    if not tables or len(tables) != len(result.seeds) or any(len(table) < 2 ** d for table in tables):
+        return None  # too few payoffs stored (checked before listing 2**d sub-prompts)
+    every = {" ".join(w for w, keep in zip(result.words, mask) if keep)
+             for mask in itertools.product((False, True), repeat=d)}
+    if any(not every <= table.keys() for table in tables):
+        return None
+    return WordGame(lambda prompts: np.mean([[table[p] for p in prompts] for table in tables], axis=0), result.words)
 
 
 def _png_bytes(image) -> bytes:
@@ -150,24 +173,24 @@ def save_prompt(directory: Path, number: int, result: PromptRun) -> None:
     folder = prompt_dir(directory, number)
     folder.mkdir(parents=True, exist_ok=True)
     for seed, image in zip(result.seeds, result.images):
-        atomic_write_bytes(folder / f"image-seed-{seed}.png", _png_bytes(image))
+        atomic_write(folder / f"image-seed-{seed}.png", _png_bytes(image))
     index = []
     for seed, entries in zip(result.seeds, result.subprompts):
         for entry in entries:
             file = f"subprompts/seed-{seed}/{entry.mask}.png"
             if entry.image is not None:
-                atomic_write_bytes(folder / file, _png_bytes(entry.image))
+                atomic_write(folder / file, _png_bytes(entry.image))
             index.append({"seed": seed, "mask": entry.mask, "prompt": entry.prompt, "payoff": entry.payoff,
                           "file": file if entry.image is not None else None})
     if result.attention is not None:
-        atomic_write_bytes(folder / "attention.safetensors",
+        atomic_write(folder / "attention.safetensors",
                            save({"maps": np.ascontiguousarray(result.attention, dtype=np.float32)}))
     if result.segments is not None:
         tensors = {}
         for seed, labels, table in zip(result.seeds, result.segments, result.segment_tables):
             tensors[f"labels_seed_{seed}"] = np.ascontiguousarray(labels, dtype=np.int64)
             tensors[f"table_seed_{seed}"] = np.ascontiguousarray(table, dtype=np.float64)
-        atomic_write_bytes(folder / "segments.safetensors", save(tensors))
+        atomic_write(folder / "segments.safetensors", save(tensors))
     write_json(folder / RESULT, {
         "prompt": result.prompt, "words": result.words, "labels": result.labels, "seeds": result.seeds,
         "status": result.status, "error": result.error, "payoff": result.payoff,

@@ -16,6 +16,7 @@ _EXPORTS = {
     "WordTokens": "tokens",
     "explain_interactions": "interactions",
     "strongest_pairs": "interactions",
+    "pair_interactions": "interactions",
 }
 
 __all__ = sorted([*_EXPORTS, "PromptFunction", "WordGame", "as_game", "as_mask_matrix", "as_words", "evaluate_masks",

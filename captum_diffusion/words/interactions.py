@@ -256,3 +256,33 @@ def strongest_pairs(interaction_values: InteractionValues, labels: Sequence[str]
     values = {key: float(interaction_values[key]) for key in pairs}
     ranked = sorted(pairs, key=lambda key: -abs(values[key]))  # stable: ties stay in word order
     return [(labels[i], labels[j], values[(i, j)]) for i, j in ranked[:k]]
+
+
+def pair_interactions(game: WordGame, labels: Sequence[str] | None = None, k: int = 5, *, index: str = "k-SII"
+                      ) -> list[tuple[str, str, float]]:
+    """The ``k`` strongest word pairs of a played word game: exact ``index`` of order 2, then :func:`strongest_pairs`.
+
+    Parameters
+    ----------
+    game : WordGame
+        The game, e.g. one read from stored sub-prompt payoffs (``captum_diffusion.runs.store.played_game``): with
+        its memo filled, nothing is generated.
+    labels : sequence of str, optional
+        One name per word; default ``word_labels(game.words)`` (``a#0``, ``a#1`` for a repeated "a").
+    k : int, optional
+        How many pairs; fewer when there are fewer pairs.
+    index : str, optional
+        An interaction index of :data:`INDICES` with pairs ("k-SII", "STII", "FSII", "SII").
+
+    Returns
+    -------
+    list of tuple of (str, str, float)
+        ``(label_i, label_j, value)``, largest ``|value|`` first, value in payoff units (positive: the two words
+        act together; negative: redundant).
+    """
+    if not isinstance(game, WordGame):
+        raise TypeError(f"game must be a WordGame, got {type(game).__name__}")
+    from captum_diffusion.words.game import word_labels
+
+    labels = word_labels(game.words) if labels is None else labels
+    return strongest_pairs(explain_interactions(game.words, game, index, order=2), labels, k=k)

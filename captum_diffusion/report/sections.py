@@ -1,0 +1,240 @@
+"""The report's HTML fragments, one per kind of section: coloured words, value tables, sub-prompt images, attention
+maps, segments, seed agreement, word pairs and the reading notes. Each takes plain Python / numpy values and returns
+a ``str`` of HTML; :func:`captum_diffusion.report.page` puts them in one document."""
+from __future__ import annotations
+
+from html import escape
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from captum_diffusion.convert import as_rgb_image
+from captum_diffusion.report.common import (EMPTY_PROMPT_LABEL, css_rgba, finite_vector, label_list, table_cell,
+                                            word_title)
+from captum_diffusion.report.figures import attention_maps_figure, segment_figure
+from captum_diffusion.report.inline import figure_data_uri, image_data_uri, img_tag
+from captum_diffusion.report.shap_text import shap_text_html
+
+
+def _own_text_html(words: list[str], values: np.ndarray, labels: list[str]) -> str:
+    """The coloured words without shap: one ``span.shap-word`` per word, spaces between them, shap's colours."""
+    cmax = float(np.abs(values).max()) if values.size else 0.0
+    spans = [f'<span class="shap-word" style="background: {css_rgba(v, cmax)}" '
+             f'title="{escape(word_title(label, v))}" data-label="{escape(label)}" data-value="{v:.6g}">'
+             f"{escape(word)}</span>" for word, v, label in zip(words, values, labels)]
+    return f"<div class='shap-words'>{' '.join(spans)}</div>"
+
+
+def word_text_html(words: Sequence[str], values, labels: Sequence[str] | None = None, *,
+                   base_value: float | None = None, stock: bool = True) -> str:
+    """The prompt's words coloured by their value, like ``shap.plots.text`` (which it calls when ``stock``).
+
+    words: the prompt's words; values: ``(n_words,)`` float, one per word, payoff units; labels: unique word
+    names for the tooltips (default ``word_labels(words)``: ``a#0``, ``a#1``); base_value: the empty prompt's
+    payoff; given, shap's force bar above the words runs from it (``f("")``) to ``f(prompt)``.
+    Colours: positive red, negative blue, opacity ``|value| / max |value|`` (one symmetric scale around 0).
+    Each word is an element of class ``shap-word`` with ``title="label: +value"``, ``data-label`` and
+    ``data-value``, inside ``div.shap-words`` whose text is the words joined by single spaces.
+
+    shap 0.51 under numpy 2 writes colours as ``rgba(np.float64(255.0), ...)`` (invalid CSS: every word shows
+    uncoloured) and joins tokens without spaces; both are repaired here. Should shap's HTML ever not look as
+    expected, the words are rendered without shap (same colours); ``stock=False`` forces that.
+    """
+    words = [str(w) for w in words]
+    if not words:
+        raise ValueError("words is empty")
+    values = finite_vector(values, len(words), "values")
+    labels = label_list(words, labels)
+    body = shap_text_html(words, values, labels, base_value) if stock else None
+    if body is None:
+        body = _own_text_html(words, values, labels)
+    return f'<div class="word-text">{body}</div>'
+
+
+def values_table_html(labels: Sequence[str], values_by_method: Mapping[str, object],
+                      base_values_by_method: Mapping[str, float] | None = None) -> str:
+    """A table, one row per word, one column per method (SHAP's beside LIME's and captum's), values to 3
+    decimals, cells tinted like the words (red positive, blue negative, per-column scale). With
+    ``base_values_by_method`` (method -> base / intercept) two more rows: the base value and
+    ``base + sum`` (for exact Shapley values this is the full prompt's payoff: efficiency)."""
+    labels = [str(label) for label in labels]
+    if not values_by_method:
+        raise ValueError("values_by_method is empty")
+    methods = {str(m): finite_vector(v, len(labels), f"values of {m!r}") for m, v in values_by_method.items()}
+    cmax = {m: float(np.abs(v).max()) for m, v in methods.items()}
+    head = "".join(f"<th>{escape(m)}</th>" for m in methods)
+    rows = [f"<tr><th>{escape(label)}</th>{''.join(table_cell(v[i], cmax[m]) for m, v in methods.items())}</tr>"
+            for i, label in enumerate(labels)]
+    if base_values_by_method:
+        bases = {str(m): b for m, b in base_values_by_method.items()}
+
+        def cells(fn) -> str:
+            return "".join(f'<td class="num">{fn(m):.3f}</td>' if bases.get(m) is not None else "<td>&ndash;</td>"
+                           for m in methods)
+
+        rows.append(f'<tr class="base"><th>base (f(""))</th>{cells(lambda m: float(bases[m]))}</tr>')
+        rows.append(f'<tr class="base"><th>base + sum</th>'
+                    f'{cells(lambda m: float(bases[m]) + float(methods[m].sum()))}</tr>')
+    return (f'<table class="values"><thead><tr><th>word</th>{head}</tr></thead>'
+            f'<tbody>{"".join(rows)}</tbody></table>')
+
+
+def _thumbnail(image, size: int):
+    img = as_rgb_image(image)
+    if max(img.size) > size:
+        img = img.copy()
+        img.thumbnail((size, size))
+    return img
+
+
+def subprompt_grid_html(entries, *, thumb_size: int = 128) -> str:
+    """A grid of the game's images, in the given (mask) order, each captioned with its sub-prompt and payoff.
+
+    entries: iterable of ``(words, payoff, image)``: the sub-prompt (``str``; ``""`` is the empty prompt,
+    shown as ``(empty prompt)``), its payoff (float, shown to 3 decimals) and its image. Images larger than
+    ``thumb_size`` pixels are downscaled to keep the page small; all are shown ``thumb_size`` wide.
+    """
+    cells = []
+    for words, payoff, image in entries:
+        text = str(words).strip()
+        caption = escape(text) if text else f'<span class="empty">{EMPTY_PROMPT_LABEL}</span>'
+        alt = text or EMPTY_PROMPT_LABEL
+        uri = image_data_uri(_thumbnail(image, thumb_size))
+        cells.append(f'<figure class="thumb">{img_tag(uri, alt, width=thumb_size)}'
+                     f'<figcaption><span class="subprompt">{caption}</span>'
+                     f'<span class="payoff">{float(payoff):.3f}</span></figcaption></figure>')
+    if not cells:
+        raise ValueError("entries is empty")
+    return f'<div class="grid">{"".join(cells)}</div>'
+
+
+def attention_maps_html(image, maps, labels: Sequence[str], **kwargs) -> str:
+    """:func:`attention_maps_figure` inlined as one PNG, with a caption giving the shared scale."""
+    fig, (vmin, vmax) = attention_maps_figure(image, maps, labels, **kwargs)
+    uri = figure_data_uri(fig)
+    return (f'<figure class="plot">{img_tag(uri, "DAAM attention map per word")}'
+            f'<figcaption>One colour scale for all words: {vmin:.3g} (blue) to {vmax:.3g} (red).'
+            f'</figcaption></figure>')
+
+
+def segment_table_html(image, segments, table, labels: Sequence[str]) -> str:
+    """The numbered segments picture beside the segment-by-word table.
+
+    segments: int ``(H, W)`` label map ``0..n_segments-1``; table: ``(n_segments, n_words)`` float, row ``i``
+    = segment ``i``, column ``j`` = word ``labels[j]`` (e.g. shap values of the segments for each word's
+    score); cells tinted per column (red positive, blue negative), the largest per column in bold.
+    """
+    labels = [str(label) for label in labels]
+    tab = np.asarray(table, dtype=np.float64)
+    seg = np.asarray(segments)
+    if tab.ndim != 2 or tab.shape[1] != len(labels):
+        raise ValueError(f"table must be (n_segments, n_words={len(labels)}); got shape {tab.shape}")
+    if seg.size and int(seg.max()) + 1 != tab.shape[0]:
+        raise ValueError(f"table has {tab.shape[0]} rows but segments are labelled 0..{int(seg.max())}")
+    uri = figure_data_uri(segment_figure(image, seg))
+    cmax = np.abs(tab).max(axis=0)
+    best = tab.argmax(axis=0)
+    rows = []
+    for i in range(tab.shape[0]):
+        cells = "".join(table_cell(tab[i, j], cmax[j]).replace('class="num"', 'class="num best"')
+                        if best[j] == i else table_cell(tab[i, j], cmax[j]) for j in range(len(labels)))
+        rows.append(f"<tr><th>{i}</th>{cells}</tr>")
+    head = "".join(f"<th>{escape(label)}</th>" for label in labels)
+    table_html = (f'<table class="values segments"><thead><tr><th>segment</th>{head}</tr></thead>'
+                  f'<tbody>{"".join(rows)}</tbody></table>')
+    return (f'<div class="side-by-side"><figure class="plot">{img_tag(uri, "numbered image segments")}'
+            f'<figcaption>Segments, numbered as the table rows.</figcaption></figure>{table_html}</div>')
+
+
+def _fmt(x, spec: str = ".3f", none: str = "&ndash;") -> str:
+    return none if x is None else format(x, spec)
+
+
+def seed_agreement_html(agreement: Mapping, seeds: Sequence[int] | None = None) -> str:
+    """The :func:`seed_agreement` dict as HTML: a summary line (mean / min over seed pairs), a word-by-seed
+    table of values with each word's mean and std, and each seed's ranking. seeds: the seed numbers to show
+    (default ``0..n_seeds-1``)."""
+    labels = list(agreement["labels"])
+    n = int(agreement["n_seeds"])
+    seeds = list(range(n)) if seeds is None else [int(s) for s in seeds]
+    if len(seeds) != n:
+        raise ValueError(f"{len(seeds)} seed numbers for {n} seeds")
+    values = np.asarray(agreement["values"], dtype=np.float64)
+    pra, rho, tau = agreement["percent_ranks_aligned"], agreement["spearman"], agreement["kendall"]
+    if n > 1:
+        summary = (f'<p class="summary">Over {len(agreement["pairs"])} seed pair(s): ranks aligned '
+                   f'<b>{_fmt(pra["mean"], ".0f")}%</b> on average (min {_fmt(pra["min"], ".0f")}%); '
+                   f'Spearman &rho; mean <b>{_fmt(rho["mean"], ".2f")}</b> (min {_fmt(rho["min"], ".2f")}); '
+                   f'Kendall &tau; mean <b>{_fmt(tau["mean"], ".2f")}</b> (min {_fmt(tau["min"], ".2f")}). '
+                   f'Top word {"the same for every seed" if agreement["same_top"] else "<b>differs</b> across seeds"}.'
+                   f'</p>')
+    else:
+        summary = '<p class="summary">One seed only: no agreement to measure.</p>'
+    cmax = float(np.abs(values).max()) if values.size else 0.0
+    head = "".join(f"<th>seed {s}</th>" for s in seeds) + "<th>mean</th><th>std</th>"
+    rows = []
+    for j, label in enumerate(labels):
+        cells = "".join(table_cell(values[i, j], cmax) for i in range(n))
+        rows.append(f'<tr><th>{escape(label)}</th>{cells}<td class="num">{agreement["mean"][j]:.3f}</td>'
+                    f'<td class="num">{agreement["std"][j]:.3f}</td></tr>')
+    table = (f'<table class="values seeds"><thead><tr><th>word</th>{head}</tr></thead>'
+             f'<tbody>{"".join(rows)}</tbody></table>')
+    rankings = "".join(f'<li>seed {s}: {" &gt; ".join(escape(w) for w in p["ranking"])}</li>'
+                       for s, p in zip(seeds, agreement["per_seed"]))
+    return f'<div class="seed-agreement">{summary}{table}<ol class="rankings">{rankings}</ol></div>'
+
+
+def interaction_pairs_html(pairs, index: str = "k-SII") -> str:
+    """A table of word pairs ``[(label_i, label_j, value), ...]`` (``words.strongest_pairs``: strongest first),
+    values to 3 decimals, tinted red (the two words act together: positive) or blue (redundant: negative) on
+    one scale. ``index``: the interaction index named in the header."""
+    pairs = [(str(a), str(b), float(v)) for a, b, v in pairs]
+    if not pairs:
+        raise ValueError("pairs is empty: give at least one (label_i, label_j, value)")
+    values = finite_vector([v for _, _, v in pairs], None, "pair values")
+    cmax = float(np.abs(values).max())
+    rows = "".join(f"<tr><th>{escape(a)}</th><th>{escape(b)}</th>{table_cell(v, cmax)}</tr>" for a, b, v in pairs)
+    return (f'<table class="values interactions"><thead><tr><th>word</th><th>word</th><th>{escape(index)}</th></tr>'
+            f"</thead><tbody>{rows}</tbody></table>")
+
+
+def how_to_read_html(payoff_description: str) -> str:
+    """Short notes on reading each section. payoff_description: what the payoff is, e.g. "CLIP cosine
+    between the sub-prompt's image and the full prompt's image, same seed"."""
+    items = [
+        ("Payoff", f"{escape(payoff_description)}. Every sub-prompt of the prompt (some words deleted) is "
+                   "generated and scored; the word values share out the full prompt's score among its words."),
+        ("Base value", 'The empty prompt "" (every word deleted) is the empty coalition; its score '
+                       '<code>f("")</code> is the base value. For exact Shapley values, base value + sum of '
+                       'the word values = <code>f(prompt)</code>.'),
+        ("Word values", "Positive (red): on average over the sub-prompts, adding the word raises the score. "
+                        "Negative (blue): the word's presence lowers the score on average; deleting it "
+                        "brings the image closer to the full prompt's. Colour strength is |value| relative "
+                        "to the largest |value| of the prompt. Hover a word for its label and value; repeated "
+                        "words are told apart as <code>a#0</code>, <code>a#1</code>."),
+        ("Methods", "SHAP (exact or sampled Shapley values), LIME (weights of a local linear model with "
+                    "its intercept as base) and captum attributions estimate the same game; disagreement "
+                    "between them is a sign that the ranking is fragile."),
+        ("Sub-prompt images", "Each thumbnail is one coalition's image with its payoff, in mask order."),
+        ("Attention maps (DAAM)", "Cross-attention of each word summed over steps, layers and heads, laid over "
+                                  "the image. All words share one colour scale (from 0 to the largest value "
+                                  "of any word), so a faint map means little attention compared with the "
+                                  "other words, not just a flat map."),
+        ("Image segments", "The image is cut into numbered segments; the table gives each segment's value "
+                           "for each word's score (largest per word in bold)."),
+        ("Word pairs", "Shapley interaction (k-SII, order 2) of two words, from the same sub-prompt images: "
+                       "positive (red) when the two words mean more together than apart (\"red\" with "
+                       "\"circle\"), negative (blue) when either one alone does the job (redundant)."),
+        ("Deletion curve", "The payoff as the words are deleted from the prompt in the order of their values, "
+                           "most important first, beside random orders: the faster it falls below the random "
+                           "band, the better the ranking names the words the image depends on (AOPC: the "
+                           "average drop; higher is more faithful)."),
+        ("Seed agreement", "The same game with different seeds. Ranks aligned: percent of words with the "
+                           "same rank in both seeds (100% = identical ranking). Spearman &rho; and Kendall "
+                           "&tau;: rank correlations, 1 = same order, -1 = reversed. Std: how much a "
+                           "word's value moves between seeds; a large std beside a small mean means the "
+                           "value is mostly the seed's noise."),
+    ]
+    body = "".join(f"<dt>{title}</dt><dd>{text}</dd>" for title, text in items)
+    return f'<dl class="how-to-read">{body}</dl>'
+
