@@ -17,6 +17,11 @@ _EXPORTS = {
     "explain_interactions": "interactions",
     "strongest_pairs": "interactions",
     "pair_interactions": "interactions",
+    "multifidelity_shapley": "multifidelity",
+    "ShapleyEstimate": "multifidelity",
+    "ShapleyCost": "multifidelity",
+    "stack_seeds": "multifidelity",
+    "certainty_statement": "certainty",
 }
 
 __all__ = sorted([*_EXPORTS, "PromptFunction", "WordGame", "as_game", "as_mask_matrix", "as_words", "evaluate_masks",

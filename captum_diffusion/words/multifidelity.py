@@ -10,7 +10,7 @@ estimated from a few full images by a stratified, paired sampler, which suits a 
 
 - *paired*: a coalition ``T`` and its complement ``N \\ T`` are evaluated together. In the Shapley formula they
   carry the same weight with opposite signs, so a sampled pair contributes ``w_i(T) * (r(T) - r(N \\ T))`` to
-  word ``i`` (``w_i(T) = |T|-1)! (d-|T|)! / d!`` when ``i`` is in ``T``, ``-|T|! (d-|T|-1)! / d!`` otherwise),
+  word ``i`` (``w_i(T) = (|T|-1)! (d-|T|)! / d!`` when ``i`` is in ``T``, ``-|T|! (d-|T|-1)! / d!`` otherwise),
   and what the two share cancels;
 - *stratified*: pairs are drawn without replacement within each size ``k = |T| <= d/2``; the strata of small
   coalitions (few, heavily weighted) are filled first, by the greedy rule that adds the pair which reduces the
