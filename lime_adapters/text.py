@@ -113,13 +113,30 @@ def explain_prompt(
 ) -> Explanation:
     """LIME weights of the words of ``prompt`` for the black box ``f`` (sub-prompts -> scores ``(n,)``).
 
-    ``num_samples`` perturbed prompts (the first is the full prompt; at least ``d + 1`` for ``d`` words, which a
-    regression over the words needs) are scored, each distinct sub-prompt once, ``batch_size`` per call to ``f``
-    (``None``: all at once); ``seed``: lime's ``random_state``;
-    ``kernel_width``: lime's kernel width (in lime's cosine distance x 100 units, > 0).
-    Returns lime's ``Explanation`` for label 0 with every word as a feature; ``word_weights`` gives the
-    weights ``(d,)`` in word order, ``explanation.as_list(label=0)`` as ``(label, weight)`` pairs (labels from
-    ``word_labels``).
+    Parameters
+    ----------
+    prompt : str
+        The prompt; its ``d`` whitespace words are the features.
+    f : PromptFunction
+        The black box: a list of ``n`` sub-prompts -> scores ``(n,)``, e.g. a ``PromptScore``.
+    num_samples : int
+        Perturbed prompts scored (the first is the full prompt; at least ``d + 1`` for ``d`` words, which a
+        regression over the words needs), each distinct sub-prompt once.
+    batch_size : int, optional
+        Sub-prompts per call to ``f`` (``None``: all at once).
+    seed : int or numpy.random.RandomState, optional
+        lime's ``random_state``.
+    kernel_width : float
+        lime's kernel width (in lime's cosine distance x 100 units, > 0).
+    feature_selection : {"none", "auto", "forward_selection", "highest_weights", "lasso_path"}
+        lime's feature selection ("none": every word gets a weight).
+
+    Returns
+    -------
+    lime.explanation.Explanation
+        lime's explanation for label 0 with every word as a feature; ``word_weights`` gives the
+        weights ``(d,)`` in word order, ``explanation.as_list(label=0)`` as ``(label, weight)`` pairs (labels from
+        ``word_labels``).
     """
     game = WordGame(f, prompt)
     num_samples = checks.int_at_least(num_samples, game.n_words + 1, f"num_samples (the prompt plus perturbations; "

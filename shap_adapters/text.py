@@ -149,19 +149,33 @@ def explain_prompt(
 ) -> shap.Explanation:
     """Shapley values of the words of ``prompt`` for the black box ``f`` (sub-prompts -> scores ``(n,)``).
 
-    ``algorithm``: "exact" (every subset, the empty one included; at most :data:`MAX_EXACT_WORDS` words),
-    "permutation" (sampled permutations) / "partition" (Owen values over :func:`word_clustering`), both with a
-    budget of ``max_evals`` evaluations (shap's default when None; at least ``2 * d + 1``, and ``2**d`` for "exact":
-    ``ValueError`` below, see :func:`check_max_evals`),
-    or "auto" (exact up to :data:`AUTO_EXACT_WORDS` words, permutation above). ``batch_size``: sub-prompts
-    per call to ``f`` (default: all of them, so ``f`` can batch its own work). ``seed``: shap's seed for the
-    permutation sampler (shap seeds numpy's global RNG with it; None leaves it alone). ``progress``: shap's
-    progress bar (shap shows it only for slow runs).
+    Parameters
+    ----------
+    prompt : str
+        The prompt; its ``d`` whitespace words are the players.
+    f : PromptFunction
+        The black box: a list of ``n`` sub-prompts -> scores ``(n,)``, e.g. a ``PromptScore``.
+    algorithm : {"auto", "exact", "permutation", "partition"}
+        "exact" (every subset, the empty one included; at most :data:`MAX_EXACT_WORDS` words),
+        "permutation" (sampled permutations) / "partition" (Owen values over :func:`word_clustering`), both with
+        a budget of ``max_evals`` evaluations, or "auto" (exact up to :data:`AUTO_EXACT_WORDS` words,
+        permutation above).
+    max_evals : int, optional
+        The budget of evaluations (shap's default when None; at least ``2 * d + 1``, and ``2**d`` for "exact":
+        ``ValueError`` below, see :func:`check_max_evals`).
+    batch_size : int, optional
+        Sub-prompts per call to ``f`` (default: all of them, so ``f`` can batch its own work).
+    seed : int, optional
+        shap's seed for the permutation sampler (shap seeds numpy's global RNG with it; None leaves it alone).
+    progress : bool
+        shap's progress bar (shap shows it only for slow runs).
 
-    Returns a single-row ``shap.Explanation``: ``.values`` float ``(d,)`` in the units of ``f``,
-    ``.base_values`` = ``f("")``, ``.data`` = the ``d`` words, ``.feature_names`` = their labels (``word_labels``:
-    a repeated word is ``a#0``, ``a#1``). With "exact",
-    ``.values.sum() == f(prompt) - f("")``.
+    Returns
+    -------
+    shap.Explanation
+        A single row: ``.values`` float ``(d,)`` in the units of ``f``, ``.base_values`` = ``f("")``, ``.data`` =
+        the ``d`` words, ``.feature_names`` = their labels (``word_labels``: a repeated word is ``a#0``,
+        ``a#1``). With "exact", ``.values.sum() == f(prompt) - f("")``.
     """
     game = WordGame(f, prompt)
     d = game.n_words

@@ -144,8 +144,23 @@ def evaluate_masks(
 ) -> np.ndarray:
     """The core of every adapter: ``f`` on the sub-prompts that 0/1 word ``masks`` keep.
 
-    ``masks``: ``(n, len(words))`` 0/1 (row ``i``, column ``j`` = word ``j`` present in sample ``i``).
-    Returns float64 ``(n,)``. Identical sub-prompts are evaluated once; ``f`` is called once at most.
+    Identical sub-prompts are evaluated once; ``f`` is called once at most.
+
+    Parameters
+    ----------
+    f : PromptFunction
+        The black box: a list of ``n`` sub-prompts -> scores ``(n,)``.
+    words : sequence of str
+        The prompt's words, in order.
+    masks : array_like
+        ``(n, len(words))`` 0/1 (row ``i``, column ``j`` = word ``j`` present in sample ``i``).
+    memo : dict of str to float, optional
+        Values of sub-prompts already evaluated; filled with the new ones.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 ``(n,)``, in the units of ``f``.
     """
     words = _word_list(words)
     matrix = as_mask_matrix(masks, len(words))
@@ -172,8 +187,23 @@ class WordGame:
     shap, lime and captum explain. Values are memoised for the life of the game (one prompt, one ``f``), so a
     sub-prompt is sent to ``f`` once however many times an explainer asks for it.
 
-    Attributes: ``words`` (list[str], length ``d``), ``n_calls`` (calls made to ``f``), ``n_evaluated``
-    (prompts sent to ``f``), ``evaluated`` (those prompts, in order).
+    Parameters
+    ----------
+    f : PromptFunction
+        The black box: a list of ``n`` sub-prompts -> scores ``(n,)``.
+    prompt : str or sequence of str
+        The prompt, or its words (a ``PromptScore`` as ``f`` must have this prompt).
+
+    Attributes
+    ----------
+    words : list of str
+        The ``d`` words.
+    n_calls : int
+        Calls made to ``f``.
+    n_evaluated : int
+        Prompts sent to ``f``.
+    evaluated : list of str
+        Those prompts, in order.
     """
 
     def __init__(self, f: PromptFunction, prompt: str | Sequence[str]):

@@ -135,30 +135,43 @@ def explain_interactions(
 ) -> InteractionValues:
     """Shapley interaction values of the words of ``prompt`` for the black box ``f`` (sub-prompts -> ``(n,)``).
 
-    ``f``: a prompt function (e.g. a ``PromptScore``, or a callable averaging several of them over seeds: the
-    indices are linear in the payoff, so the result is the mean of the per-seed results), or a
-    :class:`~captum_diffusion.words.WordGame` of this prompt (its memo is reused).
+    Parameters
+    ----------
+    prompt : str or sequence of str
+        The prompt, or its ``d`` words.
+    f : PromptFunction or WordGame
+        A prompt function (e.g. a ``PromptScore``, or a callable averaging several of them over seeds: the
+        indices are linear in the payoff, so the result is the mean of the per-seed results), or a
+        :class:`~captum_diffusion.words.WordGame` of this prompt (its memo is reused).
+    index : {"k-SII", "STII", "FSII", "SII", "SV"}
+        One of :data:`INDICES`: "k-SII" (default; efficient: all values of order ``1..order`` sum to
+        ``f(prompt) - f("")``), "STII" (Shapley-Taylor), "FSII" (Faith-SHAP), "SII" (not efficient), "SV"
+        (Shapley values, order 1).
+    order : int, optional
+        The largest interaction size (``None``: 2, or 1 for "SV"; at most ``d``); "k-SII" of order 1 is the
+        Shapley value (shapiq then reports ``index="SV"``).
+    budget : int, optional
+        Evaluations of the game (sub-prompts) allowed. When ``2**d <= budget`` (and ``d <= 16``) the values
+        are exact: every sub-prompt is evaluated in one batched call to ``f`` and ``shapiq.ExactComputer``
+        computes the index from the table. Otherwise the approximator :data:`APPROXIMATORS` ``[index]`` runs with
+        this budget, seeded with ``seed``; at least :func:`minimum_budget` evaluations (``ValueError`` below).
+        Default (:func:`default_budget`): ``2**d`` up to :data:`MAX_EXACT_WORDS` words, so prompts of up to 12
+        words are always exact (and free after exact SHAP on the same ``f``: the same sub-prompts, cached);
+        ``2**12`` above.
+    seed : int, optional
+        The approximator's seed.
+    progress : bool
+        A tqdm bar over the coalitions evaluated.
 
-    ``index``: one of :data:`INDICES`: "k-SII" (default; efficient: all values of order ``1..order`` sum to
-    ``f(prompt) - f("")``), "STII" (Shapley-Taylor), "FSII" (Faith-SHAP), "SII" (not efficient), "SV" (Shapley
-    values, order 1). ``order``: the largest interaction size (``None``: 2, or 1 for "SV"; at most ``d``);
-    "k-SII" of order 1 is the Shapley value (shapiq then reports ``index="SV"``).
-
-    ``budget``: evaluations of the game (sub-prompts) allowed. When ``2**d <= budget`` (and ``d <= 16``) the values
-    are exact: every sub-prompt is evaluated in one batched call to ``f`` and ``shapiq.ExactComputer`` computes
-    the index from the table. Otherwise the approximator :data:`APPROXIMATORS` ``[index]`` runs with this budget,
-    seeded with ``seed``; at least :func:`minimum_budget` evaluations (``ValueError`` below). Default
-    (:func:`default_budget`): ``2**d`` up to :data:`MAX_EXACT_WORDS` words, so prompts of up to 12 words are always
-    exact (and free after exact SHAP on the same ``f``: the same sub-prompts, cached); ``2**12`` above.
-
-    ``progress``: a tqdm bar over the coalitions evaluated.
-
-    Returns shapiq's :class:`shapiq.InteractionValues`: ``iv[(i, j)]`` is the interaction of words ``i`` and
-    ``j`` (0-based positions in ``split_words(prompt)``), ``iv[(i,)]`` a word's own value, ``iv.baseline_value``
-    is ``f("")``, ``iv.estimated`` tells exact from approximate, ``iv.n_players == d``. It carries no word names:
-    pass ``feature_names=word_labels(split_words(prompt))`` to shapiq's plots (``shapiq.network_plot``,
-    ``iv.plot_force``, ``iv.plot_upset``, ...) and ``labels`` to :func:`strongest_pairs`. For "SII" the entry
-    ``iv[()]`` is the SII of the empty set, not ``f("")``.
+    Returns
+    -------
+    shapiq.InteractionValues
+        ``iv[(i, j)]`` is the interaction of words ``i`` and ``j`` (0-based positions in
+        ``split_words(prompt)``), ``iv[(i,)]`` a word's own value, both in the units of ``f``;
+        ``iv.baseline_value`` is ``f("")``, ``iv.estimated`` tells exact from approximate, ``iv.n_players == d``.
+        It carries no word names: pass ``feature_names=word_labels(split_words(prompt))`` to shapiq's plots
+        (``shapiq.network_plot``, ``iv.plot_force``, ``iv.plot_upset``, ...) and ``labels`` to
+        :func:`strongest_pairs`. For "SII" the entry ``iv[()]`` is the SII of the empty set, not ``f("")``.
     """
     game = _game(f, prompt)
     d = game.n_words
