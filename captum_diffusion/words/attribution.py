@@ -4,25 +4,29 @@ captum explains ``forward(mask)`` where ``mask`` is a float 0/1 word-presence te
 ``ones(1, d)`` (every word present) and the baseline ``zeros(1, d)`` (every word deleted, the empty prompt).
 ``forward`` is the core's :class:`~captum_diffusion.words.WordGame`, so each sub-prompt reaches ``f`` once.
 
-The result follows captum's convention for attributions over text (``captum.attr.LLMAttribution``): a
-:class:`WordAttributionResult`, which *is* a ``captum.attr.LLMAttributionResult`` (``seq_attr``, ``input_tokens``,
-``output_tokens``, ``seq_attr_dict``, ``plot_seq_attr()``), plus the game's ``base_value`` and ``full_value``.
+:class:`WordAttribution` follows the package's captum convention (as ``DAAM`` and ``CLIPSaliency`` do): it is a
+``captum.attr.Attribution`` that wraps a captum attribution *instance* over the black box, as
+``captum.attr.LLMAttribution`` wraps ``FeatureAblation(model)``; ``attribute()`` returns a tensor ``(d,)``
+(captum's contract) and ``explain()`` the rich :class:`WordAttributionResult`, which *is* a
+``captum.attr.LLMAttributionResult`` (``seq_attr``, ``input_tokens``, ``output_tokens``, ``seq_attr_dict``,
+``plot_seq_attr()``), plus the game's ``base_value`` and ``full_value``.
 """
 from __future__ import annotations
 
 import contextlib
+import copy
 import inspect
 import random
+import warnings
 from math import factorial
 from typing import Any, Iterator, Optional, Sequence
 
 import captum.attr
 import numpy as np
 import torch
-from captum.attr import LLMAttributionResult
+from captum.attr import Attribution, LLMAttributionResult
 
 from captum_diffusion import checks
-from captum_diffusion.protocols import PromptFunction
 from captum_diffusion.words.game import WordGame, word_labels
 
 #: captum's ShapleyValues enumerates d! orderings (8 words: 40320, ~30 s of bookkeeping): refused above this.
@@ -52,20 +56,46 @@ OUTPUT_NAME = "score"
 
 
 class WordAttributionResult(LLMAttributionResult):
-    """Per-word attributions of one prompt, as captum's ``LLMAttributionResult`` (it is one).
+    """Per-word attributions of one prompt, as captum's ``LLMAttributionResult`` (it is one); what
+    :meth:`WordAttribution.explain` returns.
 
-    ``seq_attr``: tensor ``(d,)``, one attribution per word in the units of ``f``. ``input_tokens``: the words'
-    labels (:func:`~captum_diffusion.words.word_labels`: a repeated word is ``a#0``, ``a#1``, as in DAAM's maps
-    and shap's feature names). ``output_tokens``: ``["score"]``, the payoff. ``token_attr``: ``seq_attr`` as one
-    row ``(1, d)``, so ``plot_token_attr()`` works too. ``words``: the prompt's words; ``prompt``: them joined;
-    ``method``: the captum method's name.
+    Parameters
+    ----------
+    seq_attr : torch.Tensor
+        ``(d,)``, one attribution per word in the units of ``f``.
+    words : sequence of str
+        The prompt's ``d`` words.
+    method : str
+        The captum method's name in :data:`METHODS`.
+    game : WordGame, optional
+        The game that was played, for ``base_value`` / ``full_value`` on demand.
+    base_value, full_value : float, optional
+        ``f("")`` and ``f(prompt)`` when known (else read from ``game``).
 
-    ``base_value`` (``f("")``, every word deleted) and ``full_value`` (``f(prompt)``) come from the game's memo:
-    the sampled Shapley methods and Kernel SHAP evaluated both already; otherwise the first access sends that one
-    prompt to ``f``. Efficiency (Shapley methods): ``seq_attr.sum() == full_value - base_value``.
+    Attributes
+    ----------
+    seq_attr : torch.Tensor
+        ``(d,)``, as given.
+    input_tokens : list of str
+        The words' labels (:func:`~captum_diffusion.words.word_labels`: a repeated word is ``a#0``, ``a#1``, as in
+        DAAM's maps and shap's feature names).
+    output_tokens : list of str
+        ``["score"]``, the payoff.
+    token_attr : torch.Tensor
+        ``seq_attr`` as one row ``(1, d)``, so ``plot_token_attr()`` works too.
+    words, prompt, method
+        The prompt's words, them joined by single spaces, the method's name.
+    base_value, full_value : float
+        ``f("")`` (every word deleted) and ``f(prompt)``, from the game's memo: the sampled Shapley methods and
+        Kernel SHAP evaluated both already; otherwise the first access sends that one prompt to ``f``. Efficiency
+        (Shapley methods): ``seq_attr.sum() == full_value - base_value``.
 
+    Notes
+    -----
     ``plot_seq_attr(show=False)`` returns captum's ``(figure, axes)`` bar chart; ``seq_attr_dict`` maps labels to
-    values; ``np.asarray(result)`` is ``seq_attr`` as numpy (so metrics taking arrays accept the result).
+    values; ``np.asarray(result)`` is ``seq_attr`` as numpy (so metrics taking arrays accept the result), and
+    ``shap_adapters.word_explanation(result, result.words, result.base_value)`` is the same values as a
+    ``shap.Explanation`` for shap's plots.
     """
 
     def __init__(self, *, seq_attr: torch.Tensor, words: Sequence[str], method: str,
@@ -118,62 +148,151 @@ class WordAttributionResult(LLMAttributionResult):
         return f"WordAttributionResult(method={self.method!r}, seq_attr={{{values}}})"
 
 
-class WordAttribution:
-    """Per-word attributions of a black box ``f: Sequence[str] -> np.ndarray (n,)`` with a captum method.
+class WordAttribution(Attribution):
+    """Per-word attributions of a black box ``f: Sequence[str] -> np.ndarray (n,)`` with a captum perturbation method.
 
-    ``method``: one of :data:`METHODS` ("feature_ablation": ``f(prompt) - f(prompt without word)``;
-    "shapley_values": exact Shapley values by all ``d!`` orderings, at most :data:`MAX_SHAPLEY_VALUES_WORDS`
-    words; "shapley_sampling", "kernel_shap", "lime": sampled). ``init_kwargs`` go to the captum class (e.g.
-    ``interpretable_model`` for Lime). ``dtype``: dtype of the mask tensors and of the result (captum 0.9 still
-    sums Shapley contributions in float32, so expect ~1e-6 agreement). ``progress``: captum's tqdm bar
-    (``show_progress``). ``seed``: the sampled methods (:data:`SAMPLED_METHODS`) draw from torch's global RNG
-    seeded with it inside a fork (``torch.random.fork_rng``; python's and numpy's global RNGs are seeded too
-    and restored), so two calls agree exactly and the caller's RNG state is untouched; ``None`` draws from the
-    global RNGs as captum does.
+    The captum convention of the package: ``attribute(prompt)`` returns a tensor (captum's contract), ``explain(prompt)``
+    the rich :class:`WordAttributionResult`; like captum's ``LLMAttribution``, the class wraps a captum attribution
+    *instance* built over the black box, e.g. ``WordAttribution(ShapleyValueSampling(f))``.
+
+    Parameters
+    ----------
+    attr_method : captum.attr.Attribution
+        One of :data:`METHODS`' classes (or a subclass) built over ``f``: ``FeatureAblation(f)``
+        (``f(prompt) - f(prompt without word)``), ``ShapleyValues(f)`` (exact, all ``d!`` orderings, at most
+        :data:`MAX_SHAPLEY_VALUES_WORDS` words), ``ShapleyValueSampling(f)``, ``KernelShap(f)``, ``Lime(f, ...)``
+        (sampled). Its own configuration (e.g. Lime's ``interpretable_model``) is kept; each call runs a shallow copy
+        whose ``forward_func`` is the prompt's :class:`~captum_diffusion.words.WordGame` over ``f``, so each
+        sub-prompt reaches ``f`` once. Deprecated for one release: the black box ``f`` itself, with ``method``.
+    method : str, optional
+        Deprecated (with ``f`` as first argument): a name of :data:`METHODS` (default ``"shapley_sampling"``); then
+        ``attribute()`` keeps returning the :class:`WordAttributionResult` for one release.
+    dtype : torch.dtype, default torch.float64
+        dtype of the mask tensors and of the attributions (captum 0.9 still sums Shapley contributions in float32,
+        so expect ~1e-6 agreement).
+    progress : bool, default True
+        captum's tqdm bar (``show_progress``).
+    seed : int or None, default 0
+        The sampled methods (:data:`SAMPLED_METHODS`) draw from torch's global RNG seeded with it inside a fork
+        (``torch.random.fork_rng``; python's and numpy's global RNGs are seeded too and restored), so two calls
+        agree exactly and the caller's RNG state is untouched; ``None`` draws from the global RNGs as captum does.
+    **init_kwargs
+        Deprecated form only: keyword arguments of the captum class (e.g. ``interpretable_model`` for Lime).
+
+    Attributes
+    ----------
+    method : str
+        The name of the wrapped method in :data:`METHODS` (``"shapley_sampling"``, ...).
+    f : callable
+        The black box, ``attr_method.forward_func`` (also captum's ``forward_func``).
+    last_game : WordGame or None
+        The game of the latest call (counts the calls to ``f``).
+
+    Examples
+    --------
+    >>> from captum.attr import ShapleyValueSampling
+    >>> attribution = WordAttribution(ShapleyValueSampling(f), seed=0)
+    >>> attribution.attribute("a red circle", n_samples=25)     # tensor (3,) in the units of f
+    >>> attribution.explain("a red circle", n_samples=25)       # WordAttributionResult (captum's LLMAttributionResult)
     """
 
-    def __init__(
-        self,
-        f: PromptFunction,
-        method: str = "shapley_sampling",
-        *,
-        dtype: torch.dtype = torch.float64,
-        progress: bool = True,
-        seed: Optional[int] = 0,
-        **init_kwargs: Any,
-    ):
-        if not callable(f):
-            raise TypeError(f"f must be callable: Sequence[str] -> np.ndarray (n,), got {type(f).__name__}")
-        if method not in METHODS:
-            raise ValueError(f"method must be one of {sorted(METHODS)}, got {method!r}")
+    def __init__(self, attr_method, method: Optional[str] = None, *, dtype: torch.dtype = torch.float64,
+                 progress: bool = True, seed: Optional[int] = 0, **init_kwargs: Any):
+        self._legacy = not isinstance(attr_method, Attribution)
+        attr_method = (_legacy_method(attr_method, method, init_kwargs) if self._legacy
+                       else _check_method(attr_method, method, init_kwargs))
         if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
             raise TypeError(f"dtype must be a floating point torch dtype, got {dtype}")
         if not isinstance(progress, bool):
             raise TypeError(f"progress must be a bool, got {type(progress).__name__} {progress!r}")
-        self.f = f
-        self.method = method
+        super().__init__(attr_method.forward_func)
+        self.attr_method = attr_method
+        self.f = attr_method.forward_func
+        self.method = _method_name(attr_method)
         self.dtype = dtype
         self.progress = progress
         self.seed = None if seed is None else checks.seed(seed)
-        self.init_kwargs = init_kwargs
-        self.last_game: WordGame | None = None  # the game of the latest attribute() call (counts calls to f)
+        self.last_game: WordGame | None = None  # the game of the latest call (counts calls to f)
 
-    def attribute(self, prompt: str | Sequence[str], **captum_kwargs: Any) -> WordAttributionResult:
-        """Attributions of the words of ``prompt`` as a :class:`WordAttributionResult` (captum's
-        ``LLMAttributionResult``): ``result.seq_attr`` is the tensor ``(d,)`` of ``dtype`` in the units of ``f``,
-        ``result.input_tokens`` the word labels.
+    def attribute(self, prompt: str | Sequence[str], **captum_kwargs: Any) -> torch.Tensor:
+        """Attributions of the words of ``prompt`` as a tensor (captum's contract).
 
-        ``captum_kwargs`` go to the captum method's ``attribute`` (``n_samples`` for the sampled methods,
-        ``perturbations_per_eval``, ``show_progress``, ``feature_mask``); ``inputs``, ``baselines``, ``target``,
-        ``additional_forward_args`` and ``return_input_shape`` are set here. ``perturbations_per_eval`` defaults
-        to 16 (captum's is 1) so that ``f`` gets sub-prompts in batches; ``show_progress`` defaults to the
-        ``progress`` given at construction. Unknown or invalid arguments raise ``TypeError`` / ``ValueError``, and so
-        does an ``n_samples`` (given or captum's default) below ``d + 1`` for the regressions ``kernel_shap`` / ``lime``
-        over ``d`` words (fewer spread one value over several words). ``kernel_shap`` on a one-word prompt computes
-        ``f(prompt) - f("")`` directly (captum samples no coalition there).
+        Parameters
+        ----------
+        prompt : str or sequence of str
+            The prompt, or its words.
+        **captum_kwargs
+            As :meth:`explain`.
+
+        Returns
+        -------
+        torch.Tensor
+            ``(d,)`` of ``dtype``, one value per word in the units of ``f``: ``explain(prompt).seq_attr``.
+            Deprecated form (``WordAttribution(f, "method")``): the :class:`WordAttributionResult` itself, with a
+            ``DeprecationWarning``, for one release.
+        """
+        result = self.explain(prompt, **captum_kwargs)
+        if self._legacy:
+            warnings.warn("WordAttribution(f, method).attribute() returns a WordAttributionResult for one more "
+                          "release; use explain() for the result, or WordAttribution(captum_method(f)), whose "
+                          "attribute() returns the tensor (d,) as captum's attribute() does", DeprecationWarning,
+                          stacklevel=2)
+            return result
+        return result.seq_attr
+
+    def explain(self, prompt: str | Sequence[str], **captum_kwargs: Any) -> WordAttributionResult:
+        """Attributions of the words of ``prompt`` with their labels, values and plots.
+
+        Parameters
+        ----------
+        prompt : str or sequence of str
+            The prompt, or its words (split on whitespace; a repeated word is labelled ``a#0``, ``a#1``).
+        **captum_kwargs
+            Go to the captum method's ``attribute``: ``n_samples`` (sampled methods), ``perturbations_per_eval``
+            (default 16, captum's is 1, so that ``f`` gets sub-prompts in batches), ``show_progress`` (default:
+            ``progress``), ``feature_mask`` (a group id per word, ``(d,)``). ``inputs``, ``baselines``, ``target``,
+            ``additional_forward_args`` and ``return_input_shape`` are set here.
+
+        Returns
+        -------
+        WordAttributionResult
+            captum's ``LLMAttributionResult``: ``seq_attr`` ``(d,)`` of ``dtype`` in the units of ``f``,
+            ``input_tokens`` the word labels, plus ``base_value`` = ``f("")`` and ``full_value`` = ``f(prompt)``.
+
+        Raises
+        ------
+        TypeError, ValueError
+            For unknown or invalid arguments, for ``n_samples`` (given or captum's default) below ``d + 1`` with
+            the regressions ``kernel_shap`` / ``lime`` over ``d`` words (fewer spread one value over several
+            words), and for ``shapley_values`` over more than :data:`MAX_SHAPLEY_VALUES_WORDS` words.
+
+        Notes
+        -----
+        ``kernel_shap`` on a one-word prompt computes ``f(prompt) - f("")`` directly (captum samples no coalition
+        there).
         """
         captum_kwargs = self._check_captum_kwargs(captum_kwargs)
         game = WordGame(self.f, prompt)
+        self._check_game(game, captum_kwargs)
+        self.last_game = game
+
+        def forward(masks: torch.Tensor) -> torch.Tensor:
+            return torch.as_tensor(game(masks), dtype=self.dtype)
+
+        algorithm = copy.copy(self.attr_method)  # captum's LLMAttribution also runs a shallow copy
+        algorithm.forward_func = forward
+        if self.method == "kernel_shap" and game.n_words == 1:  # captum samples coalition sizes 1..d-1: none for d = 1
+            algorithm = captum.attr.FeatureAblation(forward)  # one player: its Shapley value is f(prompt) - f("")
+            captum_kwargs.pop("n_samples", None)
+        inputs = torch.ones(1, game.n_words, dtype=self.dtype)
+        seeded = self.seed is not None and self.method in SAMPLED_METHODS
+        with seeded_rngs(self.seed) if seeded else contextlib.nullcontext():
+            attributions = algorithm.attribute(inputs, baselines=torch.zeros_like(inputs), **captum_kwargs)
+        seq_attr = attributions.detach().reshape(game.n_words).to(self.dtype)
+        return WordAttributionResult(seq_attr=seq_attr, words=game.words, method=self.method, game=game)
+
+    def _check_game(self, game: WordGame, captum_kwargs: dict) -> None:
+        """``ValueError`` where the method cannot explain this game well; turns ``feature_mask`` into captum's."""
         if self.method == "shapley_values" and game.n_words > MAX_SHAPLEY_VALUES_WORDS:
             raise ValueError(
                 f"captum's ShapleyValues walks all {game.n_words}! orderings; use at most {MAX_SHAPLEY_VALUES_WORDS} "
@@ -183,7 +302,7 @@ class WordAttribution:
         if "feature_mask" in captum_kwargs:
             captum_kwargs["feature_mask"] = _feature_mask(captum_kwargs["feature_mask"], game.n_words)
         if self.method in REGRESSION_METHODS and game.n_words > 1:
-            n_samples = captum_kwargs.get("n_samples", _default(self.method, "n_samples"))
+            n_samples = captum_kwargs.get("n_samples", self._default("n_samples"))
             mask = captum_kwargs.get("feature_mask")
             n_features = game.n_words if mask is None else int(mask.max()) + 1
             if n_samples < n_features + 1:
@@ -192,28 +311,16 @@ class WordAttribution:
                     f"for {self.method} over {n_features} words: a regression needs at least d + 1 = "
                     f"{n_features + 1} samples, with fewer it spreads one value over several words; pass "
                     f"n_samples={max(25, 5 * n_features)} or more")
-        self.last_game = game
 
-        def forward(masks: torch.Tensor) -> torch.Tensor:
-            return torch.as_tensor(game(masks), dtype=self.dtype)
-
-        method = self.method
-        if method == "kernel_shap" and game.n_words == 1:  # captum samples coalition sizes 1..d-1: none for d = 1
-            method = "feature_ablation"  # one player: its Shapley value is f(prompt) - f(""), which this computes
-            captum_kwargs.pop("n_samples", None)
-        algorithm = METHODS[method](forward, **self.init_kwargs)
-        inputs = torch.ones(1, game.n_words, dtype=self.dtype)
-        seeded = self.seed is not None and self.method in SAMPLED_METHODS
-        with seeded_rngs(self.seed) if seeded else contextlib.nullcontext():
-            attributions = algorithm.attribute(inputs, baselines=torch.zeros_like(inputs), **captum_kwargs)
-        seq_attr = attributions.detach().reshape(game.n_words).to(self.dtype)
-        return WordAttributionResult(seq_attr=seq_attr, words=game.words, method=self.method, game=game)
+    def _default(self, name: str):
+        """The default of the captum method's ``attribute`` argument ``name``."""
+        return inspect.signature(type(self.attr_method).attribute).parameters[name].default
 
     def _check_captum_kwargs(self, captum_kwargs: dict) -> dict:
         fixed = set(_FIXED) & set(captum_kwargs)
         if fixed:
             raise TypeError(f"WordAttribution.attribute sets {sorted(fixed)} itself; do not pass them")
-        accepted = {name for name, p in inspect.signature(METHODS[self.method].attribute).parameters.items()
+        accepted = {name for name, p in inspect.signature(type(self.attr_method).attribute).parameters.items()
                     if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and name != "self"} - set(_FIXED)
         unknown = sorted(set(captum_kwargs) - accepted)
         if unknown:
@@ -239,9 +346,43 @@ class WordAttribution:
         return f"WordAttribution(method={self.method!r}{seed})"
 
 
-def _default(method: str, name: str):
-    """The default of captum's ``attribute`` argument ``name`` for ``method``."""
-    return inspect.signature(METHODS[method].attribute).parameters[name].default
+def _method_name(attr_method: Attribution) -> str:
+    """The name in :data:`METHODS` of a captum attribution instance (of one of their classes or a subclass)."""
+    for cls in type(attr_method).__mro__:
+        for name, known in METHODS.items():
+            if cls is known:
+                return name
+    raise TypeError(f"attr_method must be a captum perturbation attribution over f, an instance of one of "
+                    f"{[cls.__name__ for cls in METHODS.values()]} (e.g. ShapleyValueSampling(f)); got "
+                    f"{type(attr_method).__name__}")
+
+
+def _check_method(attr_method: Attribution, method, init_kwargs: dict) -> Attribution:
+    """The new form: a captum instance over ``f``, configured already (no method name, no init keywords)."""
+    if method is not None or init_kwargs:
+        given = (["method"] if method is not None else []) + sorted(init_kwargs)
+        raise TypeError(f"WordAttribution(attr_method) takes no {given}: configure the captum instance instead, "
+                        f"e.g. WordAttribution(Lime(f, interpretable_model=...))")
+    _method_name(attr_method)
+    if not callable(attr_method.forward_func):
+        raise TypeError(f"attr_method.forward_func must be the black box f: Sequence[str] -> np.ndarray (n,), got "
+                        f"{type(attr_method.forward_func).__name__}")
+    return attr_method
+
+
+def _legacy_method(f, method: Optional[str], init_kwargs: dict) -> Attribution:
+    """The deprecated form ``WordAttribution(f, "method", **init_kwargs)`` as a captum instance over ``f``."""
+    if not callable(f):
+        raise TypeError(f"f must be callable: Sequence[str] -> np.ndarray (n,), got {type(f).__name__}; or give a "
+                        f"captum attribution over it, e.g. WordAttribution(ShapleyValueSampling(f))")
+    method = "shapley_sampling" if method is None else method
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {sorted(METHODS)}, got {method!r}")
+    warnings.warn(f"WordAttribution(f, {method!r}) is deprecated and goes in the next release: wrap a captum "
+                  f"attribution as captum's LLMAttribution does, WordAttribution({METHODS[method].__name__}(f)); "
+                  f"its attribute() returns the tensor (d,), explain() the WordAttributionResult",
+                  DeprecationWarning, stacklevel=3)
+    return METHODS[method](f, **init_kwargs)
 
 
 def _feature_mask(mask, n_words: int) -> torch.Tensor:
