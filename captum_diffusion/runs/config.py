@@ -2,20 +2,25 @@
 
 Everything is validated here, before a model is loaded or a folder is written, so bad input costs nothing and
 leaves nothing behind. Errors are ``ValueError`` / ``TypeError`` naming the option (the CLI turns them into exit
-code 2).
+code 2). The CLI's options are derived from ``RunConfig``'s fields (their ``help`` and ``cli`` metadata), so the
+two cannot drift.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from captum_diffusion import checks
+from captum_diffusion.runs.methods import WORD_METHODS
 from captum_diffusion.words import split_words
-from captum_diffusion.words.attribution import METHODS as CAPTUM_METHODS
+from captum_diffusion.words.game import MAX_EXACT_WORDS
+
+__all__ = ["PromptSpec", "RunConfig", "read_prompt_file", "read_config_file", "parse_size", "CONFIG_KEYS",
+           "WORD_METHODS", "MAX_EXACT_WORDS", "DEFAULT_EXACT_WORDS"]
 
 #: The embedded model's name for ``--model`` (the default).
 SHAPES_WORLD = "shapes-world"
@@ -25,24 +30,57 @@ SHAPES_WORLD_TRANSFORMER = "shapes-world-transformer"
 EMBEDDED_MODELS = {SHAPES_WORLD: "unet", SHAPES_WORLD_TRANSFORMER: "transformer"}
 #: The embedded RATLIP-style GAN (``shapes_world.load_shapes_world_gan``, a ``prompts -> images`` callable).
 SHAPES_WORLD_GAN = "shapes-world-gan"
-SHAP_METHODS = ("shap-exact", "shap-permutation", "shap-partition")
-WORD_METHODS = (*SHAP_METHODS, "lime", *(f"captum-{m}" for m in CAPTUM_METHODS))
+SHAP_METHODS = tuple(m for m in WORD_METHODS if m.startswith("shap-"))
 #: ``--words interactions``: show the strongest word pairs (exact k-SII from the sub-prompts exact SHAP scores).
 INTERACTIONS = "interactions"
 ATTENTION_METHODS = ("daam", "none")
+DTYPES = ("float32", "float16", "bfloat16")
 SEGMENTERS = ("slic", "daam-kmeans", "sam:CHECKPOINT")
-#: Exact SHAP (and with it interactions and deletion curves) is possible up to this many words (2**12 sub-prompts).
-MAX_EXACT_WORDS = 12
 #: Exact SHAP is the default up to this many words (2**d sub-prompts per seed), permutation sampling above: the rule
 #: of ``shap_adapters.text.AUTO_EXACT_WORDS`` (no sampler reached 90% ranks aligned below half the images at 10-12
-#: words; benchmarks/estimators.py).
-DEFAULT_EXACT_WORDS = 12
+#: words; benchmarks/estimators.py), which is :data:`MAX_EXACT_WORDS` (``words.game``).
+DEFAULT_EXACT_WORDS = MAX_EXACT_WORDS
+#: Keys a JSON-lines prompt entry or a TOML ``prompts`` table may hold.
+PROMPT_KEYS = ("prompt", "seed", "seeds", "words")
+
+
+def _option(default, help: str, **cli):
+    """A ``RunConfig`` field with its CLI ``help`` and argparse keywords (``cli``) as metadata."""
+    return field(default=default, metadata={"help": help, "cli": cli})
+
+
+def parse_size(text: str) -> int | tuple[int, int]:
+    """``--size``: ``"N"`` -> ``N``, ``"HxW"`` -> ``(H, W)`` in pixels (checked by ``RunConfig``).
+
+    Raises
+    ------
+    ValueError
+        When ``text`` is not one or two integers joined by ``x``.
+    """
+    parts = str(text).lower().split("x")
+    try:
+        numbers = [int(part) for part in parts]
+    except ValueError:
+        raise ValueError(f"size must be N or HxW in pixels, got {text!r}") from None
+    if len(numbers) not in (1, 2):
+        raise ValueError(f"size must be N or HxW in pixels, got {text!r}")
+    return numbers[0] if len(numbers) == 1 else tuple(numbers)
 
 
 @dataclass(frozen=True)
 class PromptSpec:
-    """One prompt of a run: its text, optionally its own ``seeds`` and the ``words`` to map (attention maps and the
-    segment table; every word is a player of the word game either way)."""
+    """One prompt of a run.
+
+    Parameters
+    ----------
+    prompt : str
+        The prompt's text; its words (whitespace split) are the players of the word game.
+    seeds : tuple of int, optional
+        The prompt's own seeds (``None``: the run's).
+    words : tuple of str, optional
+        Words to map (attention maps and the segment table), some of the prompt's words; every word is a player of
+        the word game either way.
+    """
 
     prompt: str
     seeds: tuple[int, ...] | None = None
@@ -59,42 +97,77 @@ class PromptSpec:
                 raise ValueError(f"words of prompt {self.prompt!r} must be some of its words {words}, got {list(chosen)}")
             object.__setattr__(self, "words", chosen)
 
+    @classmethod
+    def from_mapping(cls, entry: "str | Mapping[str, Any] | PromptSpec") -> "PromptSpec":
+        """A prompt from a JSON line or a TOML ``prompts`` entry: ``{"prompt": ..., "seed": 0 | [0, 1],
+        "words": [...]}`` (``seed`` and ``seeds`` are the same key), a plain string, or a ``PromptSpec`` (kept).
+
+        Raises
+        ------
+        ValueError
+            For other keys, a missing ``prompt``, or an entry that is neither a string nor a mapping.
+        """
+        if isinstance(entry, PromptSpec):
+            return entry
+        if isinstance(entry, str):
+            return cls(entry)
+        if not isinstance(entry, Mapping):
+            raise ValueError(f"prompts entries must be strings or tables, got {entry!r}")
+        unknown = set(entry) - set(PROMPT_KEYS)
+        if unknown or "prompt" not in entry:
+            raise ValueError(f"prompt entries must have 'prompt' and optionally seed/seeds/words, got {sorted(entry)}")
+        seeds = entry.get("seeds", entry.get("seed"))
+        words = entry.get("words")
+        return cls(entry["prompt"], seeds, None if words is None else tuple(checks.string_list(words, "words")))
+
 
 @dataclass(frozen=True)
 class RunConfig:
-    """Every setting of a run. ``settings()`` is what a resumed run must match.
+    """Every setting of a run; ``settings()`` is what a resumed run must match.
 
-    prompts: the prompts (``PromptSpec``). model: ``"shapes-world"`` (the embedded model), a diffusers model id or
-    a local folder. clip: the scorer: ``None`` (the model's own where it ships one, else
-    ``openai/clip-vit-base-patch32``), a transformers CLIP id/folder, or ``open_clip:NAME[:PRETRAINED]``.
-    device, dtype: where and in which precision the models run (``"float16"``...). seeds: the seeds whose games are
-    averaged. steps, guidance, size (pixels, square, or ``(height, width)``): generation settings (``None``: the
-    model's defaults). max_sequence_length: the T5 token limit of SD3 / FLUX / PixArt pipelines (``None``: the
-    pipeline's own). words: word-attribution methods (``WORD_METHODS``; ``()`` = exact SHAP up to 12 words, else
-    permutation). attention: ``"daam"`` or ``"none"`` (``None``: DAAM on UNet, SD3, FLUX, PixArt).
-    segments: ``None``, ``"slic"``, ``"daam-kmeans"`` or ``"sam:/path/to/checkpoint.pth"``. lime_samples,
-    max_evals (sampling budget of shap-permutation / partition and captum's samplers), batch_size: as in the API.
-    ``"interactions"`` among ``words`` and ``faithfulness``: the report shows the strongest word pairs and the
-    deletion curve; both read every sub-prompt's payoff, so exact SHAP runs too (up to 12 words).
+    Each field's ``help`` (field metadata) is its ``diffusion-explain explain --OPTION`` help text; a field added
+    here is an option of the CLI and a key of ``--config`` files.
+
+    Parameters
+    ----------
+    prompts : tuple of PromptSpec
+        The prompts (strings are made ``PromptSpec``).
+    model, clip, device, dtype, seeds, steps, guidance, size, max_sequence_length, words, attention, segments,
+    lime_samples, max_evals, batch_size, faithfulness
+        See each field's ``help``. ``size`` is pixels, square (one int) or ``(height, width)``; ``words=()`` means
+        exact SHAP up to :data:`DEFAULT_EXACT_WORDS` words, else permutation sampling. ``"interactions"`` among
+        ``words`` and ``faithfulness`` read every sub-prompt's payoff, so exact SHAP runs too (up to
+        :data:`MAX_EXACT_WORDS` words).
     """
 
     prompts: tuple[PromptSpec, ...]
-    model: str = SHAPES_WORLD
-    clip: str | None = None
-    device: str | None = None
-    dtype: str | None = None
-    seeds: tuple[int, ...] = (0,)
-    steps: int | None = None
-    guidance: float | None = None
-    size: tuple[int, int] | None = None
-    max_sequence_length: int | None = None
-    words: tuple[str, ...] = ()
-    attention: str | None = None
-    segments: str | None = None
-    lime_samples: int = 200
-    max_evals: int | None = None
-    batch_size: int = 8
-    faithfulness: bool = False
+    model: str = _option(SHAPES_WORLD, "'shapes-world' (default: the embedded UNet), 'shapes-world-transformer' (the "
+                         "embedded SD3-style transformer), 'shapes-world-gan' (the embedded RATLIP-style GAN), a "
+                         "diffusers id or a local folder")
+    clip: str | None = _option(None, "scorer: a transformers CLIP id/folder or open_clip:NAME[:PRETRAINED] (default: "
+                               "the model's own scorer where it ships one, else openai/clip-vit-base-patch32)")
+    device: str | None = _option(None, "torch device, e.g. cuda (default: cpu)")
+    dtype: str | None = _option(None, "precision of the models (default: the model's)", choices=DTYPES)
+    seeds: tuple[int, ...] = _option((0,), "seeds whose games are averaged (default: 0)")
+    steps: int | None = _option(None, "denoising steps (default: the model's)")
+    guidance: float | None = _option(None, "guidance scale (default: the model's)")
+    size: tuple[int, int] | None = _option(None, "image size in pixels: N or HxW (default: the model's)",
+                                           type=parse_size)
+    max_sequence_length: int | None = _option(None, "T5 token limit of SD3 / FLUX / PixArt pipelines (default: the "
+                                              "pipeline's own: 256, 512, 300)")
+    words: tuple[str, ...] = _option((), f"word-attribution methods, several allowed: {', '.join(WORD_METHODS)} "
+                                     f"(default: shap-exact up to {DEFAULT_EXACT_WORDS} words, shap-permutation "
+                                     f"above); add '{INTERACTIONS}' for the strongest word pairs in the report (exact "
+                                     "k-SII, from exact SHAP's sub-prompts)", metavar="METHOD")
+    attention: str | None = _option(None, "attention maps (default: daam where the pipeline is a UNet, SD3, FLUX or "
+                                    "PixArt one)", choices=ATTENTION_METHODS)
+    segments: str | None = _option(None, "segment-by-word table: slic, daam-kmeans or sam:CHECKPOINT (default: off)",
+                                   metavar="KIND")
+    lime_samples: int = _option(200, "lime's perturbation samples (default 200)")
+    max_evals: int | None = _option(None, "budget of the sampling methods (default: each library's)")
+    batch_size: int = _option(8, "images per pipeline call (default 8)")
+    faithfulness: bool = _option(False, "show the deletion curve of the word ranking beside random orders in the "
+                                 "report (from exact SHAP's sub-prompts, no extra image)")
 
     def __post_init__(self):
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 - frozen dataclass
@@ -108,7 +181,7 @@ class RunConfig:
         if self.clip is not None and (not isinstance(self.clip, str) or not self.clip.strip()):
             raise ValueError(f"clip must be a transformers CLIP id/folder or open_clip:NAME[:PRETRAINED], got {self.clip!r}")
         if self.dtype is not None:
-            checks.one_of(self.dtype, ("float32", "float16", "bfloat16"), "dtype")
+            checks.one_of(self.dtype, DTYPES, "dtype")
         set_("seeds", _seeds(self.seeds, "seeds"))
         set_("steps", checks.optional_positive_int(self.steps, "steps"))
         set_("guidance", checks.optional_finite_number(self.guidance, "guidance", low=0.0))
@@ -146,7 +219,32 @@ class RunConfig:
         return methods
 
     def seeds_for(self, spec: PromptSpec) -> tuple[int, ...]:
+        """The seeds of ``spec``: its own, else the run's."""
         return spec.seeds if spec.seeds is not None else self.seeds
+
+    def generation_settings(self, defaults=None):
+        """The run's generation keywords: its options over the model's ``defaults``.
+
+        Parameters
+        ----------
+        defaults : GenerationSettings, optional
+            What the model ships (``runs.models.LoadedModel.settings``); ``None``: the pipeline's own.
+
+        Returns
+        -------
+        GenerationSettings
+            ``steps``, ``guidance``, ``size`` and ``max_sequence_length`` where set, else ``defaults``'.
+        """
+        from captum_diffusion.generation.settings import GenerationSettings
+
+        defaults = GenerationSettings() if defaults is None else defaults
+        height, width = self.size if self.size is not None else (defaults.height, defaults.width)
+        return GenerationSettings(
+            num_inference_steps=self.steps if self.steps is not None else defaults.num_inference_steps,
+            guidance_scale=self.guidance if self.guidance is not None else defaults.guidance_scale,
+            height=height, width=width,
+            max_sequence_length=(self.max_sequence_length if self.max_sequence_length is not None
+                                 else defaults.max_sequence_length))
 
     def settings(self) -> dict:
         """Everything that determines the results, as JSON-able data (the manifest's ``config``)."""
@@ -185,17 +283,7 @@ def read_prompt_file(path) -> list[PromptSpec]:
         if not text or text.startswith("#"):
             continue
         try:
-            if text.startswith("{"):
-                record = json.loads(text)
-                unknown = set(record) - {"prompt", "seed", "seeds", "words"}
-                if unknown or "prompt" not in record:
-                    raise ValueError(f"keys must be prompt and optionally seed/seeds/words, got {sorted(record)}")
-                seeds = record.get("seeds", record.get("seed"))
-                words = record.get("words")
-                specs.append(PromptSpec(record["prompt"], None if seeds is None else seeds,
-                                        None if words is None else tuple(checks.string_list(words, "words"))))
-            else:
-                specs.append(PromptSpec(text))
+            specs.append(PromptSpec.from_mapping(json.loads(text) if text.startswith("{") else text))
         except (ValueError, TypeError) as error:
             raise ValueError(f"{path}:{number}: {error}") from None
     if not specs:

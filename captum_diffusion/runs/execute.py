@@ -9,12 +9,15 @@ prompts are read back, and no image is generated twice.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
 import shutil
 import sys
 import time
+import warnings
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -22,6 +25,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from captum_diffusion.runs.config import PromptSpec, RunConfig
+from captum_diffusion.runs.methods import word_values
 from captum_diffusion.runs.store import (MANIFEST, RESULT, PromptRun, Run, SubPrompt, load_run, prompt_dir,
                                          read_manifest, save_prompt, write_json)
 from captum_diffusion.words import split_words, word_labels
@@ -83,118 +87,212 @@ def explain_run(config: RunConfig, out, *, command: list[str] | None = None, for
 
     Resumes a run with the same settings in ``out``; refuses another run's folder unless ``force`` (then its
     results are replaced, its image cache kept). A prompt that raises is recorded as failed with its error and the
-    run goes on. Returns the loaded :class:`~captum_diffusion.runs.store.Run` (on the main process; the others
-    get the manifest and no prompts); writes ``report.html`` when ``report``.
+    run goes on.
 
-    How (``captum_diffusion.runs.plan``): every process builds the same plan of the images the explainers need,
-    deduplicated across prompts and packed in batches. Then, wave by wave (``prompts_per_wave`` prompts, default:
-    one per process): the wave's batches missing from ``out/cache`` are split between the processes and generated
-    (each unique image once), all meet, then each process explains its prompts of the wave from the cache and
-    writes their folders; the main process writes the manifest (counts per process and in total) and, at the end,
-    the report. Waves keep results coming as the run goes (and a killed run resumes from them); their size never
-    changes which batch makes an image, so results do not depend on the number of processes. A process that
-    raises stops every process at the next phase boundary, its error shown by it alone
-    (``runs.distributed.OtherRankFailed`` elsewhere). ``state``: an ``accelerate.PartialState`` (default: the
-    current one).
+    The run goes through named phases, each ending where the processes meet (``runs.distributed.Ranks.phase``):
+    check the folder (:func:`check_output_folder`, before anything is written), load the model, write the
+    manifest, plan (``runs.plan``: the images the explainers need, deduplicated across prompts and packed in
+    batches, the same on every process), check that the processes agree, run the waves (each wave's batches
+    missing from ``out/cache`` are split between the processes and generated, then each process explains its
+    prompts of the wave from the cache and writes their folders; the main process updates the manifest), and
+    write the report. Waves keep results coming as the run goes (and a killed run resumes from them); their size
+    never changes which batch makes an image, so results do not depend on the number of processes. A process
+    that raises stops every process at the next phase boundary, its error shown by it alone
+    (``runs.distributed.OtherRankFailed`` elsewhere).
+
+    Parameters
+    ----------
+    config : RunConfig
+        The run.
+    out : str or Path
+        The run folder.
+    command : list of str, optional
+        The command line recorded in the manifest (default: ``sys.argv``).
+    force : bool
+        Replace the results of a run with other settings in ``out``.
+    progress : bool
+        Progress bars (on the main process).
+    report : bool
+        Write ``report.html``.
+    prompts_per_wave : int, optional
+        Prompts explained per wave (default: one per process).
+    state : accelerate.PartialState, optional
+        The processes (default: the current state).
+
+    Returns
+    -------
+    Run
+        The loaded run on the main process; the others get the manifest and no prompts.
     """
-    import uuid
-
     from captum_diffusion.runs.distributed import Ranks
+
+    run = _Launch(config, Ranks(state), Path(out).expanduser().resolve(), time.perf_counter(),
+                  prompts_per_wave or None, list(sys.argv if command is None else command), progress)
+    _check_folder(run, out, force)
+    _load_model(run)
+    _write_manifest(run)
+    _plan(run)
+    _check_agreement(run)
+    _run_waves(run)
+    return _finish(run, report)
+
+
+@dataclass
+class _Launch:
+    """What the phases of :func:`explain_run` share on one process."""
+
+    config: RunConfig
+    ranks: object
+    folder: Path
+    started: float
+    prompts_per_wave: int | None
+    command: list[str]
+    progress: bool
+    resuming: bool = False
+    model: object = None
+    manifest: dict | None = None
+    plan: object = None
+    launch: dict = field(default_factory=dict)
+
+    @property
+    def show(self) -> bool:
+        """Whether this process shows progress bars."""
+        return self.progress and self.ranks.is_main
+
+
+def _check_folder(run: _Launch, out, force: bool) -> None:
+    """Phase "check --out": the main process checks the folder (nothing is written when it raises)."""
+    with run.ranks.phase("check --out") as phase:
+        if run.ranks.is_main:
+            run.folder, phase.payload = check_output_folder(out, run.config, force=force)
+    run.resuming = phase.records[0]
+
+
+def _load_model(run: _Launch) -> None:
+    """Phase "load the model": every process loads it, and refuses settings it cannot take."""
     from captum_diffusion.generation import TextToImage
     from captum_diffusion.runs.models import load_model
-    from captum_diffusion.runs.fill import fill_cache
-    from captum_diffusion.runs.plan import plan_run
 
-    ranks = Ranks(state)
-    show = progress and ranks.is_main
-    started = time.perf_counter()
-    folder = Path(out).expanduser().resolve()
-    with ranks.phase("check --out") as phase:
-        if ranks.is_main:
-            folder, resuming = check_output_folder(out, config, force=force)
-            phase.payload = resuming
-    resuming = phase.records[0]
-    with ranks.phase("load the model"):
-        model = load_model(config.model, config.clip, device=ranks.device(config.device), dtype=config.dtype)
-        TextToImage(model.pipeline, **generation_settings(config, model))  # refuses settings the model cannot take
-    load_seconds = time.perf_counter() - started
-    manifest = None
-    with ranks.phase("plan") as phase:
-        if ranks.is_main:
-            if not resuming and (folder / "prompts").exists():
+    config = run.config
+    with run.ranks.phase("load the model"):
+        run.model = load_model(config.model, config.clip, device=run.ranks.device(config.device), dtype=config.dtype)
+        TextToImage(run.model.pipeline, **run.model.generation_settings(config).keywords())
+
+
+def _write_manifest(run: _Launch) -> None:
+    """Phase "write the manifest": the main process clears another run's results (``--force``), writes the first
+    manifest and tells every process the launch id and the prompts still to explain."""
+    import uuid
+
+    config, folder, load_seconds = run.config, run.folder, time.perf_counter() - run.started
+    with run.ranks.phase("write the manifest") as phase:
+        if run.ranks.is_main:
+            if not run.resuming and (folder / "prompts").exists():
                 shutil.rmtree(folder / "prompts")
             folder.mkdir(parents=True, exist_ok=True)
-            previous = read_manifest(folder) if resuming else None
-            manifest = _manifest(config, model, command, previous)
-            manifest["launch"] = {"id": uuid.uuid4().hex, "processes": ranks.size,
-                                  "prompts_per_wave": prompts_per_wave or ranks.size}
+            manifest = _manifest(config, run.model, run.command, read_manifest(folder) if run.resuming else None)
+            manifest["launch"] = {"id": uuid.uuid4().hex, "processes": run.ranks.size,
+                                  "prompts_per_wave": run.prompts_per_wave or run.ranks.size}
             manifest["timings"]["model_load_seconds"] = load_seconds
             pending = [n for n in range(len(config.prompts)) if not _finished(folder, n)]
             manifest["counts"]["prompts_resumed"] = len(config.prompts) - len(pending)
-            for number in range(len(config.prompts)):
-                if number not in pending:
-                    manifest["prompts"][number]["status"] = "done"
+            for number in set(range(len(config.prompts))) - set(pending):
+                manifest["prompts"][number]["status"] = "done"
             write_json(folder / MANIFEST, manifest)
+            run.manifest = manifest
+            phase.payload = {"id": manifest["launch"]["id"], "pending": pending}
+    run.launch = phase.records[0]
+
+
+def _plan(run: _Launch) -> None:
+    """Phase "plan": every process builds the plan (``runs.plan.plan_run``) and sends its digest."""
+    from captum_diffusion.runs.plan import plan_run
+
+    with run.ranks.phase("plan") as phase:
         tick = time.perf_counter()
-        plan = plan_run(config, model=model)
-        phase.payload = {"digest": plan.digest(), "seconds": round(time.perf_counter() - tick, 3),
-                         **({"launch": manifest["launch"]["id"], "pending": pending} if ranks.is_main else {})}
-    main = phase.records[0]
+        run.plan = plan_run(run.config, model=run.model)
+        phase.payload = {"digest": run.plan.digest(), "seconds": round(time.perf_counter() - tick, 3)}
+    run.launch["plans"] = phase.records
+
+
+def _check_agreement(run: _Launch) -> None:
+    """Phase "check the processes agree": the same plan everywhere, and one ``--out`` folder shared by all; then
+    the main process records the plan in the manifest."""
+    ranks, plans = run.ranks, run.launch["plans"]
     with ranks.phase("check the processes agree"):
-        if ranks.is_main and any(record["digest"] != main["digest"] for record in phase.records):
+        if ranks.is_main and any(record["digest"] != plans[0]["digest"] for record in plans):
             raise RuntimeError("the processes planned different work (different library versions on different "
                                "machines?); every process must run the same versions")
         if not ranks.is_main:
-            seen = read_manifest(folder)
-            if seen is None or seen.get("launch", {}).get("id") != main["launch"]:
-                raise ValueError(f"--out {str(folder)!r} on this process does not show the run the main process is "
-                                 "writing: --out must be one folder shared by every process and machine")
+            seen = read_manifest(run.folder)
+            if seen is None or seen.get("launch", {}).get("id") != run.launch["id"]:
+                raise ValueError(f"--out {str(run.folder)!r} on this process does not show the run the main process "
+                                 "is writing: --out must be one folder shared by every process and machine")
     if ranks.is_main:
-        manifest["plan"] = plan.summary()
-        manifest["timings"]["plan_seconds"] = main["seconds"]
+        manifest = run.manifest
+        manifest["plan"] = run.plan.summary()
+        manifest["timings"]["plan_seconds"] = plans[0]["seconds"]
         manifest["counts"].update({key: 0 for key in _RUN_COUNTS})
         manifest["counts"]["per_rank"] = [dict.fromkeys(_RANK_COUNTS, 0) | {"rank": r} for r in range(ranks.size)]
-        write_json(folder / MANIFEST, manifest)
-    waves = plan.waves(main["pending"], prompts_per_wave or ranks.size)
-    with tqdm(total=len(config.prompts), initial=len(config.prompts) - len(main["pending"]), desc="prompts",
-              unit="prompt", disable=not show) as bar:
+        write_json(run.folder / MANIFEST, manifest)
+
+
+def _run_waves(run: _Launch) -> None:
+    """The waves: fill the cache with each wave's batches (``runs.fill.fill_cache``), then explain its prompts
+    (phase "explain"); the main process folds each wave into the manifest."""
+    from captum_diffusion.runs.fill import fill_cache
+
+    ranks, n_prompts, pending = run.ranks, len(run.config.prompts), run.launch["pending"]
+    waves = run.plan.waves(pending, run.prompts_per_wave or ranks.size)
+    with tqdm(total=n_prompts, initial=n_prompts - len(pending), desc="prompts", unit="prompt",
+              disable=not run.show) as bar:
         for wave in waves:
-            filled = fill_cache(plan, folder / "cache", model=model, batches=wave.batches, ranks=ranks,
-                                progress=show)
+            filled = fill_cache(run.plan, run.folder / "cache", model=run.model, batches=wave.batches, ranks=ranks,
+                                progress=run.show)
             with ranks.phase("explain") as phase:
-                tick = time.perf_counter()
-                counts = {"images_generated": 0, "images_from_cache": 0}
-                entries, deduplicated = {}, 0
-                for number in wave.prompts[ranks.rank::ranks.size]:
-                    spec, begun = config.prompts[number], time.perf_counter()
-                    try:
-                        result = explain_prompt(spec, config, model, folder / "cache", counts, progress=show)
-                    except Exception as error:  # noqa: BLE001 - one failing prompt must not lose the others
-                        words = split_words(spec.prompt)
-                        result = PromptRun(spec.prompt, words, word_labels(words), list(config.seeds_for(spec)),
-                                           status="failed", error=f"{type(error).__name__}: {error}")
-                    save_prompt(folder, number, result)
-                    entries[number] = {"status": result.status, "error": result.error,
-                                       "seconds": round(time.perf_counter() - begun, 3)}
-                    deduplicated += plan.prompts[number].deduplicated
-                phase.payload = {"entries": entries, "counts": counts, "deduplicated": deduplicated,
-                                 "fill": filled["rank"], "seconds": time.perf_counter() - tick}
+                phase.payload = _explain_wave(run, wave.prompts[ranks.rank::ranks.size]) | {"fill": filled["rank"]}
             if ranks.is_main:
-                _add_wave(manifest, phase.records, filled, started)
-                write_json(folder / MANIFEST, manifest)
+                _add_wave(run.manifest, phase.records, filled, run.started)
+                write_json(run.folder / MANIFEST, run.manifest)
             bar.update(len(wave.prompts))
-    run = None
-    with ranks.phase("report"):
-        if ranks.is_main:
-            manifest["timings"]["finished"] = _now()
-            manifest["timings"]["seconds"] = round(time.perf_counter() - started, 3)
-            write_json(folder / MANIFEST, manifest)
-            run = load_run(folder)
+
+
+def _explain_wave(run: _Launch, numbers) -> dict:
+    """Explain and save the prompts ``numbers`` on this process; a prompt that raises is saved as failed.
+    Returns this process's record of the wave: entries by number, image counts, deduplicated images, seconds."""
+    tick, config = time.perf_counter(), run.config
+    counts = {"images_generated": 0, "images_from_cache": 0}
+    entries, deduplicated = {}, 0
+    for number in numbers:
+        spec, begun = config.prompts[number], time.perf_counter()
+        try:
+            result = explain_prompt(spec, config, run.model, run.folder / "cache", counts, progress=run.show)
+        except Exception as error:  # noqa: BLE001 - one failing prompt must not lose the others
+            words = split_words(spec.prompt)
+            result = PromptRun(spec.prompt, words, word_labels(words), list(config.seeds_for(spec)),
+                               status="failed", error=f"{type(error).__name__}: {error}")
+        save_prompt(run.folder, number, result)
+        entries[number] = {"status": result.status, "error": result.error,
+                           "seconds": round(time.perf_counter() - begun, 3)}
+        deduplicated += run.plan.prompts[number].deduplicated
+    return {"entries": entries, "counts": counts, "deduplicated": deduplicated,
+            "seconds": time.perf_counter() - tick}
+
+
+def _finish(run: _Launch, report: bool) -> Run:
+    """Phase "report": the main process closes the manifest, loads the run and writes ``report.html``."""
+    loaded = None
+    with run.ranks.phase("report"):
+        if run.ranks.is_main:
+            run.manifest["timings"]["finished"] = _now()
+            run.manifest["timings"]["seconds"] = round(time.perf_counter() - run.started, 3)
+            write_json(run.folder / MANIFEST, run.manifest)
+            loaded = load_run(run.folder)
             if report:
                 from captum_diffusion.runs.render import write_report
 
-                write_report(run)
-    return run if run is not None else Run(folder, read_manifest(folder), [])
+                write_report(loaded)
+    return loaded if loaded is not None else Run(run.folder, read_manifest(run.folder), [])
 
 
 #: The manifest's run-wide counts besides images_generated / images_from_cache / prompts_resumed.
@@ -272,12 +370,12 @@ def _manifest(config: RunConfig, model, command, previous: dict | None) -> dict:
 
 
 def generation_settings(config: RunConfig, model) -> dict:
-    """``TextToImage`` keyword arguments from the run's settings and the model's shipped defaults."""
-    size = config.size or model.defaults.get("size") or (None, None)
-    return {"num_inference_steps": config.steps or model.defaults.get("steps"),
-            "guidance_scale": config.guidance if config.guidance is not None else model.defaults.get("guidance"),
-            "height": size[0], "width": size[1], "batch_size": config.batch_size,
-            "max_sequence_length": config.max_sequence_length}
+    """Deprecated: ``TextToImage`` keywords of a run; use ``model.generation_settings(config)`` (a
+    ``GenerationSettings``, see ``runs.models.LoadedModel``) and ``config.batch_size``."""
+    warnings.warn("runs.execute.generation_settings is deprecated; use LoadedModel.generation_settings(config) "
+                  "(a GenerationSettings) and config.batch_size", DeprecationWarning, stacklevel=2)
+    settings = model.generation_settings(config)
+    return {**dataclasses.asdict(settings), "batch_size": config.batch_size}
 
 
 def subprompt_mask(words: list[str], subprompt: str) -> str:
@@ -294,26 +392,42 @@ def subprompt_mask(words: list[str], subprompt: str) -> str:
 def explain_prompt(spec: PromptSpec, config: RunConfig, model, cache_dir: Path, counts: dict, *,
                    progress: bool = True) -> PromptRun:
     """One prompt at every seed: word attributions by every method, the scored sub-prompts, attention maps and
-    segments as configured. ``counts`` (the manifest's) gets the images generated / read from the cache."""
-    from captum_diffusion.generation import TextToImage
-    from captum_diffusion.scoring import PromptScore
+    segments as configured.
 
+    Parameters
+    ----------
+    spec : PromptSpec
+        The prompt.
+    config : RunConfig
+        The run.
+    model : LoadedModel
+        Pipeline and scorer (``runs.models.load_model``).
+    cache_dir : Path
+        The run's image cache.
+    counts : dict
+        The manifest's counts: ``images_generated`` / ``images_from_cache`` are increased here.
+    progress : bool
+        Progress bars.
+
+    Returns
+    -------
+    PromptRun
+        ``values[method]`` and ``base_values[method]`` float64 ``(n_seeds, d)`` / ``(n_seeds,)``, ``payoffs``
+        ``(n_seeds,)``, images, scored sub-prompts, attention maps ``(n_seeds, n_words, H, W)`` and segments.
+    """
     words = split_words(spec.prompt)
-    seeds = list(config.seeds_for(spec))
     methods = config.methods_for(len(words))
-    result = PromptRun(spec.prompt, words, word_labels(words), seeds,
+    result = PromptRun(spec.prompt, words, word_labels(words), list(config.seeds_for(spec)),
                        payoff=f"cosine similarity ({type(model.scorer).__name__}) between each sub-prompt's image and "
                               "the full prompt's image, same seed and settings")
-    values = {m: [] for m in methods}
-    base_values = {m: [] for m in methods}
+    values, base_values = {m: [] for m in methods}, {m: [] for m in methods}
     payoffs, maps, segments, tables = [], [], [], []
-    for seed in seeds:
-        generator = TextToImage(model.pipeline, seed=seed, cache_dir=cache_dir, progress=progress,
-                                **generation_settings(config, model))
-        f = PromptScore(generator, model.scorer, spec.prompt)
+    for seed in result.seeds:
+        games = _Games(spec.prompt, config, model, cache_dir, seed, progress)
+        generator, f = games.generator, games.f
         image = generator([f.prompt])[0]  # first: a prompt over a token limit is refused naming it, not a sub-prompt
         for method in methods:
-            row, base = word_values(method, f, config, seed)
+            row, base = word_values(method, f, config, seed, games.at)
             values[method].append(row)
             base_values[method].append(base)
         payoffs.append(float(f([f.prompt])[0]))
@@ -321,17 +435,14 @@ def explain_prompt(spec: PromptSpec, config: RunConfig, model, cache_dir: Path, 
         scored = sorted(f.scores.items(), key=lambda item: subprompt_mask(words, item[0]))
         result.subprompts.append([SubPrompt(subprompt_mask(words, p), p, v, generator([p])[0]) for p, v in scored])
         if _wants_attention(config, model):
-            labels, seed_maps = attention_maps(model.pipeline, generator, spec)
-            result.attention_labels = labels
+            result.attention_labels, seed_maps = attention_maps(model.pipeline, generator, spec)
             maps.append(seed_maps)
         if config.segments is not None:
-            seed_segments, table, table_words = segment_table(config.segments, image, spec, model.scorer,
-                                                              maps[-1] if maps else None)
+            seed_segments, table, result.table_words = segment_table(config.segments, image, spec, model.scorer,
+                                                                     maps[-1] if maps else None)
             segments.append(seed_segments)
             tables.append(table)
-            result.table_words = table_words
-        counts["images_generated"] += generator.n_generated
-        counts["images_from_cache"] += generator.n_from_cache
+        games.count(counts)
     result.values = {m: np.array(v, dtype=np.float64) for m, v in values.items()}
     result.base_values = {m: np.array(v, dtype=np.float64) for m, v in base_values.items()}
     result.payoffs = np.array(payoffs, dtype=np.float64)
@@ -341,29 +452,44 @@ def explain_prompt(spec: PromptSpec, config: RunConfig, model, cache_dir: Path, 
     return result
 
 
-def word_values(method: str, f, config: RunConfig, seed: int) -> tuple[np.ndarray, float]:
-    """``(values (d,), f(""))`` of one word-attribution ``method`` on the game of ``f`` (a ``PromptScore``)."""
-    import lime_adapters
-    import shap_adapters
-    from captum_diffusion.words import WordAttribution
+class _Games:
+    """The payoffs of one prompt at one seed: ``f`` at the run's generation settings, and :meth:`at` other settings
+    (a method's ``payoff_at``), each over its own cached ``TextToImage``."""
 
-    prompt = f.prompt
-    empty = lambda: float(f([""])[0])  # noqa: E731 - after the explainer: its batches decide the images' rounding
-    if method.startswith("shap-"):
-        explanation = shap_adapters.explain_prompt(prompt, f, algorithm=method[len("shap-"):],
-                                                   max_evals=None if method == "shap-exact" else config.max_evals,
-                                                   seed=seed, progress=False)
-        return np.asarray(explanation.values, dtype=np.float64), float(explanation.base_values)
-    if method == "lime":
-        explanation = lime_adapters.explain_prompt(prompt, f, num_samples=config.lime_samples, seed=seed)
-        return lime_adapters.word_weights(explanation), empty()
-    name = method[len("captum-"):]
-    options = {}
-    if config.max_evals is not None and name in ("shapley_sampling", "kernel_shap", "lime"):
-        d = len(prompt.split())
-        options["n_samples"] = max(1, config.max_evals // d) if name == "shapley_sampling" else max(2, config.max_evals)
-    result = WordAttribution(f, name, seed=seed, progress=False).attribute(prompt, **options)
-    return np.asarray(result.seq_attr, dtype=np.float64).reshape(-1), empty()
+    def __init__(self, prompt: str, config: RunConfig, model, cache_dir: Path, seed: int, progress: bool):
+        self.prompt, self.config, self.model, self.cache_dir = prompt, config, model, cache_dir
+        self.seed, self.progress = seed, progress
+        self.settings = model.generation_settings(config)
+        self.generators = []
+        self.generator = self._generator(self.settings)
+        self.f = self._payoff(self.generator)
+        self._others = {}
+
+    def _generator(self, settings):
+        from captum_diffusion.generation import TextToImage
+
+        generator = TextToImage(self.model.pipeline, seed=self.seed, cache_dir=self.cache_dir, progress=self.progress,
+                                batch_size=self.config.batch_size, **settings.keywords())
+        self.generators.append(generator)
+        return generator
+
+    def _payoff(self, generator):
+        from captum_diffusion.scoring import PromptScore
+
+        return PromptScore(generator, self.model.scorer, self.prompt)
+
+    def at(self, settings):
+        """The payoff of the prompt at ``settings`` over the run's (a ``GenerationSettings`` of overrides)."""
+        if settings not in self._others:
+            merged = self.settings.replace(**settings.keywords())
+            self._others[settings] = self._payoff(self._generator(merged))
+        return self._others[settings]
+
+    def count(self, counts: dict) -> None:
+        """Add the images generated and read from the cache to the manifest's ``counts``."""
+        for generator in self.generators:
+            counts["images_generated"] += generator.n_generated
+            counts["images_from_cache"] += generator.n_from_cache
 
 
 def _wants_attention(config: RunConfig, model) -> bool:

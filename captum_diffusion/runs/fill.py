@@ -57,22 +57,25 @@ class _Filler:
     """Generates planned batches into ``cache_dir`` with one generator per seed."""
 
     def __init__(self, plan: Plan, model, cache_dir, *, progress: bool):
-        from captum_diffusion.runs.execute import generation_settings
-
         self.plan, self.model, self.cache_dir, self.progress = plan, model, Path(cache_dir), progress
-        self.settings = generation_settings(plan.config, model)
-        self._generators: dict[int, object] = {}
+        self.run_settings = model.generation_settings(plan.config)
+        self._generators: dict[tuple, object] = {}
 
-    def generator(self, seed: int):
-        if seed not in self._generators:
-            self._generators[seed] = _generator_class()(
-                self.model.pipeline, seed=seed, cache_dir=self.cache_dir, progress=False,
-                max_in_memory=self.plan.config.batch_size, **self.settings)
-        return self._generators[seed]
+    def settings(self, batch: Batch) -> dict:
+        """``TextToImage`` keywords of ``batch``: its generation settings (the run's unless it carries its own)."""
+        return {"batch_size": self.plan.config.batch_size,
+                **batch.generation_settings(self.run_settings).keywords()}
+
+    def generator(self, batch: Batch):
+        if (batch.seed, batch.settings) not in self._generators:
+            self._generators[batch.seed, batch.settings] = _generator_class()(
+                self.model.pipeline, seed=batch.seed, cache_dir=self.cache_dir, progress=False,
+                max_in_memory=self.plan.config.batch_size, **self.settings(batch))
+        return self._generators[batch.seed, batch.settings]
 
     def missing(self, batch: Batch) -> tuple[int, ...]:
         """Positions in ``batch`` of the images the cache does not hold."""
-        generator = self.generator(batch.seed)
+        generator = self.generator(batch)
         return tuple(i for i, key in enumerate(generator.keys(batch.prompts)) if generator.cache.get(key) is None)
 
     def run(self, share: Sequence[int], missing: dict[int, tuple[int, ...]]) -> dict:
@@ -88,13 +91,13 @@ class _Filler:
                   leave=False) as bar:
             for index in order:
                 batch, absent = self.plan.batches[index], missing[index]
-                generator = self.generator(batch.seed)
+                generator = self.generator(batch)
                 if len(absent) == len(batch):
                     before = generator.n_generated
                     generator(list(batch.prompts))
                     counters["generated"] += generator.n_generated - before
                 else:  # partly cached: make the whole batch again (same rounding), store what is missing
-                    twin = TextToImage(self.model.pipeline, seed=batch.seed, progress=False, **self.settings)
+                    twin = TextToImage(self.model.pipeline, seed=batch.seed, progress=False, **self.settings(batch))
                     images = twin(list(batch.prompts))
                     keys, identity, settings = generator.keys(batch.prompts), generator.identity, generator.settings
                     for i in absent:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from captum_diffusion.generation.settings import GenerationSettings
 from captum_diffusion.runs.config import EMBEDDED_MODELS, SHAPES_WORLD_GAN
 
 #: The scorer used when the model ships none and ``--clip`` is not given.
@@ -12,14 +13,37 @@ DEFAULT_CLIP = "openai/clip-vit-base-patch32"
 
 @dataclass
 class LoadedModel:
-    """A run's generator and scorer: ``pipeline`` (a diffusers pipeline), ``scorer`` (``protocols.Scorer``),
-    ``defaults`` (generation settings the model ships: ``steps``, ``guidance``, ``size``), ``source`` (what
-    was loaded: the embedded model's folder, a local folder or a hub id)."""
+    """A run's generator and scorer.
+
+    Parameters
+    ----------
+    pipeline : object
+        A diffusers pipeline, or a ``prompts -> images`` callable (the GAN).
+    scorer : protocols.Scorer
+        The image-text scorer of the payoff.
+    defaults : dict
+        Generation settings the model ships, as the manifest records them: ``steps``, ``guidance``, ``size``
+        (``(height, width)`` in pixels); ``{}`` when the pipeline's own apply.
+    source : str
+        What was loaded: the embedded model's folder, a local folder or a hub id.
+    """
 
     pipeline: object
     scorer: object
     defaults: dict
     source: str
+
+    @property
+    def settings(self) -> GenerationSettings:
+        """:attr:`defaults` as a ``GenerationSettings`` (``None`` where the pipeline's own default applies)."""
+        height, width = self.defaults.get("size") or (None, None)
+        return GenerationSettings(num_inference_steps=self.defaults.get("steps"),
+                                  guidance_scale=self.defaults.get("guidance"), height=height, width=width)
+
+    def generation_settings(self, config) -> GenerationSettings:
+        """The settings a run with ``config`` (a ``RunConfig``) generates at on this model: the run's options over
+        the model's defaults (``RunConfig.generation_settings``)."""
+        return config.generation_settings(self.settings)
 
 
 def _dtype(name):

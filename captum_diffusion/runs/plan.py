@@ -9,22 +9,19 @@ pipeline call each. A batch's contents depend on the configuration only, never o
 the cache, so every image is made in the same batch (the same float rounding) however the run is split or
 resumed.
 
-Which methods are planned (:data:`PLANNED_METHODS`). Recording is only valid when the sub-prompts a method asks
-for do not depend on the payoff values; this holds (and ``tests/test_distributed.py`` checks it by recording with
-two unrelated placeholder payoffs) for
+Which methods are planned is the method registry's to say (:mod:`captum_diffusion.runs.methods`: each
+method's ``planned`` flag and the reason). Recording is only valid when the sub-prompts a method asks for do not
+depend on the payoff values; ``tests/test_distributed.py`` checks each claim by recording with unrelated
+placeholder payoffs. An unplanned method (``shap-partition``: shap's Owen explainer expands first the tree nodes
+whose payoff differences are largest) gets its sub-prompts generated while the prompt is explained, by the process
+that explains it (they are in the plan anyway when another planned method of the same prompt asks for them); the
+manifest counts them (``images_generated_while_explaining``). Exact SHAP is recorded without shap: it asks for every
+subset of the words (``methods.every_subset``).
 
-- ``shap-exact``: every subset of the words (shap's exact explainer walks all 2^d coalitions);
-- ``shap-permutation``: permutations drawn from its seed; each is walked forward and back whatever the values;
-- ``lime``: ``lime_samples`` perturbations drawn from ``random_state`` before the model is called once;
-- ``captum-feature_ablation`` (the prompt and each one-word ablation), ``captum-shapley_values`` (all d!
-  orderings), ``captum-shapley_sampling`` / ``captum-kernel_shap`` / ``captum-lime`` (samples drawn from the
-  seeded torch RNG; the fitted surrogate never chooses samples).
-
-``shap-partition`` is *not* planned (:data:`UNPLANNED_METHODS`): shap's Owen/partition explainer expands first
-the tree nodes whose payoff differences are largest, so which sub-prompts it asks for depends on the values. Its
-sub-prompts are generated while the prompt is explained, by the process that explains it (they are in the plan
-anyway when another planned method of the same prompt asks for them, e.g. with ``shap-exact``). The manifest
-counts them (``images_generated_while_explaining``).
+Generation settings per batch. A method may ask for images at other generation settings than the run's (a proxy
+game at fewer steps, say, through its runner's ``payoff_at``): those sub-prompts are recorded per settings
+(:attr:`PromptPlan.items_at`), deduplicated and packed like the others, into batches that carry their settings
+(:attr:`Batch.settings`), and cached under keys that include them.
 
 Filling the cache with the plan is :mod:`captum_diffusion.runs.fill`.
 """
@@ -39,25 +36,13 @@ from typing import Sequence
 import numpy as np
 
 from captum_diffusion.generation import families
+from captum_diffusion.generation.settings import GenerationSettings
 from captum_diffusion.runs.config import PromptSpec, RunConfig
+from captum_diffusion.runs.methods import PLANNED_METHODS, REGISTRY, UNPLANNED_METHODS
 from captum_diffusion.words import split_words
 
-#: Methods whose sub-prompts are planned, whether their draws depend on the seed, and why recording is valid.
-PLANNED_METHODS: dict[str, tuple[bool, str]] = {
-    "shap-exact": (False, "every subset of the words, whatever the payoffs"),
-    "shap-permutation": (True, "permutations drawn from the seed, each walked forward and back whatever the payoffs"),
-    "lime": (True, "lime_samples perturbations drawn from the seed before the payoff is called"),
-    "captum-feature_ablation": (False, "the prompt and each one-word ablation"),
-    "captum-shapley_values": (False, "every ordering of the words"),
-    "captum-shapley_sampling": (True, "permutations drawn from the seeded torch RNG"),
-    "captum-kernel_shap": (True, "coalitions drawn from the seeded torch RNG; the fit never chooses samples"),
-    "captum-lime": (True, "perturbations drawn from the seeded torch RNG; the fit never chooses samples"),
-}
-#: Methods left to the explaining process, and why they cannot be planned.
-UNPLANNED_METHODS: dict[str, str] = {
-    "shap-partition": "shap's partition explainer expands first the nodes with the largest payoff differences, so "
-                      "the sub-prompts it asks for depend on the payoffs",
-}
+__all__ = ["Batch", "Plan", "PromptPlan", "RecordingPayoff", "Wave", "plan_prompts", "plan_run", "record",
+           "record_items", "placeholder_value", "PLANNED_METHODS", "UNPLANNED_METHODS"]
 
 
 def placeholder_value(prompt: str, salt: int = 0) -> float:
@@ -74,10 +59,21 @@ def _default_chunk_size() -> int:
 
 
 class RecordingPayoff:
-    """A stand-in for :class:`~captum_diffusion.scoring.PromptScore` that makes no image: it returns
-    :func:`placeholder_value` payoffs and records, in ``items``, the sub-prompts a ``PromptScore`` would have had
-    generated, in the order it would have generated them (each new chunk of sub-prompts, then the full prompt's
-    reference image)."""
+    """A stand-in for :class:`~captum_diffusion.scoring.PromptScore` that makes no image.
+
+    It returns :func:`placeholder_value` payoffs and records, in ``items``, the sub-prompts a ``PromptScore``
+    would have had generated, in the order it would have generated them (each new chunk of sub-prompts, then the
+    full prompt's reference image).
+
+    Parameters
+    ----------
+    prompt : str
+        The prompt of the game (``self.prompt``: its words joined by single spaces).
+    salt : int
+        Changes every placeholder payoff (to check that a method's sub-prompts do not depend on them).
+    chunk_size : int, optional
+        Sub-prompts per chunk, as ``PromptScore``'s (default: its default).
+    """
 
     def __init__(self, prompt: str, *, salt: int = 0, chunk_size: int | None = None):
         self.prompt = " ".join(split_words(prompt))
@@ -97,60 +93,120 @@ class RecordingPayoff:
         return np.array([placeholder_value(p, self.salt) for p in prompts], dtype=np.float64)
 
 
+def record(prompt: str, methods: Sequence[str], config: RunConfig, seed: int, *,
+           salt: int = 0) -> dict[GenerationSettings | None, tuple[str, ...]]:
+    """The sub-prompts the planned ``methods`` ask for on ``prompt`` at ``seed``, by generation settings.
+
+    Returns
+    -------
+    dict
+        ``{None: sub-prompts at the run's settings, the full prompt included (it is scored at every seed);
+        settings: sub-prompts asked at other settings through ``payoff_at``}``, each in the order a run generates
+        them. Unplanned methods are skipped.
+    """
+    f = RecordingPayoff(prompt, salt=salt)
+    others: dict[GenerationSettings, RecordingPayoff] = {}
+
+    def payoff_at(settings: GenerationSettings) -> RecordingPayoff:
+        return others.setdefault(settings, RecordingPayoff(prompt, salt=salt))
+
+    for method in methods:
+        if method in REGISTRY and REGISTRY[method].planned:
+            REGISTRY[method].recorder()(f, config, seed, payoff_at)
+    f([f.prompt])  # the run scores the full prompt at every seed
+    return {None: tuple(f.items), **{settings: tuple(g.items) for settings, g in others.items()}}
+
+
 def record_items(prompt: str, methods: Sequence[str], config: RunConfig, seed: int, *,
                  salt: int = 0) -> tuple[str, ...]:
-    """The sub-prompts that ``methods`` (planned ones; others are skipped) ask for on ``prompt`` at ``seed``, plus
-    the full prompt, in the order a run generates them."""
-    from captum_diffusion.runs.execute import word_values
-
-    f = RecordingPayoff(prompt, salt=salt)
-    for method in methods:
-        if method in PLANNED_METHODS:
-            word_values(method, f, config, seed)
-    f([f.prompt])  # the run scores the full prompt at every seed
-    return tuple(f.items)
+    """The sub-prompts that ``methods`` (planned ones; others are skipped) ask for on ``prompt`` at ``seed`` at the
+    run's generation settings, plus the full prompt, in the order a run generates them (see :func:`record`)."""
+    return record(prompt, methods, config, seed, salt=salt)[None]
 
 
 @dataclass(frozen=True)
 class Batch:
-    """One planned pipeline call: ``prompts`` (sub-prompts, distinct) at ``seed``; ``needed_by``: the numbers of
-    the prompts that need any of them."""
+    """One planned pipeline call.
+
+    Parameters
+    ----------
+    index : int
+        Its position in ``Plan.batches``.
+    seed : int
+        The seed of every image of the batch.
+    prompts : tuple of str
+        The sub-prompts, distinct.
+    needed_by : tuple of int
+        The numbers of the prompts that need any of them.
+    settings : GenerationSettings, optional
+        Generation settings of the batch, over the run's: fields that are not ``None`` replace the run's (e.g.
+        fewer steps for a proxy game); ``None``: the run's settings.
+    """
 
     index: int
     seed: int
     prompts: tuple[str, ...]
     needed_by: tuple[int, ...]
+    settings: GenerationSettings | None = None
 
     def __len__(self) -> int:
         return len(self.prompts)
 
+    def generation_settings(self, run: GenerationSettings) -> GenerationSettings:
+        """The settings this batch is generated at, given the ``run``'s (``LoadedModel.generation_settings``)."""
+        return run if self.settings is None else run.replace(**self.settings.keywords())
+
 
 @dataclass
 class PromptPlan:
-    """One prompt of the plan: ``items[seed]``, the sub-prompts its planned methods need (in the order asked);
-    ``shared[seed]``, how many of them an earlier prompt needed first (deduplicated away); ``unplanned``, its
-    methods left to the explaining process; ``error``: why nothing was planned for it (the prompt then fails, with
-    that error, when it is explained)."""
+    """One prompt of the plan.
+
+    Parameters
+    ----------
+    number, prompt, seeds, methods
+        The prompt's number in the run, its text, its seeds and its word-attribution methods.
+    items : dict
+        ``items[seed]``: the sub-prompts its planned methods need at the run's settings (in the order asked).
+    items_at : dict
+        ``items_at[seed, settings]``: those they need at other generation settings (see :class:`Batch`).
+    shared : dict
+        ``shared[seed]``: how many of ``items[seed]`` and ``items_at[seed, ...]`` an earlier prompt needed first
+        (deduplicated away).
+    error : str or None
+        Why nothing was planned for it (the prompt then fails, with that error, when it is explained).
+    """
 
     number: int
     prompt: str
     seeds: tuple[int, ...]
     methods: tuple[str, ...]
     items: dict[int, tuple[str, ...]] = field(default_factory=dict)
+    items_at: dict[tuple[int, GenerationSettings], tuple[str, ...]] = field(default_factory=dict)
     shared: dict[int, int] = field(default_factory=dict)
     error: str | None = None
 
     @property
     def unplanned(self) -> tuple[str, ...]:
-        return tuple(m for m in self.methods if m not in PLANNED_METHODS)
+        """Its methods left to the explaining process."""
+        return tuple(m for m in self.methods if not REGISTRY[m].planned)
 
     @property
     def requested(self) -> int:
-        return sum(len(items) for items in self.items.values())
+        """Images it asks for, at every settings (distinct per seed and settings)."""
+        return sum(len(items) for items in self.items.values()) + sum(len(i) for i in self.items_at.values())
 
     @property
     def deduplicated(self) -> int:
+        """Images it needs that an earlier prompt needed first."""
         return sum(self.shared.values())
+
+    def needs(self):
+        """``(seed, settings or None, sub-prompts)`` for everything it asks for, the run's settings first per seed."""
+        for seed, items in self.items.items():
+            yield seed, None, items
+            for (at_seed, settings), other in self.items_at.items():
+                if at_seed == seed:
+                    yield seed, settings, other
 
 
 @dataclass(frozen=True)
@@ -163,8 +219,17 @@ class Wave:
 
 @dataclass
 class Plan:
-    """Every planned generation of a run: ``prompts`` (:class:`PromptPlan`, by number) and ``batches``
-    (:class:`Batch`, packed per seed). ``config``: the run's configuration (generation settings, batch size)."""
+    """Every planned generation of a run.
+
+    Parameters
+    ----------
+    config : RunConfig
+        The run's configuration (generation settings, batch size).
+    prompts : list of PromptPlan
+        By number.
+    batches : list of Batch
+        Packed per seed and generation settings.
+    """
 
     config: RunConfig
     prompts: list[PromptPlan]
@@ -177,7 +242,7 @@ class Plan:
 
     @property
     def unique(self) -> int:
-        """Distinct (sub-prompt, seed) pairs: the images the plan generates."""
+        """Distinct (sub-prompt, seed, settings) triples: the images the plan generates."""
         return sum(len(b) for b in self.batches)
 
     @property
@@ -196,15 +261,20 @@ class Plan:
         return {"prompts": len(self.prompts), "subsets": self.subsets, "requested": self.requested,
                 "unique": self.unique, "deduplicated": self.deduplicated, "batches": len(self.batches),
                 "batch_size": self.config.batch_size,
-                "planned_methods": [m for m in methods if m in PLANNED_METHODS],
-                "unplanned_methods": {m: UNPLANNED_METHODS.get(m, "not planned") for m in methods
-                                      if m not in PLANNED_METHODS},
+                "planned_methods": [m for m in methods if REGISTRY[m].planned],
+                "unplanned_methods": {m: REGISTRY[m].why for m in methods if not REGISTRY[m].planned},
                 "unplanned_prompts": {str(p.number): p.error for p in self.prompts if p.error is not None}}
 
     def digest(self) -> str:
         """A hash of the plan: every process of a run must build the same."""
-        data = [[[b.seed, list(b.prompts)] for b in self.batches],
-                [[p.prompt, {str(s): list(i) for s, i in p.items.items()}, p.error] for p in self.prompts]]
+        def batch(b: Batch) -> list:
+            return [b.seed, list(b.prompts)] + ([] if b.settings is None else [b.settings.keywords()])
+
+        def needs(p: PromptPlan) -> dict:
+            return {str(s): list(i) for s, i in p.items.items()} | {
+                f"{s} {json.dumps(g.keywords(), sort_keys=True)}": list(i) for (s, g), i in p.items_at.items()}
+
+        data = [[batch(b) for b in self.batches], [[p.prompt, needs(p), p.error] for p in self.prompts]]
         return hashlib.sha256(json.dumps(data).encode()).hexdigest()
 
     def waves(self, pending: Sequence[int], size: int) -> list[Wave]:
@@ -226,29 +296,43 @@ class Plan:
 def plan_run(config: RunConfig, *, model=None) -> Plan:
     """The :class:`Plan` of ``config`` (deterministic: the same on every process).
 
-    ``model`` (a ``LoadedModel``, optional): prompts longer than its text encoder accepts get an ``error`` and no
-    planned image (they fail when explained, as before, instead of stopping the generation of the others).
-    Planning errors of one prompt (an explainer refusing it) are recorded the same way."""
+    Parameters
+    ----------
+    config : RunConfig
+        The run.
+    model : LoadedModel, optional
+        Prompts longer than its text encoder accepts get an ``error`` and no planned image (they fail when
+        explained, as before, instead of stopping the generation of the others). Planning errors of one prompt
+        (an explainer refusing it) are recorded the same way.
+    """
     prompts = []
     for number, spec in enumerate(config.prompts):
-        words = split_words(spec.prompt)
-        methods, seeds = tuple(config.methods_for(len(words))), tuple(config.seeds_for(spec))
-        plan = PromptPlan(number, spec.prompt, seeds, methods)
+        methods = tuple(config.methods_for(len(split_words(spec.prompt))))
+        plan = PromptPlan(number, spec.prompt, tuple(config.seeds_for(spec)), methods)
         plan.error = None if model is None else _too_long(model.pipeline, spec.prompt, config.max_sequence_length)
-        planned = [m for m in methods if m in PLANNED_METHODS]
         if plan.error is None:  # with no planned method, the full prompt's image is still planned
-            seeded = any(PLANNED_METHODS[m][0] for m in planned)
-            recorded: dict[int | None, tuple[str, ...]] = {}
-            try:
-                for seed in seeds:
-                    key = seed if seeded else None
-                    if key not in recorded:
-                        recorded[key] = record_items(spec.prompt, methods, config, seed)
-                    plan.items[seed] = recorded[key]
-            except Exception as error:  # noqa: BLE001 - the prompt fails when explained, with this error
-                plan.items, plan.error = {}, f"{type(error).__name__}: {error}"
+            _record_prompt(plan, config)
         prompts.append(plan)
     return Plan(config, prompts, _pack(prompts, config.batch_size))
+
+
+def _record_prompt(plan: PromptPlan, config: RunConfig) -> None:
+    """Fill ``plan.items`` / ``plan.items_at`` by recording its methods (once for all seeds unless one is seeded);
+    an explainer refusing the prompt leaves them empty and sets ``plan.error``."""
+    seeded = any(REGISTRY[m].seeded for m in plan.methods if REGISTRY[m].planned)
+    recorded: dict[int | None, dict] = {}
+    try:
+        for seed in plan.seeds:
+            key = seed if seeded else None
+            if key not in recorded:
+                recorded[key] = record(plan.prompt, plan.methods, config, seed)
+            for settings, items in recorded[key].items():
+                if settings is None:
+                    plan.items[seed] = items
+                else:
+                    plan.items_at[seed, settings] = items
+    except Exception as error:  # noqa: BLE001 - the prompt fails when explained, with this error
+        plan.items, plan.items_at, plan.error = {}, {}, f"{type(error).__name__}: {error}"
 
 
 def plan_prompts(prompts: Sequence[str | PromptSpec], **options) -> Plan:
@@ -258,27 +342,29 @@ def plan_prompts(prompts: Sequence[str | PromptSpec], **options) -> Plan:
 
 
 def _pack(prompts: list[PromptPlan], batch_size: int) -> list[Batch]:
-    sequences: dict[int, list[str]] = {}
-    owners: dict[tuple[int, str], list[int]] = {}
+    """Deduplicate the prompts' needs per (seed, settings) in the order first asked, and cut each sequence into
+    batches of ``batch_size``; sets each prompt's ``shared``."""
+    sequences: dict[tuple[int, GenerationSettings | None], list[str]] = {}
+    owners: dict[tuple[int, GenerationSettings | None, str], list[int]] = {}
     for plan in prompts:
-        for seed, items in plan.items.items():
-            sequence = sequences.setdefault(seed, [])
+        for seed, settings, items in plan.needs():
+            sequence = sequences.setdefault((seed, settings), [])
             shared = 0
             for item in items:
-                needers = owners.get((seed, item))
+                needers = owners.get((seed, settings, item))
                 if needers is None:
-                    owners[(seed, item)] = [plan.number]
+                    owners[(seed, settings, item)] = [plan.number]
                     sequence.append(item)
                 else:
                     needers.append(plan.number)
                     shared += 1
-            plan.shared[seed] = shared
+            plan.shared[seed] = plan.shared.get(seed, 0) + shared
     batches = []
-    for seed, sequence in sequences.items():
+    for (seed, settings), sequence in sequences.items():
         for start in range(0, len(sequence), batch_size):
             chunk = tuple(sequence[start:start + batch_size])
-            needed_by = tuple(sorted({n for item in chunk for n in owners[(seed, item)]}))
-            batches.append(Batch(len(batches), seed, chunk, needed_by))
+            needed_by = tuple(sorted({n for item in chunk for n in owners[(seed, settings, item)]}))
+            batches.append(Batch(len(batches), seed, chunk, needed_by, settings))
     return batches
 
 
