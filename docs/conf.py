@@ -7,12 +7,14 @@ Build (warnings are errors, as in ``.ci/run``)::
 
 The reference documents modules directly, not the lazy ``__all__`` of the packages: each module page shows the
 public names defined in that module. ``write_api_page`` below lists every public module of the three packages in
-``api.rst`` (generated, not kept in git), so a new module is documented without editing the docs.
+``api.rst`` (generated, not kept in git), so a new module is documented without editing the docs;
+``check_docstring_style`` turns a Google-style section header (``Args:``) anywhere in the packages into a warning.
 """
 from __future__ import annotations
 
 import importlib.metadata
 import pkgutil
+import re
 from pathlib import Path
 
 from sphinx.util import logging
@@ -86,5 +88,28 @@ def write_api_page(app, config) -> None:
         page.write_text(text, encoding="utf-8")
 
 
+#: A Google-style section header ("Args:", "Returns:", ... alone on a line): numpydoc reads it as prose.
+GOOGLE_SECTION = re.compile(r"^\s+(Args|Arguments|Keyword Args|Returns|Raises|Yields|Attributes|Examples?|Notes?):\s*$")
+
+
+def check_docstring_style(app) -> None:
+    """Warn (an error under ``-W``) at every Google-style section header in the packages: the project writes
+    numpydoc sections (``Parameters`` over a line of dashes), and numpydoc renders a Google header as prose."""
+    logger = logging.getLogger(__name__)
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+                match = GOOGLE_SECTION.match(line)
+                if match:
+                    logger.warning("Google-style section %r: write it as a numpydoc section (%s, then a line of "
+                                   "dashes)", match.group(1), NUMPYDOC_SECTIONS.get(match.group(1), match.group(1)),
+                                   location=f"{path}:{number}")
+
+
+NUMPYDOC_SECTIONS = {"Args": "Parameters", "Arguments": "Parameters", "Keyword Args": "Other Parameters",
+                     "Example": "Examples", "Note": "Notes"}
+
+
 def setup(app):
     app.connect("config-inited", write_api_page)
+    app.connect("builder-inited", check_docstring_style)
