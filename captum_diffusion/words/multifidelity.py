@@ -236,6 +236,8 @@ def _estimate(strata, full: _Payoffs, proxy_table, n_words: int, beta) -> _Estim
     ends = full([end, 0])
     per_seed = np.repeat(((ends[0] - ends[1]) / d)[None, :], d, axis=0)  # (d, S)
     sampled = [s for s in strata if s.n > 0]
+    if sampled:  # every new coalition in one call: generators batch their images
+        full(np.concatenate([np.concatenate([s.units[s.order[:s.n]], s.complements[s.order[:s.n]]]) for s in sampled]))
     diffs = {s.k: full(s.units[s.order[:s.n]]) - full(s.complements[s.order[:s.n]]) for s in sampled}
     proxy_diffs = {}
     if proxy_table is not None:
