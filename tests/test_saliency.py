@@ -10,7 +10,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from captum_diffusion.image.saliency import METHODS, CLIPSaliency, plot_attributions  # noqa: E402
+from captum_diffusion.image.saliency import METHODS, CLIPSaliency, SaliencyResult, plot_attributions  # noqa: E402
 from captum_diffusion.scoring import CLIPSimilarity  # noqa: E402
 from captum_diffusion.shapes_world import render  # noqa: E402
 
@@ -122,6 +122,27 @@ def test_plot_returns_a_figure_and_survives_all_zero_maps(clip, picture):
     assert [ax.get_title() for ax in zero.axes[1:3]] == ["red (all zero)", "square (all zero)"]
     with pytest.raises(ValueError, match="attributions must be"):
         plot_attributions(picture, torch.zeros(2, 32, 32), WORDS)
+    matplotlib.pyplot.close("all")
+
+
+def test_explain_gives_the_attribute_maps_with_image_words_and_scores(clip, picture):
+    import captum.attr
+    from PIL import Image
+
+    model, processor = clip
+    ig = CLIPSaliency(model, processor, "integrated_gradients", n_steps=16)
+    assert isinstance(ig, captum.attr.Attribution) and ig.forward_func == ig.similarity
+    result = ig.explain(Image.fromarray(picture), WORDS)
+    maps = ig.attribute(picture, WORDS)
+    assert isinstance(result, SaliencyResult) and result.method == "integrated_gradients" and len(result) == 2
+    torch.testing.assert_close(result.heatmaps, maps, rtol=0, atol=0)  # deterministic: the same maps
+    torch.testing.assert_close(result.scores, ig.similarity(picture, WORDS), rtol=0, atol=0)
+    np.testing.assert_array_equal(result.image, picture)
+    assert result.words == WORDS and torch.equal(result.heatmap("square"), maps[1]) and torch.equal(result.heatmap(0), maps[0])
+    with pytest.raises(ValueError, match=r"'dog' has no map; the words are \['red', 'square'\]"):
+        result.heatmap("dog")
+    figure = result.plot()
+    assert isinstance(figure, Figure) and [ax.get_title() for ax in figure.axes[1:3]] == WORDS
     matplotlib.pyplot.close("all")
 
 

@@ -16,6 +16,7 @@ _EXPORTS = {
     "SegmentWordTable": "segment_scores",
     "segment_word_table": "segment_scores",
     "CLIPSaliency": "saliency",
+    "SaliencyResult": "saliency",
     "plot_attributions": "saliency",
 }
 

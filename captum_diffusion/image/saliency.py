@@ -1,7 +1,9 @@
 """Gradient saliency of CLIP's image-to-word similarity with Captum (Gupta & Kanoria 1.3; RATLIP's Grad-CAM).
 
 ``CLIPSaliency(scorer, method=...).attribute(image, words)`` returns one ``(H, W)`` map per word, at the image's
-own resolution, for the cosine between the scorer's embedding of the image and of the word. The scorer is any
+own resolution, for the cosine between the scorer's embedding of the image and of the word; ``explain(image, words)``
+returns them with the image, the words and their scores as a :class:`SaliencyResult` (the package's captum
+convention: ``attribute`` gives captum's tensor, ``explain`` the rich result). The scorer is any
 ``protocols.GradientScorer``: transformers CLIP (``CLIPSimilarity``) or open_clip (``OpenCLIPSimilarity``).
 
 - ``"saliency"``: ``captum.attr.Saliency`` (|gradient|), channels summed.
@@ -23,10 +25,12 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Sequence, Union
 
 import numpy as np
 import torch
+from captum.attr import Attribution
 from torch import nn
 
 from captum_diffusion import checks
@@ -36,6 +40,9 @@ from captum_diffusion.protocols import GradientScorer
 from captum_diffusion.scoring.base import OUTPUTS, word_scores
 
 METHODS = ("saliency", "integrated_gradients", "smoothgrad", "guided_backprop", "gradcam")
+
+#: the methods whose maps are non-negative (absolute gradients, ReLU'd Grad-CAM): plotted as absolute values.
+_NON_NEGATIVE = ("saliency", "smoothgrad", "gradcam")
 
 
 class _PatchGrid(nn.Module):
@@ -84,21 +91,109 @@ def as_gradient_scorer(scorer, processor=None):
     return scorer
 
 
-class CLIPSaliency:
+@dataclass
+class SaliencyResult:
+    """What :meth:`CLIPSaliency.explain` returns: one image's per-word gradient maps with what they explain.
+
+    Attributes
+    ----------
+    image : np.ndarray
+        The explained image, uint8 ``(H, W, 3)``.
+    words : list of str
+        The ``n_words`` explained words, in the maps' order.
+    heatmaps : torch.Tensor
+        float32 CPU ``(n_words, H, W)`` at the image's size: the ``output`` score's attribution per pixel,
+        channels summed (Grad-CAM: non-negative, relative units); what :meth:`CLIPSaliency.attribute` returns.
+    scores : torch.Tensor
+        float32 CPU ``(n_words,)``: the explained score of the image for each word (cosine, probability or log
+        probability; :meth:`CLIPSaliency.similarity`).
+    method : str
+        The saliency method (one of :data:`METHODS`).
+    """
+
+    image: np.ndarray
+    words: list
+    heatmaps: torch.Tensor
+    scores: torch.Tensor
+    method: str
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+    def heatmap(self, word: Union[str, int]) -> torch.Tensor:
+        """One word's map.
+
+        Parameters
+        ----------
+        word : str or int
+            A word of :attr:`words` (its first occurrence) or its index.
+
+        Returns
+        -------
+        torch.Tensor
+            ``(H, W)`` float32.
+        """
+        if isinstance(word, str):
+            if word not in self.words:
+                raise ValueError(f"word {word!r} has no map; the words are {self.words}")
+            return self.heatmaps[self.words.index(word)]
+        return self.heatmaps[checks.index(word, len(self.words), "word (a word index)")]
+
+    def plot(self, **kwargs):
+        """The image and one panel per word (:func:`plot_attributions`).
+
+        Parameters
+        ----------
+        **kwargs
+            :func:`plot_attributions`' keywords; ``sign`` defaults to ``"absolute_value"`` for the non-negative
+            methods (saliency, smoothgrad, gradcam) and ``"all"`` otherwise.
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+            Not shown; the caller saves or shows it.
+        """
+        kwargs.setdefault("sign", _default_sign(self.method))
+        return plot_attributions(self.image, self.heatmaps, self.words, **kwargs)
+
+
+class CLIPSaliency(Attribution):
     """Per-word gradient maps of a CLIP-like scorer's image-word similarity through Captum (module docstring).
 
-    Args:
-        scorer: a ``protocols.GradientScorer`` (``CLIPSimilarity``, ``OpenCLIPSimilarity``), or a transformers
-            ``CLIPModel`` with its ``CLIPProcessor`` as ``processor``.
-        method: one of ``"saliency"``, ``"integrated_gradients"``, ``"smoothgrad"``, ``"guided_backprop"``,
-            ``"gradcam"``.
-        layer: Grad-CAM's vision block index (default -2).
-        baseline: Integrated Gradients' baseline: ``"background"`` (default: the image's border colour, as
-            segment hiding uses), ``"black"``, a grey level in [0, 1], or a tensor ``(3, H, W)`` in [0, 1].
-        n_steps: IG steps; nt_samples, stdevs: SmoothGrad's sample count and noise std (pixel units in [0, 1]).
-        text_template: the caption each word is embedded in (default: the scorer's ``text_template``).
-        output: the explained score: ``"cosine"`` (default), ``"probability"`` or ``"log_probability"`` (zero-shot
-            classification among the given words; see ``image.segment_scores.SegmentScorer`` for why).
+    A ``captum.attr.Attribution`` whose ``forward_func`` is :meth:`similarity` (image, words -> one score per
+    word); :meth:`attribute` returns captum's tensor, :meth:`explain` the :class:`SaliencyResult`.
+
+    Parameters
+    ----------
+    scorer : GradientScorer or transformers.CLIPModel
+        A ``protocols.GradientScorer`` (``CLIPSimilarity``, ``OpenCLIPSimilarity``), or a transformers
+        ``CLIPModel`` with its ``CLIPProcessor`` as ``processor``.
+    processor : transformers.CLIPProcessor, optional
+        Only with a ``CLIPModel``.
+    method : str, default "saliency"
+        One of ``"saliency"``, ``"integrated_gradients"``, ``"smoothgrad"``, ``"guided_backprop"``, ``"gradcam"``.
+    layer : int, default -2
+        Grad-CAM's vision block index.
+    baseline : str, float or torch.Tensor, default "background"
+        Integrated Gradients' baseline: ``"background"`` (the image's border colour, as segment hiding uses),
+        ``"black"``, a grey level in [0, 1], or a tensor ``(3, H, W)`` in [0, 1].
+    n_steps : int, default 32
+        Integrated Gradients' steps.
+    nt_samples : int, default 16
+        SmoothGrad's sample count.
+    stdevs : float, default 0.1
+        SmoothGrad's noise standard deviation, in pixel units (pixels in [0, 1]).
+    text_template : str, optional
+        The caption each word is embedded in (default: the scorer's ``text_template``).
+    output : str, default "cosine"
+        The explained score: ``"cosine"``, ``"probability"`` or ``"log_probability"`` (zero-shot classification
+        among the given words; see ``image.segment_scores.SegmentScorer`` for why).
+
+    Examples
+    --------
+    >>> saliency = CLIPSaliency(clip, method="integrated_gradients")
+    >>> saliency.attribute(image, ["dog", "hat"]).shape        # (2, H, W)
+    >>> saliency.explain(image, ["dog", "hat"]).plot()         # SaliencyResult -> Figure
     """
 
     def __init__(self, scorer, processor=None, method: str = "saliency", *, layer: int = -2, baseline="background",
@@ -114,6 +209,7 @@ class CLIPSaliency:
         self.nt_samples = checks.positive_int(nt_samples, "nt_samples")
         self.stdevs = checks.finite_number(stdevs, "stdevs (SmoothGrad's noise, pixel units)", low=0.0, high=1.0)
         self.baseline = _check_baseline(baseline)
+        super().__init__(self.similarity)
 
     @property
     def model(self) -> nn.Module:
@@ -201,16 +297,45 @@ class CLIPSaliency:
         return Saliency(net), {}
 
     def attribute(self, image, words: Sequence[str] | str) -> torch.Tensor:
-        """Per-word maps for ``image`` (PIL or array; see ``captum_diffusion.convert``).
+        """Per-word maps for ``image`` (captum's contract: a tensor).
 
-        Args:
-            words: the words (a str is one word); each is embedded through ``text_template``.
-        Returns:
-            float32 CPU tensor ``(n_words, H, W)``; units: the ``output`` score per pixel, channels summed
-            (Grad-CAM: non-negative, relative units).
+        Parameters
+        ----------
+        image : PIL.Image.Image or np.ndarray
+            The image (see ``captum_diffusion.convert``), ``H x W`` pixels.
+        words : sequence of str or str
+            The words (a str is one word); each is embedded through ``text_template``.
+
+        Returns
+        -------
+        torch.Tensor
+            float32 CPU ``(n_words, H, W)``; units: the ``output`` score per pixel, channels summed (Grad-CAM:
+            non-negative, relative units). Pixels outside the scorer's centre crop get 0.
         """
-        words = _check_words(words)
-        rgb = to_rgb_array(image)
+        return self._maps(to_rgb_array(image), _check_words(words))
+
+    def explain(self, image, words: Sequence[str] | str) -> SaliencyResult:
+        """Per-word maps for ``image`` with the image, the words and their scores.
+
+        Parameters
+        ----------
+        image : PIL.Image.Image or np.ndarray
+            As :meth:`attribute`.
+        words : sequence of str or str
+            As :meth:`attribute`.
+
+        Returns
+        -------
+        SaliencyResult
+            ``heatmaps`` (``(n_words, H, W)``, as :meth:`attribute`), ``scores`` (``(n_words,)``, as
+            :meth:`similarity`), the image as uint8 ``(H, W, 3)``, the words and the method; ``.plot()``.
+        """
+        rgb, words = to_rgb_array(image), _check_words(words)
+        return SaliencyResult(image=rgb, words=words, heatmaps=self._maps(rgb, words),
+                              scores=self._scores(rgb, words), method=self.method)
+
+    def _maps(self, rgb: np.ndarray, words: list[str]) -> torch.Tensor:
+        """The maps ``(n_words, H, W)`` of uint8 ``rgb`` ``(H, W, 3)`` for checked ``words``."""
         height, width = rgb.shape[:2]
         x = self._pixels(rgb).requires_grad_(True)
         net = self._net(words)
@@ -226,16 +351,52 @@ class CLIPSaliency:
         return torch.stack(maps).detach().float().cpu()
 
     def similarity(self, image, words: Sequence[str] | str) -> torch.Tensor:
-        """The explained scores of ``image`` for each word, ``(n_words,)`` (``output``; same preprocessing)."""
-        words = _check_words(words)
-        x = self._pixels(to_rgb_array(image))
+        """The explained scores of ``image`` for each word (the function the maps attribute).
+
+        Parameters
+        ----------
+        image : PIL.Image.Image or np.ndarray
+            As :meth:`attribute`.
+        words : sequence of str or str
+            As :meth:`attribute`.
+
+        Returns
+        -------
+        torch.Tensor
+            float32 CPU ``(n_words,)``: the ``output`` score (cosine in [-1, 1], probability or log probability)
+            through the same differentiable preprocessing.
+        """
+        return self._scores(to_rgb_array(image), _check_words(words))
+
+    def _scores(self, rgb: np.ndarray, words: list[str]) -> torch.Tensor:
         with torch.no_grad():
-            return self._net(words)(x)[0].cpu()
+            return self._net(words)(self._pixels(rgb))[0].cpu()
 
     def plot(self, image, attributions: torch.Tensor, words: Sequence[str], **kwargs):
-        """``plot_attributions`` for this method's maps (Grad-CAM and saliency shown as absolute values)."""
-        kwargs.setdefault("sign", "absolute_value" if self.method in ("saliency", "smoothgrad", "gradcam") else "all")
+        """:func:`plot_attributions` for this method's maps (Grad-CAM and saliency shown as absolute values).
+
+        Parameters
+        ----------
+        image : PIL.Image.Image or np.ndarray
+            The explained image, ``H x W``.
+        attributions : torch.Tensor or np.ndarray
+            ``(n_words, H, W)``, e.g. from :meth:`attribute`.
+        words : sequence of str
+            The maps' words.
+        **kwargs
+            :func:`plot_attributions`' keywords.
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+        """
+        kwargs.setdefault("sign", _default_sign(self.method))
         return plot_attributions(image, attributions, words, **kwargs)
+
+
+def _default_sign(method: str) -> str:
+    """captum's ``sign`` for plotting a method's maps: absolute values for the non-negative ones."""
+    return "absolute_value" if method in _NON_NEGATIVE else "all"
 
 
 def _check_baseline(baseline):
@@ -263,10 +424,24 @@ def _check_words(words) -> list[str]:
 
 def plot_attributions(image, attributions, words: Sequence[str], *, method: str = "blended_heat_map",
                       sign: str = "absolute_value", cmap=None, alpha_overlay: float = 0.6):
-    """One panel per word drawn by ``captum.attr.visualization.visualize_image_attr``; returns the Figure.
+    """The image, then one panel per word drawn by ``captum.attr.visualization.visualize_image_attr``.
 
-    ``attributions`` ``(n_words, H, W)`` must match the image's ``(H, W)``. A map with nothing to show for the
-    chosen ``sign`` (all zero) is drawn as the plain image titled "(all zero)" instead of tripping captum's assert.
+    Parameters
+    ----------
+    image : PIL.Image.Image or np.ndarray
+        The explained image, ``H x W`` pixels.
+    attributions : torch.Tensor or np.ndarray
+        ``(n_words, H, W)``, matching the image's ``(H, W)``.
+    words : sequence of str
+        The panels' titles, one per map.
+    method, sign, cmap, alpha_overlay
+        ``visualize_image_attr``'s arguments (``alpha_overlay`` in [0, 1]).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Not shown. A map with nothing to show for the chosen ``sign`` (all zero) is drawn as the plain image
+        titled "(all zero)" instead of tripping captum's assert.
     """
     import matplotlib.pyplot as plt
     from captum.attr import visualization as viz
