@@ -17,8 +17,8 @@ EXIT_USAGE = 2
 
 
 def _explain_parser(sub) -> None:
-    from captum_diffusion.runs.config import DEFAULT_EXACT_WORDS, WORD_METHODS
-
+    """Add the ``explain`` subcommand: the prompts, one option per ``RunConfig`` field (:func:`add_config_options`),
+    and the options of the run itself (``--out``, ``--config``, ``--quiet``, ``--resume``, ``--force``)."""
     p = sub.add_parser("explain", help="explain prompts and save the run (manifest, values, maps, images, report)",
                        description="Explain which words of each prompt shaped the image, where each word lives "
                                    "(DAAM), and optionally which segments answer to which word. Options may also "
@@ -26,33 +26,7 @@ def _explain_parser(sub) -> None:
     p.add_argument("prompts", nargs="*", help="prompts to explain (or --prompts FILE)")
     p.add_argument("--prompts", dest="prompts_file", metavar="FILE",
                    help="one prompt per line, or JSON lines {\"prompt\": ..., \"seed\": 0 | [0, 1], \"words\": [...]}")
-    p.add_argument("--model", help="'shapes-world' (default: the embedded UNet), 'shapes-world-transformer' (the "
-                   "embedded SD3-style transformer), 'shapes-world-gan' (the embedded RATLIP-style GAN), a diffusers "
-                   "id or a local folder")
-    p.add_argument("--clip", help="scorer: a transformers CLIP id/folder or open_clip:NAME[:PRETRAINED] "
-                                  "(default: the model's own scorer where it ships one)")
-    p.add_argument("--device", help="torch device, e.g. cuda (default: cpu)")
-    p.add_argument("--dtype", choices=("float32", "float16", "bfloat16"))
-    p.add_argument("--seeds", nargs="+", type=int, help="seeds whose games are averaged (default: 0)")
-    p.add_argument("--steps", type=int, help="denoising steps (default: the model's)")
-    p.add_argument("--guidance", type=float, help="guidance scale (default: the model's)")
-    p.add_argument("--max-sequence-length", type=int, help="T5 token limit of SD3 / FLUX / PixArt pipelines "
-                                                           "(default: the pipeline's own: 256, 512, 300)")
-    p.add_argument("--size", type=_size, help="image size in pixels: N or HxW (default: the model's)")
-    p.add_argument("--words", nargs="+", metavar="METHOD",
-                   help=f"word-attribution methods, several allowed: {', '.join(WORD_METHODS)} (default: shap-exact "
-                        f"up to {DEFAULT_EXACT_WORDS} words, shap-permutation above); add 'interactions' for the "
-                        "strongest word pairs in the report (exact k-SII, from exact SHAP's sub-prompts)")
-    p.add_argument("--attention", choices=("daam", "none"), help="attention maps (default: daam where the "
-                                                                 "pipeline is a UNet, SD3, FLUX or PixArt one)")
-    p.add_argument("--segments", metavar="KIND", help="segment-by-word table: slic, daam-kmeans or sam:CHECKPOINT "
-                                                      "(default: off)")
-    p.add_argument("--lime-samples", type=int, help="lime's perturbation samples (default 200)")
-    p.add_argument("--faithfulness", action="store_true", default=None,
-                   help="show the deletion curve of the word ranking beside random orders in the report (from exact "
-                        "SHAP's sub-prompts, no extra image)")
-    p.add_argument("--max-evals", type=int, help="budget of the sampling methods (default: each library's)")
-    p.add_argument("--batch-size", type=int, help="images per pipeline call (default 8)")
+    add_config_options(p)
     p.add_argument("--out", help="the run folder (default: outputs/run)")
     p.add_argument("--config", metavar="TOML", help="a TOML file with any of these options")
     p.add_argument("--quiet", action="store_true", help="no progress bars, no library loading bars or warnings")
@@ -61,18 +35,75 @@ def _explain_parser(sub) -> None:
     p.add_argument("--force", action="store_true", help="replace the results of a run with other settings in --out")
 
 
-def _size(text: str):
-    parts = text.lower().split("x")
-    try:
-        numbers = [int(part) for part in parts]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must be N or HxW in pixels, got {text!r}") from None
-    if len(numbers) not in (1, 2):
-        raise argparse.ArgumentTypeError(f"size must be N or HxW in pixels, got {text!r}")
-    return numbers[0] if len(numbers) == 1 else tuple(numbers)
+def config_options() -> list[tuple[str, dict]]:
+    """``(flag, argparse keywords)`` of every ``RunConfig`` field but ``prompts``, derived from the field.
+
+    The flag is the field name with ``-`` for ``_``; the help is the field's ``help`` metadata; the type follows
+    the annotation (``int``, ``float``, a tuple: ``nargs="+"``, ``bool``: a switch), and the field's ``cli``
+    metadata adds or overrides argparse keywords (``choices``, ``metavar``, ``type``). Every default is ``None``,
+    so an option not given leaves a ``--config`` file's value, then the field's default, in place.
+    """
+    import dataclasses
+    import typing
+
+    from captum_diffusion.runs.config import RunConfig
+
+    hints = typing.get_type_hints(RunConfig)
+    options = []
+    for field in dataclasses.fields(RunConfig):
+        if field.name == "prompts":
+            continue
+        kind = _plain_type(hints[field.name])
+        keywords: dict = {"help": field.metadata.get("help"), "default": None}
+        if "type" in field.metadata.get("cli", {}):
+            pass  # the field's own parser reads one argument
+        elif kind is bool:
+            keywords["action"] = "store_true"
+        elif typing.get_origin(kind) is tuple:
+            item = typing.get_args(kind)[0]
+            keywords.update(nargs="+", **({"type": item} if item in (int, float) else {}))
+        elif kind in (int, float):
+            keywords["type"] = kind
+        keywords.update(field.metadata.get("cli", {}))
+        if "type" in keywords and keywords["type"] not in (int, float):
+            keywords["type"] = _argument_type(keywords["type"])
+        options.append(("--" + field.name.replace("_", "-"), keywords))
+    return options
+
+
+def _plain_type(hint):
+    """``X | None`` -> ``X``."""
+    import types
+    import typing
+
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        rest = [arg for arg in typing.get_args(hint) if arg is not type(None)]
+        return rest[0] if len(rest) == 1 else hint
+    return hint
+
+
+def _argument_type(parse):
+    """``parse`` as an argparse ``type``: its ``ValueError`` becomes argparse's usage error with the message."""
+    def converted(text: str):
+        try:
+            return parse(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    converted.__name__ = parse.__name__
+    return converted
+
+
+def add_config_options(parser: argparse.ArgumentParser) -> None:
+    """Add one option per ``RunConfig`` field to ``parser`` (see :func:`config_options`)."""
+    for flag, keywords in config_options():
+        parser.add_argument(flag, **keywords)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``diffusion-explain`` parser: ``explain``, ``report``, ``show`` and ``cache``."""
+    from captum_diffusion.cli_cache import add_cache_parser
+
     parser = argparse.ArgumentParser(prog="diffusion-explain", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -82,55 +113,30 @@ def build_parser() -> argparse.ArgumentParser:
     show = sub.add_parser("show", help="print a table of a saved run: prompt, top words, values")
     show.add_argument("directory", metavar="DIR")
     show.add_argument("--top", type=int, default=3, help="words shown per prompt (default 3)")
-    cache = sub.add_parser("cache", help="list, size or prune an image cache (DIR: a cache folder or a run folder)")
-    actions = cache.add_subparsers(dest="action", required=True)
-    actions.add_parser("ls", help="one line per image: when written, size, model, settings, prompt").add_argument(
-        "directory", metavar="DIR")
-    actions.add_parser("du", help="disk usage, by model").add_argument("directory", metavar="DIR")
-    prune = actions.add_parser("prune", help="remove images by model, age or to fit a size (at least one option)")
-    prune.add_argument("directory", metavar="DIR")
-    prune.add_argument("--model", metavar="SUBSTRING", help="remove images whose model identity contains this")
-    prune.add_argument("--older-than", metavar="AGE", help="remove images written longer ago than this, e.g. 7d, 12h")
-    prune.add_argument("--max-size", metavar="SIZE", help="remove the oldest (selected) images until the cache "
-                                                          "fits, e.g. 2GB, 500MB")
+    add_cache_parser(sub)
     return parser
 
 
 def config_from_args(args: argparse.Namespace):
-    """The ``RunConfig`` and output folder that ``args`` (and ``--config``) describe; ``ValueError`` on bad input."""
-    from captum_diffusion.runs.config import (PromptSpec, RunConfig, read_config_file, read_prompt_file)
+    """The ``RunConfig`` and output folder that ``args`` (and ``--config``) describe.
+
+    Flags override the ``--config`` file; prompts are the positional ones, then the file's ``prompts``, then
+    ``--prompts FILE``'s. Returns ``(RunConfig, out)``; ``ValueError`` / ``TypeError`` on bad input.
+    """
+    import dataclasses
+
+    from captum_diffusion.runs.config import PromptSpec, RunConfig, read_config_file, read_prompt_file
 
     options = read_config_file(args.config) if args.config else {}
-    for name in ("model", "clip", "device", "dtype", "seeds", "steps", "guidance", "size", "max_sequence_length",
-                 "words", "attention", "segments", "lime_samples", "max_evals", "batch_size", "faithfulness", "out",
-                 "prompts_file"):
-        value = getattr(args, name)
-        if value is not None:
-            options[name] = value
-    prompts = [PromptSpec(p) for p in args.prompts]
-    prompts += list(options.pop("prompts", []))
-    if options.get("prompts_file"):
-        prompts += read_prompt_file(options["prompts_file"])
-    options.pop("prompts_file", None)
+    names = [f.name for f in dataclasses.fields(RunConfig) if f.name != "prompts"] + ["out", "prompts_file"]
+    options.update({name: getattr(args, name) for name in names if getattr(args, name) is not None})
+    prompts = [*args.prompts, *options.pop("prompts", [])]
+    prompts = [PromptSpec.from_mapping(p) for p in prompts]
+    prompts_file = options.pop("prompts_file", None)
+    if prompts_file:
+        prompts += read_prompt_file(prompts_file)
     out = options.pop("out", "outputs/run")
-    specs = [_spec(p) for p in prompts]
-    return RunConfig(prompts=tuple(specs), **options), out
-
-
-def _spec(item):
-    from captum_diffusion.runs.config import PromptSpec
-
-    if isinstance(item, PromptSpec):
-        return item
-    if isinstance(item, str):
-        return PromptSpec(item)
-    if isinstance(item, dict):
-        unknown = set(item) - {"prompt", "seed", "seeds", "words"}
-        if unknown or "prompt" not in item:
-            raise ValueError(f"prompts entries must have 'prompt' and optionally seed/seeds/words, got {sorted(item)}")
-        seeds = item.get("seeds", item.get("seed"))
-        return PromptSpec(item["prompt"], seeds, None if item.get("words") is None else tuple(item["words"]))
-    raise ValueError(f"prompts entries must be strings or tables, got {item!r}")
+    return RunConfig(prompts=tuple(prompts), **options), out
 
 
 def quiet_libraries() -> None:
@@ -174,54 +180,59 @@ def show(directory, top: int = 3) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run ``diffusion-explain`` with ``argv`` (default: ``sys.argv[1:]``); returns the exit code (0, 1 when a
+    prompt failed, 2 for bad input)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     try:
         if args.command == "explain":
-            if args.quiet:
-                quiet_libraries()
-            from captum_diffusion.runs.distributed import OtherRankFailed, leave_process_group, is_main_rank
-
-            try:
-                config, out = config_from_args(args)
-            except (TypeError, ValueError, FileNotFoundError) as error:
-                if not is_main_rank():  # every process of a launched job read the same input: rank 0 reports it
-                    return EXIT_USAGE
-                if isinstance(error, TypeError):  # a wrong type in --config: still the user's input
-                    raise ValueError(str(error)) from None
-                raise
-            from captum_diffusion.runs.execute import explain_run
-
-            try:  # one process, or each process of `accelerate launch ... -m captum_diffusion explain ...`
-                run = explain_run(config, out, command=["diffusion-explain", *argv], force=args.force,
-                                  progress=not args.quiet)
-            except OtherRankFailed as stopped:  # another process failed and printed its error
-                return stopped.exit_code
-            finally:
-                leave_process_group()
-            failed = [p["prompt"] for p in run.manifest["prompts"] if p["status"] == "failed"]
-            if not args.quiet and is_main_rank():
-                print(f"saved {len(run.prompts)} prompt(s) to {run.directory} (report: {run.directory / 'report.html'})")
-            for prompt in failed if is_main_rank() else ():
-                print(f"diffusion-explain: prompt {prompt!r} failed; see {run.directory / 'manifest.json'}",
-                      file=sys.stderr)
-            return 1 if failed else 0
+            return _explain(args, argv)
         if args.command == "report":
             from captum_diffusion.runs import load_run, write_report
 
             print(write_report(load_run(args.directory)))
             return 0
         if args.command == "cache":
-            from captum_diffusion.generation.cache import cache_command
+            from captum_diffusion.cli_cache import run_cache_command
 
-            print(cache_command(args.action, args.directory, model=getattr(args, "model", None),
-                                older_than=getattr(args, "older_than", None), max_size=getattr(args, "max_size", None)))
+            print(run_cache_command(args))
             return 0
         print(show(args.directory, args.top))
         return 0
     except (ValueError, FileNotFoundError) as error:
         print(f"diffusion-explain: error: {error}", file=sys.stderr)
         return EXIT_USAGE
+
+
+def _explain(args: argparse.Namespace, argv: list[str]) -> int:
+    """``diffusion-explain explain``: validate, run on this process (one of a launched job or alone), summarise."""
+    if args.quiet:
+        quiet_libraries()
+    from captum_diffusion.runs.distributed import OtherRankFailed, is_main_rank, leave_process_group
+
+    try:
+        config, out = config_from_args(args)
+    except (TypeError, ValueError, FileNotFoundError) as error:
+        if not is_main_rank():  # every process of a launched job read the same input: rank 0 reports it
+            return EXIT_USAGE
+        if isinstance(error, TypeError):  # a wrong type in --config: still the user's input
+            raise ValueError(str(error)) from None
+        raise
+    from captum_diffusion.runs.execute import explain_run
+
+    try:  # one process, or each process of `accelerate launch ... -m captum_diffusion explain ...`
+        run = explain_run(config, out, command=["diffusion-explain", *argv], force=args.force,
+                          progress=not args.quiet)
+    except OtherRankFailed as stopped:  # another process failed and printed its error
+        return stopped.exit_code
+    finally:
+        leave_process_group()
+    failed = [p["prompt"] for p in run.manifest["prompts"] if p["status"] == "failed"]
+    if not args.quiet and is_main_rank():
+        print(f"saved {len(run.prompts)} prompt(s) to {run.directory} (report: {run.directory / 'report.html'})")
+    for prompt in failed if is_main_rank() else ():
+        print(f"diffusion-explain: prompt {prompt!r} failed; see {run.directory / 'manifest.json'}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -71,7 +71,7 @@ class WordMethod:
     planned: bool
     why: str
     seeded: bool
-    cost: Callable[[int, "RunConfig"], int]
+    cost: Callable[[int, object], int]
     record: Runner | None = None
 
     def recorder(self) -> Runner:
@@ -99,7 +99,7 @@ def get(name: str) -> WordMethod:
         raise ValueError(f"words: unknown word-attribution method {name!r}; valid: {list(REGISTRY)}") from None
 
 
-def word_values(method: str, f, config: "RunConfig", seed: int,
+def word_values(method: str, f, config, seed: int,
                 payoff_at: Callable[["GenerationSettings"], object] | None = None) -> tuple[np.ndarray, float]:
     """``(values (d,), f(""))`` of one word-attribution ``method`` on the game of ``f``.
 
@@ -203,7 +203,7 @@ def _captum(name: str) -> Runner:
     return run
 
 
-def _captum_cost(name: str) -> Callable[[int, "RunConfig"], int]:
+def _captum_cost(name: str) -> Callable[[int, object], int]:
     def cost(d: int, config) -> int:
         if name == "feature_ablation":
             return min(2**d, d + 2)  # the empty prompt, the prompt and each one-word ablation
