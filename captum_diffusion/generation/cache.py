@@ -442,44 +442,13 @@ def format_bytes(n: float) -> str:
     return f"{n:.1f} TB"
 
 
-def cache_folder(directory) -> Path:
-    """``directory`` if it is a cache folder, ``directory/cache`` if it is a run folder holding one."""
-    path = Path(os.path.expanduser(os.fspath(directory)))
-    if not path.is_dir():
-        raise FileNotFoundError(f"{str(path)!r} is not a folder")
-    return path / "cache" if (path / "cache").is_dir() else path
+def __getattr__(name: str):
+    """``cache_command`` / ``cache_folder`` moved to ``captum_diffusion.cli_cache`` (kept here, deprecated, for one
+    release)."""
+    if name in ("cache_command", "cache_folder"):
+        import captum_diffusion.cli_cache as cli_cache
 
-
-def cache_command(action: str, directory, *, model: str | None = None, older_than: str | None = None,
-                  max_size: str | None = None) -> str:
-    """What ``diffusion-explain cache ls|du|prune DIR`` prints."""
-    folder = cache_folder(directory)
-    if action == "prune":
-        cache = ImageCache(folder)
-        removed = cache.prune(identity=model, older_than=None if older_than is None else parse_duration(older_than),
-                              max_bytes=None if max_size is None else parse_size(max_size))
-        left = list(cache.entries())
-        return (f"removed {len(removed)} entries ({format_bytes(sum(e.bytes for e in removed))}); "
-                f"{len(left)} left ({format_bytes(sum(e.bytes for e in left))}) in {folder}")
-    cache = ImageCache(folder, read_only=True)
-    entries = sorted(cache.entries(), key=lambda e: e.mtime)
-    if action == "du":
-        by_model = collections.defaultdict(lambda: [0, 0])
-        for entry in entries:
-            by_model[entry.identity or "(no metadata)"][0] += 1
-            by_model[entry.identity or "(no metadata)"][1] += entry.bytes
-        lines = [f"{format_bytes(size):>10}  {count:>6} entries  {name}"
-                 for name, (count, size) in sorted(by_model.items(), key=lambda item: -item[1][1])]
-        total = cache.disk_usage()
-        return "\n".join([*lines, f"{format_bytes(total):>10}  {len(entries):>6} entries  total in {folder}"])
-    rows = [("written", "size", "model", "seed", "steps", "guidance", "HxW", "prompt")]
-    for e in entries:
-        s = e.settings
-        rows.append((time.strftime("%Y-%m-%d %H:%M", time.localtime(e.mtime)), format_bytes(e.bytes),
-                     checks.shortened(e.identity or "?", 40), str(s.get("seed", "")), str(s.get("num_inference_steps", "")),
-                     str(s.get("guidance_scale", "")),
-                     f"{s['height']}x{s['width']}" if s.get("height") and s.get("width") else "-",
-                     "?" if e.prompt is None else repr(e.prompt)))
-    widths = [max(len(row[k]) for row in rows) for k in range(7)]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[7] for row in rows)
-
+        warnings.warn(f"captum_diffusion.generation.cache.{name} moved to captum_diffusion.cli_cache.{name}",
+                      DeprecationWarning, stacklevel=2)
+        return getattr(cli_cache, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
