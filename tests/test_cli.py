@@ -326,3 +326,49 @@ def test_max_sequence_length_sets_the_t5_limit_of_a_run(tmp_path, capsys):
     unet_out = tmp_path / "unet"
     assert main(["explain", short, "--max-sequence-length", "20", "--out", str(unet_out), "--quiet"]) == 2
     assert "has no T5 encoder" in capsys.readouterr().err and not unet_out.exists()
+
+
+def test_every_run_option_is_a_cli_flag_with_its_help():
+    """The CLI's explain options are RunConfig's fields (same names, help from the field): they cannot drift."""
+    import dataclasses
+
+    from captum_diffusion.cli import build_parser, config_from_args, config_options
+
+    fields = [f for f in dataclasses.fields(RunConfig) if f.name != "prompts"]
+    flags = dict(config_options())
+    assert list(flags) == ["--" + f.name.replace("_", "-") for f in fields]
+    assert all(flags["--" + f.name.replace("_", "-")]["help"] == f.metadata["help"] for f in fields)
+    args = build_parser().parse_args(["explain", "a red circle", "--size", "32x48", "--seeds", "1", "2",
+                                      "--guidance", "2.5", "--faithfulness", "--dtype", "float16"])
+    config, _ = config_from_args(args)
+    assert config.size == (32, 48) and config.seeds == (1, 2) and config.guidance == 2.5 and config.faithfulness
+    assert config.dtype == "float16" and config.batch_size == 8          # an option not given keeps its default
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["explain", "a red circle", "--size", "big"])
+
+
+def test_prompt_entries_read_the_same_from_files_and_tables(tmp_path):
+    from captum_diffusion.runs.config import PromptSpec, read_prompt_file
+
+    entry = {"prompt": "a red circle", "seed": [2, 1], "words": ["red"]}
+    spec = PromptSpec.from_mapping(entry)
+    assert spec == PromptSpec("a red circle", (2, 1), ("red",)) and PromptSpec.from_mapping(spec) is spec
+    assert PromptSpec.from_mapping({"prompt": "a b", "seeds": 3}).seeds == (3,)
+    assert PromptSpec.from_mapping("a b") == PromptSpec("a b")
+    path = tmp_path / "prompts.txt"
+    path.write_text(json.dumps(entry) + "\n# a comment\na b\n")
+    assert read_prompt_file(path) == [spec, PromptSpec("a b")]
+    for bad, message in [({"prompt": "a", "colour": 1}, "got \\['colour', 'prompt'\\]"), ({"seed": 1}, "'prompt'"),
+                         (3, "strings or tables")]:
+        with pytest.raises(ValueError, match=message):
+            PromptSpec.from_mapping(bad)
+
+
+def test_the_cache_command_moved_beside_the_cli(tmp_path):
+    from captum_diffusion import cli_cache
+    from captum_diffusion.generation import cache
+
+    with pytest.warns(DeprecationWarning, match="moved to captum_diffusion.cli_cache"):
+        assert cache.cache_command is cli_cache.cache_command
+    (tmp_path / "cache").mkdir()
+    assert cli_cache.cache_folder(tmp_path) == tmp_path / "cache"

@@ -88,6 +88,70 @@ def test_the_plan_deduplicates_across_prompts_and_does_not_depend_on_the_process
     assert [w.batches for w in plan.waves([2], 1)] == [tuple(b.index for b in plan.batches if 2 in b.needed_by)]
 
 
+def test_exact_shap_is_planned_without_shap_in_the_order_shap_asks():
+    """Planning shap-exact enumerates every subset itself; the recording is the one shap's exact explainer makes
+    (same sub-prompts, same order, so the same batches), repeated words included."""
+    from captum_diffusion.runs.methods import REGISTRY, every_subset, word_values
+
+    assert REGISTRY["shap-exact"].recorder() is every_subset
+    for prompt in ("a", "a red circle", "a red a circle a", "one two three four five six seven"):
+        config = RunConfig(prompts=(prompt,))
+        by_shap, by_enumeration = RecordingPayoff(prompt), RecordingPayoff(prompt)
+        word_values("shap-exact", by_shap, config, seed=0)
+        every_subset(by_enumeration)
+        assert list(by_enumeration.items) == list(by_shap.items)
+        assert len(by_enumeration.items) == len(set(by_enumeration.items)) and "" in by_enumeration.items
+    with pytest.raises(ValueError, match="limited to 12 words"):
+        every_subset(RecordingPayoff(" ".join(f"w{i}" for i in range(13))))
+
+
+def test_the_registry_says_what_each_method_costs():
+    from captum_diffusion.runs.methods import REGISTRY
+
+    config = RunConfig(prompts=("a red circle",), lime_samples=30, max_evals=60)
+    prompt = "a small red circle above squares"
+    for method in REGISTRY.values():                   # the stated cost bounds what the method asks for
+        f = RecordingPayoff(prompt)
+        method.run(f, config, 3, None)
+        assert len(f.items) <= method.cost(6, config), method.name
+    assert REGISTRY["shap-exact"].cost(6, config) == 64 and REGISTRY["captum-feature_ablation"].cost(6, config) == 8
+    assert REGISTRY["lime"].cost(6, config) == 31 and REGISTRY["shap-permutation"].cost(3, config) == 8
+
+
+def test_a_method_at_other_generation_settings_gets_its_own_batches(monkeypatch):
+    """The slot a proxy game uses: sub-prompts asked through payoff_at(settings) are planned per settings,
+    deduplicated across prompts like the others and packed into batches that carry those settings."""
+    from captum_diffusion.generation.settings import GenerationSettings
+    from captum_diffusion.runs import methods
+
+    cheap = GenerationSettings(num_inference_steps=2)
+
+    def proxy(f, config, seed, payoff_at):
+        words = f.prompt.split()
+        payoff_at(cheap)([" ".join(words[:k]) for k in range(len(words) + 1)])
+        f([""])
+        return np.zeros(len(words)), 0.0
+
+    monkeypatch.setitem(methods.REGISTRY, "proxy-test", methods.WordMethod(
+        "proxy-test", proxy, planned=True, why="prefixes, whatever the payoffs", seeded=False,
+        cost=lambda d, config: 2 * d + 2))
+    plan = plan_prompts(["a red circle", "a red square"], seeds=(0,), words=("proxy-test",), batch_size=3)
+    first = plan.prompts[0]
+    assert first.items[0] == ("", "a red circle")
+    assert first.items_at[0, cheap] == ("", "a", "a red", "a red circle")
+    proxied = [b for b in plan.batches if b.settings == cheap]
+    assert sorted(p for b in proxied for p in b.prompts) == sorted(
+        ["", "a", "a red", "a red circle", "a red square"])       # "", "a", "a red" made once at 2 steps
+    assert all(b.settings is None for b in plan.batches if b not in proxied)
+    assert plan.prompts[1].deduplicated == 1 + 3                   # "" at full settings, 3 prefixes at 2 steps
+    run = GenerationSettings(num_inference_steps=10, guidance_scale=5.0, height=64, width=64)
+    assert proxied[0].generation_settings(run) == run.replace(num_inference_steps=2)
+    assert plan.batches[0].generation_settings(run) == run
+    plain = plan_prompts(["a red circle", "a red square"], seeds=(0,), words=("captum-feature_ablation",),
+                         batch_size=3)
+    assert plan.digest() != plain.digest() and plain.summary()["unique"] == plain.unique
+
+
 def test_accelerate_cpu_without_mpirun_is_recognised(monkeypatch):
     from captum_diffusion.runs.distributed import launched_ranks, single_process_cpu_launch
 

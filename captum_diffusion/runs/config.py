@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from captum_diffusion import checks
-from captum_diffusion.runs.methods import WORD_METHODS
+from captum_diffusion.runs.methods import REGISTRY, WORD_METHODS
 from captum_diffusion.words import split_words
 from captum_diffusion.words.game import MAX_EXACT_WORDS
 
@@ -193,7 +193,7 @@ class RunConfig:
             set_("size", tuple(checks.positive_int(s, "size") for s in size))
         words = tuple(checks.string_list(self.words, "words"))
         for method in words:
-            checks.one_of(method, (*WORD_METHODS, INTERACTIONS), "words (a word-attribution method)")
+            checks.one_of(method, (*REGISTRY, INTERACTIONS), "words (a word-attribution method)")
         set_("words", tuple(dict.fromkeys(words)))
         if self.attention is not None:
             checks.one_of(self.attention, ATTENTION_METHODS, "attention")
