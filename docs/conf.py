@@ -43,6 +43,8 @@ autosummary_generate = True
 autodoc_default_options = {"members": True, "ignore-module-all": True, "show-inheritance": True}
 autodoc_member_order = "bysource"
 autodoc_typehints = "signature"
+# Signatures name the protocol alias instead of spelling out its Callable[...] type.
+autodoc_type_aliases = {"PromptFunction": "captum_diffusion.protocols.PromptFunction"}
 # numpydoc renders the sections; the class pages list members through autodoc, not a second numpydoc table.
 numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
@@ -50,6 +52,22 @@ numpydoc_xref_param_type = False
 # numpydoc checks that hold for the whole package (see numpydoc's validation table): an unknown section name
 # (a Google-style "Args:" turned into a heading), sections out of order, a documented parameter the signature lacks.
 numpydoc_validation_checks = {"GL06", "GL07", "PR02"}
+
+
+def imported_names(modules) -> set[str]:
+    """``module.name`` for every public class / function a module imports from elsewhere. autodoc reads their
+    docstrings too before it drops them, and numpydoc would report a docstring once per importing module."""
+    import importlib
+    import inspect
+
+    names = set()
+    for module_name in modules:
+        module = importlib.import_module(module_name)
+        for name, value in vars(module).items():
+            if (not name.startswith("_") and (inspect.isclass(value) or inspect.isfunction(value))
+                    and getattr(value, "__module__", module_name) != module_name):
+                names.add(f"{module_name}.{name}")
+    return names
 
 
 def public_modules() -> list[str]:
@@ -110,6 +128,12 @@ NUMPYDOC_SECTIONS = {"Args": "Parameters", "Arguments": "Parameters", "Keyword A
                      "Example": "Examples", "Note": "Notes"}
 
 
+def exclude_imported_from_validation(app, config) -> None:
+    """Validate each docstring once, where its object is defined (see ``imported_names``)."""
+    config.numpydoc_validation_exclude = {rf"^{re.escape(name)}$" for name in imported_names(public_modules())}
+
+
 def setup(app):
     app.connect("config-inited", write_api_page)
+    app.connect("config-inited", exclude_imported_from_validation, priority=400)  # before numpydoc reads it
     app.connect("builder-inited", check_docstring_style)
