@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from captum.attr import Attribution
 
 from captum_diffusion.attention.daam import DAAM, DAAMResult, threshold_maps
+from captum_diffusion.generation.settings import GenerationSettings
 from captum_diffusion.protocols import AttentionMethod
 from captum_diffusion.testing import tiny_stable_diffusion, tiny_tokenizer
 from captum_diffusion.words import word_labels
@@ -224,6 +225,27 @@ def test_attribute_refuses_what_a_tensor_cannot_hold_before_generating():
         daam.attribute([])
     with pytest.raises(ValueError, match=r"\['a', 'red', 'circle'\]"):
         daam.attribute("a red circle", words=["dog"])
+
+
+def test_generation_settings_object_gives_the_same_maps_as_the_keywords():
+    pipe = _pipe("sd1")
+    daam = DAAM(pipe)
+    assert isinstance(daam, Attribution) and daam.forward_func is pipe
+    loose = dict(num_inference_steps=STEPS, guidance_scale=7.5, height=32, width=48)
+    settings = GenerationSettings(**loose)
+    keywords = daam.attribute("a red circle", generator=_gen(30), **loose)
+    shared = daam.attribute("a red circle", generator=_gen(30), settings=settings)
+    assert shared.shape == (1, 3, 32, 48) and torch.equal(shared, keywords)
+    mixed = daam.explain("a red circle", generator=_gen(30), settings=settings.replace(height=None), height=32)
+    assert torch.equal(mixed.heatmaps[0], keywords[0])  # a setting left None in the object may come as a keyword
+    other = daam.attribute("a red circle", generator=_gen(30), settings=settings.replace(num_inference_steps=1))
+    assert not torch.allclose(other, keywords)  # the object's settings reach the pipeline
+    with pytest.raises(TypeError, match=r"\['height'\] given both as keywords and in settings"):
+        daam.explain("a red circle", settings=settings, height=32)
+    with pytest.raises(TypeError, match="settings must be a .*GenerationSettings"):
+        daam.attribute("a red circle", settings={"num_inference_steps": 1})
+    with pytest.raises(ValueError, match="num_inference_steps must be a positive int"):
+        daam.explain("a red circle", num_inference_steps=0, height=32, width=32)
 
 
 # ------------------------------------------------------------------ words

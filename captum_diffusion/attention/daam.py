@@ -32,6 +32,7 @@ call, recognised by its text input.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator, Optional, Sequence, Union
 
@@ -41,6 +42,7 @@ import torch.nn.functional as F
 from captum.attr import Attribution
 
 from captum_diffusion import checks
+from captum_diffusion.generation.settings import GenerationSettings
 from captum_diffusion.attention.families import TEXT_SOFTMAX, AttentionFamily, attention_family
 from captum_diffusion.words.game import split_words
 from captum_diffusion.words.tokens import merge_positions, select_words, word_token_positions
@@ -266,31 +268,39 @@ def threshold_maps(maps: torch.Tensor, tau: float = 0.4, normalization: str = "m
 class DAAM(Attribution):
     """Diffusion Attentive Attribution Maps for a diffusers text-to-image pipeline.
 
-    ``pipeline``: a UNet pipeline (``StableDiffusionPipeline``, ``StableDiffusionXLPipeline``, ...),
-    ``StableDiffusion3Pipeline`` (SD3 / SD3.5), ``FluxPipeline`` (FLUX.1) or ``PixArtSigmaPipeline`` /
-    ``PixArtAlphaPipeline``, with its tokenizers; the family is found from the denoiser's class
-    (``captum_diffusion.attention.families``). It is captum's ``forward_func``. Raises ``TypeError`` for
-    anything else and ``ValueError`` for a denoiser without text attention.
+    A ``captum.attr.Attribution`` whose ``forward_func`` is the pipeline. The package's captum convention:
+    :meth:`attribute` returns captum's tensor ``(n_images, n_words, H, W)``, :meth:`explain` (same arguments)
+    the rich :class:`DAAMResult` (:class:`~captum_diffusion.protocols.AttentionMethod`). The generation keywords
+    come as one ``settings=GenerationSettings(...)`` (shared with ``TextToImage``) or as plain keywords.
 
-    ``text_encoder``: which text encoder's token positions a word's map sums, ``None`` (default) = every
-    encoder whose tokens the image attends to (SD3: CLIP and T5; the others have one), or ``"clip"`` /
-    ``"t5"`` where the family has it. ``text_softmax``: ``"text"`` (default: attention renormalised over the
-    text keys, as cross-attention is) or ``"joint"`` (joint attention's text columns as they are); the same
-    for every family, and no difference for cross-attention (UNet, PixArt).
+    Parameters
+    ----------
+    pipeline : diffusers pipeline
+        A UNet pipeline (``StableDiffusionPipeline``, ``StableDiffusionXLPipeline``, ...),
+        ``StableDiffusion3Pipeline`` (SD3 / SD3.5), ``FluxPipeline`` (FLUX.1) or ``PixArtSigmaPipeline`` /
+        ``PixArtAlphaPipeline``, with its tokenizers; the family is found from the denoiser's class
+        (``captum_diffusion.attention``). ``TypeError`` for anything else, ``ValueError`` for a denoiser without
+        text attention.
+    text_encoder : str, optional
+        Which text encoder's token positions a word's map sums: ``None`` (default) = every encoder whose tokens
+        the image attends to (SD3: CLIP and T5; the others have one), or ``"clip"`` / ``"t5"`` where the family
+        has it.
+    text_softmax : {"text", "joint"}, default "text"
+        ``"text"``: attention renormalised over the text keys, as cross-attention is; ``"joint"``: joint
+        attention's text columns as they are. The same for every family, and no difference for cross-attention
+        (UNet, PixArt).
 
-    ``attribute(prompts, ...)`` honours captum's contract (a tensor ``(n_images, n_words, H, W)``);
-    ``explain(prompts, ...)``, with the same arguments, returns the rich :class:`DAAMResult`
-    (:class:`~captum_diffusion.protocols.AttentionMethod`).
-
-    Example::
-
-        daam = DAAM(pipe)
-        maps = daam.attribute("a red circle", words=["red", "circle"], generator=torch.Generator().manual_seed(0))
-        maps.shape                             # (1, 2, H, W) float32
-        result = daam.explain("a red circle", words=["red", "circle"], generator=torch.Generator().manual_seed(0))
-        result.heatmap("circle")               # (H, W); result.images[0] is the generated image
-        masks = result.threshold(0.4)          # list of bool (2, H, W)
-        fig = result.plot()                    # matplotlib Figure
+    Examples
+    --------
+    >>> daam = DAAM(pipe)
+    >>> maps = daam.attribute("a red circle", words=["red", "circle"], generator=torch.Generator().manual_seed(0))
+    >>> maps.shape                             # (1, 2, H, W) float32
+    >>> settings = GenerationSettings(num_inference_steps=20, height=512, width=512)
+    >>> result = daam.explain("a red circle", words=["red", "circle"], settings=settings,
+    ...                       generator=torch.Generator().manual_seed(0))
+    >>> result.heatmap("circle")               # (H, W); result.images[0] is the generated image
+    >>> masks = result.threshold(0.4)          # list of bool (2, H, W)
+    >>> fig = result.plot()                    # matplotlib Figure
     """
 
     def __init__(self, pipeline, *, text_encoder: Optional[str] = None, text_softmax: str = "text"):
@@ -372,43 +382,46 @@ class DAAM(Attribution):
             counter.remove()
             denoiser.set_attn_processor(dict(originals))
 
-    def attribute(self, prompts: Union[str, Sequence[str]], *, words=None, generator=None,
-                  num_inference_steps: Optional[int] = None, guidance_scale: Optional[float] = None,
-                  height: Optional[int] = None, width: Optional[int] = None,
-                  negative_prompt: Union[None, str, Sequence[str]] = None, num_images_per_prompt: int = 1,
-                  steps: Optional[Iterable[int]] = None, layers: Optional[Iterable[str]] = None,
-                  resolutions: Optional[Iterable] = None, progress: Optional[bool] = None,
-                  **pipeline_kwargs) -> torch.Tensor:
-        """captum's contract: generate images for ``prompts`` and return their DAAM heat maps as one float32
-        tensor ``(n_images, n_words, H, W)`` on the CPU (images prompt-major, words in the order addressed).
+    def attribute(self, prompts: Union[str, Sequence[str]], *, words=None, **options) -> torch.Tensor:
+        """Generate images for ``prompts`` and return their DAAM heat maps as one tensor (captum's contract).
 
-        The arguments are :meth:`explain`'s (without ``negative_maps``); this is ``torch.stack`` of
-        ``explain(...).heatmaps``. Every prompt must address the same number of words (``ValueError``, raised
-        before generating, otherwise): use :meth:`explain` for per-image lists, the images, the word labels,
-        negative-prompt maps, thresholding and plots.
+        Parameters
+        ----------
+        prompts : str or sequence of str
+            As :meth:`explain`.
+        words : optional
+            As :meth:`explain`. Every prompt must address the same number of words (``ValueError``, raised before
+            generating, otherwise): use :meth:`explain` for per-image lists.
+        **options
+            :meth:`explain`'s other keywords (``generator``, ``settings``, ``negative_prompt``,
+            ``num_images_per_prompt``, ``steps``, ``layers``, ``resolutions``, ``progress``, pipeline keywords such
+            as ``num_inference_steps``), all but ``negative_maps``.
+
+        Returns
+        -------
+        torch.Tensor
+            float32 CPU ``(n_images, n_words, H, W)``: ``torch.stack`` of ``explain(...).heatmaps`` (images
+            prompt-major, words in the order addressed; unnormalised attention mass per pixel). :meth:`explain`
+            also gives the images, the word labels, negative-prompt maps, thresholding and plots.
         """
-        if pipeline_kwargs.pop("negative_maps", False):
+        if options.get("negative_maps", False):
             raise ValueError("attribute() returns the prompts' maps only; use explain(..., negative_maps=True) for "
                              "the negative prompt's maps (DAAMResult.negative_heatmaps)")
-        counts = [len(t) for t in self._targets(prompts, words, pipeline_kwargs)[1]]
+        settings, _ = _generation_settings(options.get("settings"), options)
+        counts = [len(t) for t in self._targets(prompts, words, settings.max_sequence_length)[1]]
         if len(set(counts)) > 1:
             raise ValueError(f"attribute() stacks the maps into one (n_images, n_words, H, W) tensor, but the prompts "
                              f"address different numbers of words {counts}; give words= with as many words per "
                              f"prompt, or call explain(...), whose DAAMResult keeps one (n_words, H, W) map per image")
-        result = self.explain(prompts, words=words, generator=generator, num_inference_steps=num_inference_steps,
-                              guidance_scale=guidance_scale, height=height, width=width,
-                              negative_prompt=negative_prompt, num_images_per_prompt=num_images_per_prompt,
-                              steps=steps, layers=layers, resolutions=resolutions, progress=progress,
-                              **pipeline_kwargs)
-        return torch.stack(result.heatmaps).to(torch.float32)
+        return torch.stack(self.explain(prompts, words=words, **options).heatmaps).to(torch.float32)
 
-    def _targets(self, prompts, words, call: dict) -> tuple[list[str], list]:
+    def _targets(self, prompts, words, max_sequence_length: Optional[int]) -> tuple[list[str], list]:
         """The prompts as a list and, per prompt, its addressed words (``WordTokens``, positions in the text
         keys of the chosen encoders), checked."""
         prompts = _as_prompts(prompts, "prompts")
         per_prompt_words = _per_prompt(words, len(prompts))
-        msl = call.get("max_sequence_length")
-        return prompts, [self.word_tokens(p, w, max_sequence_length=msl) for p, w in zip(prompts, per_prompt_words)]
+        return prompts, [self.word_tokens(p, w, max_sequence_length=max_sequence_length)
+                         for p, w in zip(prompts, per_prompt_words)]
 
     def word_tokens(self, prompt: str, words=None, *, max_sequence_length: Optional[int] = None) -> list:
         """The addressed ``words`` of ``prompt`` (specs as in :meth:`explain`) as ``WordTokens``: labels and
@@ -427,99 +440,155 @@ class DAAM(Attribution):
         return select_words(prompt, aligned, words, limit_note=limits)
 
     def explain(self, prompts: Union[str, Sequence[str]], *, words=None, generator=None,
-                num_inference_steps: Optional[int] = None, guidance_scale: Optional[float] = None,
-                height: Optional[int] = None, width: Optional[int] = None,
+                settings: Optional[GenerationSettings] = None,
                 negative_prompt: Union[None, str, Sequence[str]] = None, num_images_per_prompt: int = 1,
                 steps: Optional[Iterable[int]] = None, layers: Optional[Iterable[str]] = None,
                 resolutions: Optional[Iterable] = None, negative_maps: bool = False,
                 progress: Optional[bool] = None, **pipeline_kwargs) -> DAAMResult:
-        """Generate images for ``prompts`` and return per-word DAAM heat maps with them, as a :class:`DAAMResult`
-        (images, per-image maps and word labels, thresholding, plots; :meth:`attribute` gives the plain tensor).
+        """Generate images for ``prompts`` and return per-word DAAM heat maps with them.
 
-        ``prompts``: a prompt or a list. ``words``: ``None`` (every word), word specs applied to every
-        prompt (``"dog"``, ``"red#1"``, ``("red", 1)``, word index; see :mod:`captum_diffusion.words.tokens`), or
-        one list of specs per prompt. ``generator``: ``torch.Generator`` or one per image. ``steps``:
-        denoising-step indices (0 = first, noisiest) to sum over, ``None`` = all. ``layers``: names or dotted
-        prefixes of :attr:`attention_layers` (blocks: e.g. ``"up_blocks"``, ``"transformer_blocks.3"``,
-        ``"single_transformer_blocks"``). ``resolutions``: attention grid sizes to keep, ``(h, w)`` tuples or
-        ``int`` for square grids, in latent positions (e.g. 64, 32, 16, 8 for SD at 512 px; transformers
-        attend at one grid, 64 for SD3 / FLUX at 1024 px). ``negative_maps``: also return maps of
-        ``negative_prompt``'s words (needs guidance; FLUX: ``true_cfg_scale > 1``). ``progress``: show the
-        pipeline's tqdm bar (``None`` leaves the pipeline's setting). Other keyword arguments go to the
-        pipeline call (e.g. ``max_sequence_length``, the T5 limit words are matched under). Maps are at each
-        generated image's size. Returns a :class:`DAAMResult`.
+        Parameters
+        ----------
+        prompts : str or sequence of str
+            A prompt or a list.
+        words : optional
+            ``None`` (every word), word specs applied to every prompt (``"dog"``, ``"red#1"``, ``("red", 1)``, a
+            word index; see :mod:`captum_diffusion.words.tokens`), or one list of specs per prompt.
+        generator : torch.Generator or list of torch.Generator, optional
+            One generator, or one per image (diffusers' ``generator=``).
+        settings : GenerationSettings, optional
+            The generation keywords (``num_inference_steps``, ``guidance_scale``, ``height``, ``width`` in pixels,
+            ``max_sequence_length``: the T5 limit words are matched under) as one object, shared with
+            ``TextToImage`` and a run's configuration. They may also be given as plain keywords (each once).
+            ``height`` / ``width`` default to the pipeline's size.
+        negative_prompt : str or sequence of str, optional
+            One, or one per prompt.
+        num_images_per_prompt : int, default 1
+        steps : int or iterable of int, optional
+            Denoising-step indices (0 = first, noisiest) to sum over; ``None`` = all.
+        layers : iterable of str, optional
+            Names or dotted prefixes of :attr:`attention_layers` (blocks: e.g. ``"up_blocks"``,
+            ``"transformer_blocks.3"``, ``"single_transformer_blocks"``); ``None`` = all.
+        resolutions : iterable, optional
+            Attention grid sizes to keep, ``(h, w)`` tuples or ``int`` for square grids, in latent positions (e.g.
+            64, 32, 16, 8 for SD at 512 px; transformers attend at one grid, 64 for SD3 / FLUX at 1024 px).
+        negative_maps : bool, default False
+            Also return maps of ``negative_prompt``'s words (needs guidance; FLUX: ``true_cfg_scale > 1``).
+        progress : bool, optional
+            Show the pipeline's tqdm bar (``None`` leaves the pipeline's setting).
+        **pipeline_kwargs
+            Other keyword arguments of the pipeline call (e.g. ``true_cfg_scale``, ``latents``).
+
+        Returns
+        -------
+        DAAMResult
+            The images, per image a float32 ``(n_words, H, W)`` map at the image's size (unnormalised attention
+            mass) and its word labels; thresholding and plots. :meth:`attribute` gives the stacked tensor.
         """
-        pipe = self.pipeline
+        settings, pipeline_kwargs = _generation_settings(settings, pipeline_kwargs)
         for reserved in ("prompt", "output_type", "prompt_embeds"):
             if reserved in pipeline_kwargs:
                 raise TypeError(f"DAAM got {reserved!r}: it passes the prompts itself and returns PIL images")
-        self.family.check_call(pipeline_kwargs)
-        prompts, targets = self._targets(prompts, words, pipeline_kwargs)
-        negatives = None
-        if negative_prompt is not None:
-            negatives = _as_prompts(negative_prompt, "negative_prompt", allow_empty=True)
-            if len(negatives) == 1:
-                negatives = negatives * len(prompts)
-            if len(negatives) != len(prompts):
-                raise ValueError(f"negative_prompt has {len(negatives)} entries for {len(prompts)} prompts")
-        negative_targets = None
-        if negative_maps:
-            if negatives is None:
-                raise ValueError("negative_maps=True needs a negative_prompt whose words to map")
-            negative_targets = [self.word_tokens(n, max_sequence_length=pipeline_kwargs.get("max_sequence_length"))
-                                for n in negatives]
-        checks.positive_int(num_images_per_prompt, "num_images_per_prompt")
-        num_inference_steps = checks.optional_positive_int(num_inference_steps, "num_inference_steps")
-        guidance_scale = checks.guidance_scale(guidance_scale)
-        _check_generator(generator, len(prompts) * num_images_per_prompt)
+        call = {**settings.keywords(), **pipeline_kwargs}
+        self.family.check_call(call)
+        prompts, targets = self._targets(prompts, words, call.get("max_sequence_length"))
+        negatives = _negatives(negative_prompt, len(prompts))
+        negative_targets = self._negative_targets(negatives, negative_maps, call.get("max_sequence_length"))
+        n_images = len(prompts) * checks.positive_int(num_images_per_prompt, "num_images_per_prompt")
+        _check_generator(generator, n_images)
         steps = _check_steps(steps)
-        height, width = self._default_size(height, width)
-        call = dict(prompt=prompts, height=height, width=width, num_images_per_prompt=num_images_per_prompt,
-                    generator=generator, output_type="pil", **pipeline_kwargs)
+        height, width = self._size(settings)
+        call.update(prompt=prompts, height=height, width=width, num_images_per_prompt=num_images_per_prompt,
+                    generator=generator, output_type="pil")
         if negatives is not None:
             call["negative_prompt"] = negatives
-        if num_inference_steps is not None:
-            call["num_inference_steps"] = num_inference_steps
-        if guidance_scale is not None:
-            call["guidance_scale"] = guidance_scale
-        n_images = len(prompts) * num_images_per_prompt
-        with _progress(pipe, progress), self.tracing(n_images, height, width, steps=steps, layers=layers,
-                                                     resolutions=resolutions, keep_uncond=negative_maps) as trace:
-            images = pipe(**call).images
-        if steps is not None and trace.step < max(steps):
-            raise ValueError(f"steps {sorted(steps)} reach past the generation's {trace.step + 1} denoising steps "
-                             f"(indices 0..{trace.step})")
-        if negative_maps and not trace.guided:
-            raise ValueError("negative_maps=True needs classifier-free guidance (guidance_scale > 1; FLUX: "
-                             "true_cfg_scale > 1): without it the negative prompt is not used")
-        if not all(torch.isfinite(entry[0]).all() for entry in trace.sums.values()):
-            raise ValueError(f"the generation's attention is NaN / inf (guidance_scale={guidance_scale}, "
-                             f"num_inference_steps={num_inference_steps}): the latents overflowed, so there are no maps; "
-                             f"use a usual guidance_scale (1..20) or a float32 pipeline")
-        owner = [i // num_images_per_prompt for i in range(n_images)]
-        sizes = [(image.size[1], image.size[0]) for image in images]  # FLUX rounds height / width down to 16 px
-        result = DAAMResult(images=list(images), prompts=[prompts[o] for o in owner], trace_bytes=trace.nbytes,
-                            heatmaps=[trace.word_maps(i, [t.positions for t in targets[o]], sizes[i])
-                                      for i, o in enumerate(owner)],
-                            words=[[t.label for t in targets[o]] for o in owner])
-        if negative_targets is not None:
-            result.negative_heatmaps = [trace.word_maps(i, [t.positions for t in negative_targets[o]],
-                                                        sizes[i], uncond=True) for i, o in enumerate(owner)]
-            result.negative_words = [[t.label for t in negative_targets[o]] for o in owner]
-        return result
+        with _progress(self.pipeline, progress), self.tracing(n_images, height, width, steps=steps, layers=layers,
+                                                              resolutions=resolutions, keep_uncond=negative_maps) as trace:
+            images = self.pipeline(**call).images
+        _check_trace(trace, steps, negative_maps, settings)
+        return _result(images, trace, prompts, targets, negative_targets, num_images_per_prompt)
 
-    def _default_size(self, height: Optional[int], width: Optional[int]) -> Size:
+    def _negative_targets(self, negatives: Optional[list[str]], negative_maps: bool,
+                          max_sequence_length: Optional[int]) -> Optional[list]:
+        """Per negative prompt, its words (``WordTokens``) when ``negative_maps``, else ``None``."""
+        if not negative_maps:
+            return None
+        if negatives is None:
+            raise ValueError("negative_maps=True needs a negative_prompt whose words to map")
+        return [self.word_tokens(n, max_sequence_length=max_sequence_length) for n in negatives]
+
+    def _size(self, settings: GenerationSettings) -> Size:
+        """``(height, width)`` in pixels: the settings', else the pipeline's default size."""
+        if settings.height is not None and settings.width is not None:
+            return settings.height, settings.width
         default = self.family.default_size()
-        out = []
-        for name, value, fallback in (("height", height, default[0]), ("width", width, default[1])):
-            value = fallback if value is None else value
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name} must be a positive int (pixels), got {value!r}")
-            out.append(value)
-        return tuple(out)
+        return (default[0] if settings.height is None else settings.height,
+                default[1] if settings.width is None else settings.width)
 
 
 # --------------------------------------------------------------------------------------------- argument checks
+
+def _generation_settings(settings: Optional[GenerationSettings], keywords: dict) -> tuple[GenerationSettings, dict]:
+    """``settings`` with the generation keywords among ``keywords`` (the plain-keyword form) merged in, checked,
+    and the other keywords; a setting given both ways is a ``TypeError``. ``keywords`` is not changed."""
+    names = [f.name for f in dataclasses.fields(GenerationSettings)]
+    loose = {name: keywords[name] for name in names if keywords.get(name) is not None}
+    rest = {key: value for key, value in keywords.items() if key not in names and key != "settings"}
+    if settings is None:
+        return GenerationSettings(**loose), rest
+    if not isinstance(settings, GenerationSettings):
+        raise TypeError(f"settings must be a captum_diffusion.generation.settings.GenerationSettings or None, got "
+                        f"{type(settings).__name__}")
+    twice = sorted(name for name in loose if getattr(settings, name) is not None)
+    if twice:
+        raise TypeError(f"{twice} given both as keywords and in settings; give each once")
+    return settings.replace(**loose), rest
+
+
+def _negatives(negative_prompt, n_prompts: int) -> Optional[list[str]]:
+    """``negative_prompt`` as one negative prompt per prompt (one is repeated), or ``None``."""
+    if negative_prompt is None:
+        return None
+    negatives = _as_prompts(negative_prompt, "negative_prompt", allow_empty=True)
+    if len(negatives) == 1:
+        negatives = negatives * n_prompts
+    if len(negatives) != n_prompts:
+        raise ValueError(f"negative_prompt has {len(negatives)} entries for {n_prompts} prompts")
+    return negatives
+
+
+def _check_trace(trace: DAAMTrace, steps: Optional[frozenset], negative_maps: bool,
+                 settings: GenerationSettings) -> None:
+    """``ValueError`` where the finished generation cannot give the maps that were asked for."""
+    if steps is not None and trace.step < max(steps):
+        raise ValueError(f"steps {sorted(steps)} reach past the generation's {trace.step + 1} denoising steps "
+                         f"(indices 0..{trace.step})")
+    if negative_maps and not trace.guided:
+        raise ValueError("negative_maps=True needs classifier-free guidance (guidance_scale > 1; FLUX: "
+                         "true_cfg_scale > 1): without it the negative prompt is not used")
+    if not all(torch.isfinite(entry[0]).all() for entry in trace.sums.values()):
+        raise ValueError(f"the generation's attention is NaN / inf (guidance_scale={settings.guidance_scale}, "
+                         f"num_inference_steps={settings.num_inference_steps}): the latents overflowed, so there "
+                         f"are no maps; use a usual guidance_scale (1..20) or a float32 pipeline")
+
+
+def _result(images: list, trace: DAAMTrace, prompts: list[str], targets: list, negative_targets: Optional[list],
+            num_images_per_prompt: int) -> DAAMResult:
+    """The :class:`DAAMResult` of a finished trace: each image's maps at its own size (FLUX rounds height / width
+    down to 16 px), for its prompt's words (and its negative prompt's)."""
+    owner = [i // num_images_per_prompt for i in range(len(images))]
+    sizes = [(image.size[1], image.size[0]) for image in images]
+
+    def maps(per_prompt: list, uncond: bool = False) -> list[torch.Tensor]:
+        return [trace.word_maps(i, [t.positions for t in per_prompt[o]], sizes[i], uncond=uncond)
+                for i, o in enumerate(owner)]
+
+    result = DAAMResult(images=list(images), prompts=[prompts[o] for o in owner], trace_bytes=trace.nbytes,
+                        heatmaps=maps(targets), words=[[t.label for t in targets[o]] for o in owner])
+    if negative_targets is not None:
+        result.negative_heatmaps = maps(negative_targets, uncond=True)
+        result.negative_words = [[t.label for t in negative_targets[o]] for o in owner]
+    return result
 
 def _as_prompts(prompts, name: str, allow_empty: bool = False) -> list[str]:
     if isinstance(prompts, str):
