@@ -9,8 +9,19 @@ from captum_diffusion.files import atomic_write
 
 
 def anchor_id(text: str) -> str:
-    """An HTML id from ``text``: lower-case letters, digits and dashes (``"a red circle"`` ->
-    ``"a-red-circle"``); ``"section"`` when nothing is left."""
+    """An HTML id made of ``text``.
+
+    Parameters
+    ----------
+    text : str
+        A heading or name.
+
+    Returns
+    -------
+    str
+        Lower-case letters, digits and dashes (``"a red circle"`` -> ``"a-red-circle"``); ``"section"`` when
+        nothing is left.
+    """
     slug = re.sub(r"[^a-z0-9]+", "-", str(text).lower()).strip("-")
     return slug or "section"
 _CSS = """
@@ -63,10 +74,24 @@ footer { color: #777; font-size: 12px; text-align: center; margin-top: 8px; }
 def page(title: str, sections, index=None, *, footer: str | None = None) -> str:
     """One self-contained HTML5 document: inline CSS, no script, no external resource.
 
-    sections: ``(heading, html)`` or ``(heading, html, anchor)`` tuples, rendered in order as
-    ``<section id="anchor"><h2>heading</h2>html</section>`` (anchor default: :func:`anchor_id` of the
-    heading, made unique). index: ``None`` (no index), ``True`` (link every section) or a sequence of
-    ``(text, anchor)`` links, e.g. one per prompt of a multi-prompt run, shown at the top. footer: plain text.
+    Parameters
+    ----------
+    title : str
+        The page's title and top heading.
+    sections : iterable of tuple
+        ``(heading, html)`` or ``(heading, html, anchor)``, rendered in order as
+        ``<section id="anchor"><h2>heading</h2>html</section>``; anchor default: :func:`anchor_id` of the
+        heading, made unique.
+    index : None, True or sequence of (str, str), optional
+        ``None``: no index; ``True``: link every section; or ``(text, anchor)`` links (e.g. one per prompt of a
+        multi-prompt run), shown at the top.
+    footer : str, optional
+        Plain text at the bottom.
+
+    Returns
+    -------
+    str
+        The document, ending in a newline.
     """
     used: set[str] = set()
     parts = []

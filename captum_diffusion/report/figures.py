@@ -24,9 +24,20 @@ def _new_figure(width: float, height: float):
 def bar_chart(labels: Sequence[str], values_by_method: Mapping[str, object], base_value: float | None = None):
     """Horizontal grouped bars: one group per word (first word on top), one bar per method.
 
-    labels: ``n_words`` word labels; values_by_method: method name (``"shap-exact"``, ``"lime"``,
-    ``"captum-shapley_sampling"``...) -> ``(n_words,)`` values in payoff units; base_value: the empty
-    prompt's payoff, noted in the title. Returns a matplotlib ``Figure`` (not shown; not in pyplot).
+    Parameters
+    ----------
+    labels : sequence of str
+        ``n_words`` word labels.
+    values_by_method : mapping of str to array_like
+        Method name (``"shap-exact"``, ``"lime"``, ``"captum-shapley_sampling"``...) -> ``(n_words,)`` values,
+        payoff units.
+    base_value : float, optional
+        The empty prompt's payoff, noted in the title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Not shown; not in pyplot.
     """
     labels = [str(label) for label in labels]
     if not values_by_method:
@@ -59,12 +70,22 @@ def bar_chart(labels: Sequence[str], values_by_method: Mapping[str, object], bas
 def waterfall(explanation, labels: Sequence[str] | None = None, *, max_display: int = 20):
     """``shap.plots.waterfall`` of a single-prompt word explanation, relabelled for prompts.
 
-    explanation: ``shap.Explanation`` with ``values`` ``(n_words,)`` and a scalar ``base_values`` (the empty
-    prompt's payoff). labels: the bar names (default: ``explanation.feature_names``, else
-    ``word_labels(explanation.data)``); the words are not repeated as feature values, so the two "a"s of
-    "a red circle and a blue square" read ``a#0`` / ``a#1`` (not "a = a"). ``E[f(X)]`` becomes
-    ``f("") (empty prompt) = ...`` and ``f(x)`` becomes ``f(prompt) = ...``. Returns the matplotlib
-    ``Figure`` (a pyplot figure, as shap draws with pyplot; :func:`figure_data_uri` closes it).
+    Parameters
+    ----------
+    explanation : shap.Explanation
+        ``values`` ``(n_words,)`` and a scalar ``base_values`` (the empty prompt's payoff).
+    labels : sequence of str, optional
+        The bar names; default ``explanation.feature_names``, else ``word_labels(explanation.data)``. The words
+        are not repeated as feature values, so the two "a"s of "a red circle and a blue square" read ``a#0`` /
+        ``a#1`` (not "a = a").
+    max_display : int, optional
+        As for ``shap.plots.waterfall``.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        A pyplot figure (shap draws with pyplot; :func:`captum_diffusion.report.figure_data_uri` closes it), with
+        ``E[f(X)]`` written ``f("") (empty prompt) = ...`` and ``f(x)`` written ``f(prompt) = ...``.
     """
     import matplotlib.pyplot as plt
     import shap
@@ -98,6 +119,7 @@ def waterfall(explanation, labels: Sequence[str] | None = None, *, max_display: 
 
 
 def _maps(maps, n_labels: int) -> np.ndarray:
+    """``maps`` (array or tensor) as float64 ``(n_labels, H, W)``; ``ValueError`` for another shape or NaN / inf."""
     if hasattr(maps, "detach"):
         maps = maps.detach().cpu().numpy()
     arr = np.asarray(maps, dtype=np.float64)
@@ -110,9 +132,30 @@ def _maps(maps, n_labels: int) -> np.ndarray:
 
 def attention_maps_figure(image, maps, labels: Sequence[str], *, ncols: int = 8, alpha: float = 0.55,
                           cmap: str = "jet"):
-    """One panel per word: its map blended (``alpha``) over ``image``, all panels on ONE colour scale
-    (``vmin = min(0, all maps' min)``, ``vmax`` = all maps' max) with a single colour bar. maps: ``(n_words,
-    h, w)`` float (any resolution; stretched over the image). Returns ``(Figure, (vmin, vmax))``."""
+    """One panel per word, its attention map over the image, all panels on one colour scale.
+
+    Parameters
+    ----------
+    image : PIL.Image.Image or array_like
+        The generated image.
+    maps : array_like or torch.Tensor
+        float ``(n_words, h, w)``, any resolution (stretched over the image).
+    labels : sequence of str
+        ``n_words`` panel titles.
+    ncols : int, optional
+        Panels per row at most.
+    alpha : float, optional
+        Opacity of the maps over the image.
+    cmap : str, optional
+        A matplotlib colour map name.
+
+    Returns
+    -------
+    fig : matplotlib.figure.Figure
+        Not in pyplot; one colour bar for all panels.
+    scale : tuple of (float, float)
+        ``(vmin, vmax)``: ``min(0, all maps' min)`` and all maps' max.
+    """
     labels = [str(label) for label in labels]
     arr = _maps(maps, len(labels))
     img = np.asarray(as_rgb_image(image))
@@ -140,8 +183,20 @@ def attention_maps_figure(image, maps, labels: Sequence[str], *, ncols: int = 8,
 
 
 def segment_figure(image, segments):
-    """The image with segment boundaries (yellow) and each segment's number at its centre. segments: int
-    ``(H, W)`` label map, labels ``0..n-1`` (the rows of the segment table). Returns a ``Figure``."""
+    """The image with segment boundaries (yellow) and each segment's number at its centre.
+
+    Parameters
+    ----------
+    image : PIL.Image.Image or array_like
+        The image, ``(H, W)`` pixels.
+    segments : array_like
+        int ``(H, W)`` label map, labels ``0..n-1`` (the rows of the segment table).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Not in pyplot.
+    """
     img = np.asarray(as_rgb_image(image)).copy()
     seg = np.asarray(segments)
     if seg.ndim != 2 or not np.issubdtype(seg.dtype, np.integer) or seg.shape != img.shape[:2]:
@@ -167,10 +222,24 @@ def segment_figure(image, segments):
 
 
 def deletion_curve_figure(curve, random_curves, method: str):
-    """The payoff after deleting the attribution's top ``t`` words, ``t = 0..d`` (``curve`` ``(d+1,)``, from
-    ``metrics.deletion_curve``), beside random word orderings (``random_curves`` ``(n, d+1)``: their mean and the
-    5-95% band). The legend gives each one's AOPC (``mean_t [curve[0] - curve[t]]``, higher = the ranking finds
-    the words the payoff depends on sooner). Returns a matplotlib ``Figure`` (not in pyplot)."""
+    """The payoff as the attribution's top words are deleted, beside random word orderings.
+
+    Parameters
+    ----------
+    curve : array_like
+        float ``(d+1,)``: the payoff after deleting the top ``t`` words, ``t = 0..d``
+        (:func:`captum_diffusion.metrics.deletion_curve`).
+    random_curves : array_like
+        float ``(n, d+1)``: the same for random orderings, drawn as their mean and 5-95% band.
+    method : str
+        The attribution's name, for the legend.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Not in pyplot. The legend gives each one's AOPC (``mean_t [curve[0] - curve[t]]``; higher: the ranking
+        finds the words the payoff depends on sooner).
+    """
     curve = finite_vector(curve, None, "curve")
     random_curves = np.asarray(random_curves, dtype=np.float64)
     if random_curves.ndim != 2 or random_curves.shape[1] != curve.size or not np.isfinite(random_curves).all():

@@ -9,16 +9,39 @@ from captum_diffusion.convert import as_rgb_image
 
 
 def image_data_uri(image) -> str:
-    """``"data:image/png;base64,..."`` of ``image`` (PIL image in any mode, or a uint8 / uint16 / bool /
-    float-in-[0, 1] array ``(H, W)``, ``(H, W, 1|3|4)``), converted to 8-bit RGB; lossless."""
+    """The image as a lossless PNG ``data:`` URI.
+
+    Parameters
+    ----------
+    image : PIL.Image.Image or array_like
+        PIL image in any mode, or a uint8 / uint16 / bool / float-in-[0, 1] array ``(H, W)`` or
+        ``(H, W, 1|3|4)``; converted to 8-bit RGB.
+
+    Returns
+    -------
+    str
+        ``"data:image/png;base64,..."``.
+    """
     buffer = io.BytesIO()
     as_rgb_image(image).save(buffer, format="PNG", optimize=True)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def figure_data_uri(fig, *, dpi: int = 100) -> str:
-    """PNG ``data:`` URI of a matplotlib ``Figure`` (tight bounding box, white background, ``dpi`` dots per
-    inch, no timestamp metadata). The figure is closed afterwards (pyplot forgets it)."""
+    """A matplotlib figure as a PNG ``data:`` URI; the figure is closed afterwards (pyplot forgets it).
+
+    Parameters
+    ----------
+    fig : matplotlib.figure.Figure
+        The figure.
+    dpi : int, optional
+        Dots per inch.
+
+    Returns
+    -------
+    str
+        ``"data:image/png;base64,..."``: tight bounding box, white background, no timestamp metadata.
+    """
     import matplotlib.pyplot as plt
 
     buffer = io.BytesIO()

@@ -29,16 +29,29 @@ def word_text_html(words: Sequence[str], values, labels: Sequence[str] | None = 
                    base_value: float | None = None, stock: bool = True) -> str:
     """The prompt's words coloured by their value, like ``shap.plots.text`` (which it calls when ``stock``).
 
-    words: the prompt's words; values: ``(n_words,)`` float, one per word, payoff units; labels: unique word
-    names for the tooltips (default ``word_labels(words)``: ``a#0``, ``a#1``); base_value: the empty prompt's
-    payoff; given, shap's force bar above the words runs from it (``f("")``) to ``f(prompt)``.
-    Colours: positive red, negative blue, opacity ``|value| / max |value|`` (one symmetric scale around 0).
-    Each word is an element of class ``shap-word`` with ``title="label: +value"``, ``data-label`` and
-    ``data-value``, inside ``div.shap-words`` whose text is the words joined by single spaces.
+    Parameters
+    ----------
+    words : sequence of str
+        The prompt's words, in order.
+    values : array_like
+        float ``(n_words,)``, one value per word, payoff units.
+    labels : sequence of str, optional
+        Unique word names for the tooltips; default ``word_labels(words)`` (``a#0``, ``a#1``).
+    base_value : float, optional
+        The empty prompt's payoff; given, shap's force bar above the words runs from it (``f("")``) to
+        ``f(prompt)``.
+    stock : bool, optional
+        Use ``shap.plots.text`` (repaired by :func:`captum_diffusion.report.shap_text.shap_text_html`); ``False``
+        renders the words without shap, in the same colours (also the fallback when shap's HTML is not as
+        expected).
 
-    shap 0.51 under numpy 2 writes colours as ``rgba(np.float64(255.0), ...)`` (invalid CSS: every word shows
-    uncoloured) and joins tokens without spaces; both are repaired here. Should shap's HTML ever not look as
-    expected, the words are rendered without shap (same colours); ``stock=False`` forces that.
+    Returns
+    -------
+    str
+        HTML ``div.word-text``. Colours: positive red, negative blue, opacity ``|value| / max |value|`` (one
+        symmetric scale around 0). Each word is an element of class ``shap-word`` with ``title="label: +value"``,
+        ``data-label`` and ``data-value``, inside ``div.shap-words`` whose text is the words joined by single
+        spaces.
     """
     words = [str(w) for w in words]
     if not words:
@@ -53,10 +66,24 @@ def word_text_html(words: Sequence[str], values, labels: Sequence[str] | None = 
 
 def values_table_html(labels: Sequence[str], values_by_method: Mapping[str, object],
                       base_values_by_method: Mapping[str, float] | None = None) -> str:
-    """A table, one row per word, one column per method (SHAP's beside LIME's and captum's), values to 3
-    decimals, cells tinted like the words (red positive, blue negative, per-column scale). With
-    ``base_values_by_method`` (method -> base / intercept) two more rows: the base value and
-    ``base + sum`` (for exact Shapley values this is the full prompt's payoff: efficiency)."""
+    """A table of word values, one row per word, one column per method.
+
+    Parameters
+    ----------
+    labels : sequence of str
+        ``n_words`` word labels.
+    values_by_method : mapping of str to array_like
+        Method name (SHAP's beside LIME's and captum's) -> ``(n_words,)`` values, payoff units.
+    base_values_by_method : mapping of str to float, optional
+        Method -> base value / intercept; given, two more rows: the base value and ``base + sum`` (for exact
+        Shapley values the full prompt's payoff: efficiency). A method without one shows a dash.
+
+    Returns
+    -------
+    str
+        HTML ``table.values``: values to 3 decimals, cells tinted like the words (red positive, blue negative, one
+        scale per column).
+    """
     labels = [str(label) for label in labels]
     if not values_by_method:
         raise ValueError("values_by_method is empty")
@@ -80,6 +107,7 @@ def values_table_html(labels: Sequence[str], values_by_method: Mapping[str, obje
 
 
 def _thumbnail(image, size: int):
+    """``image`` as RGB, downscaled (aspect kept) when larger than ``size`` pixels."""
     img = as_rgb_image(image)
     if max(img.size) > size:
         img = img.copy()
@@ -90,9 +118,18 @@ def _thumbnail(image, size: int):
 def subprompt_grid_html(entries, *, thumb_size: int = 128) -> str:
     """A grid of the game's images, in the given (mask) order, each captioned with its sub-prompt and payoff.
 
-    entries: iterable of ``(words, payoff, image)``: the sub-prompt (``str``; ``""`` is the empty prompt,
-    shown as ``(empty prompt)``), its payoff (float, shown to 3 decimals) and its image. Images larger than
-    ``thumb_size`` pixels are downscaled to keep the page small; all are shown ``thumb_size`` wide.
+    Parameters
+    ----------
+    entries : iterable of (str, float, image)
+        The sub-prompt (``""`` is the empty prompt, shown as ``(empty prompt)``), its payoff (shown to 3
+        decimals) and its image.
+    thumb_size : int, optional
+        Pixels: larger images are downscaled to keep the page small; all are shown this wide.
+
+    Returns
+    -------
+    str
+        HTML ``div.grid`` of ``figure.thumb``. ``ValueError`` when ``entries`` is empty.
     """
     cells = []
     for words, payoff, image in entries:
@@ -109,7 +146,21 @@ def subprompt_grid_html(entries, *, thumb_size: int = 128) -> str:
 
 
 def attention_maps_html(image, maps, labels: Sequence[str], **kwargs) -> str:
-    """:func:`attention_maps_figure` inlined as one PNG, with a caption giving the shared scale."""
+    """:func:`~captum_diffusion.report.figures.attention_maps_figure` inlined as one PNG, captioned with its scale.
+
+    Parameters
+    ----------
+    image, maps, labels
+        As for :func:`~captum_diffusion.report.figures.attention_maps_figure`: the image, float
+        ``(n_words, h, w)`` maps and ``n_words`` labels.
+    **kwargs
+        ``ncols``, ``alpha``, ``cmap`` for the figure.
+
+    Returns
+    -------
+    str
+        HTML ``figure.plot`` whose caption gives the one colour scale shared by all words.
+    """
     fig, (vmin, vmax) = attention_maps_figure(image, maps, labels, **kwargs)
     uri = figure_data_uri(fig)
     return (f'<figure class="plot">{img_tag(uri, "DAAM attention map per word")}'
@@ -120,9 +171,23 @@ def attention_maps_html(image, maps, labels: Sequence[str], **kwargs) -> str:
 def segment_table_html(image, segments, table, labels: Sequence[str]) -> str:
     """The numbered segments picture beside the segment-by-word table.
 
-    segments: int ``(H, W)`` label map ``0..n_segments-1``; table: ``(n_segments, n_words)`` float, row ``i``
-    = segment ``i``, column ``j`` = word ``labels[j]`` (e.g. shap values of the segments for each word's
-    score); cells tinted per column (red positive, blue negative), the largest per column in bold.
+    Parameters
+    ----------
+    image : PIL.Image.Image or array_like
+        The image that was segmented.
+    segments : array_like
+        int ``(H, W)`` label map, labels ``0..n_segments-1``.
+    table : array_like
+        float ``(n_segments, n_words)``: row ``i`` is segment ``i``, column ``j`` word ``labels[j]`` (e.g. shap
+        values of the segments for each word's score).
+    labels : sequence of str
+        ``n_words`` word labels.
+
+    Returns
+    -------
+    str
+        HTML: the picture and the table side by side; cells tinted per column (red positive, blue negative), the
+        largest per column in bold.
     """
     labels = [str(label) for label in labels]
     tab = np.asarray(table, dtype=np.float64)
@@ -147,13 +212,26 @@ def segment_table_html(image, segments, table, labels: Sequence[str]) -> str:
 
 
 def _fmt(x, spec: str = ".3f", none: str = "&ndash;") -> str:
+    """``x`` formatted with ``spec``, or ``none`` (a dash) when ``x`` is ``None``."""
     return none if x is None else format(x, spec)
 
 
 def seed_agreement_html(agreement: Mapping, seeds: Sequence[int] | None = None) -> str:
-    """The :func:`seed_agreement` dict as HTML: a summary line (mean / min over seed pairs), a word-by-seed
-    table of values with each word's mean and std, and each seed's ranking. seeds: the seed numbers to show
-    (default ``0..n_seeds-1``)."""
+    """The :func:`captum_diffusion.metrics.seed_agreement` dict as HTML.
+
+    Parameters
+    ----------
+    agreement : mapping
+        The dict ``seed_agreement`` returns.
+    seeds : sequence of int, optional
+        The seed numbers to show; default ``0..n_seeds-1``.
+
+    Returns
+    -------
+    str
+        HTML: a summary line (mean / min over the seed pairs), a word-by-seed table of values with each word's
+        mean and std, and each seed's ranking.
+    """
     labels = list(agreement["labels"])
     n = int(agreement["n_seeds"])
     seeds = list(range(n)) if seeds is None else [int(s) for s in seeds]
@@ -185,9 +263,22 @@ def seed_agreement_html(agreement: Mapping, seeds: Sequence[int] | None = None) 
 
 
 def interaction_pairs_html(pairs, index: str = "k-SII") -> str:
-    """A table of word pairs ``[(label_i, label_j, value), ...]`` (``words.strongest_pairs``: strongest first),
-    values to 3 decimals, tinted red (the two words act together: positive) or blue (redundant: negative) on
-    one scale. ``index``: the interaction index named in the header."""
+    """A table of word pairs and their interaction values.
+
+    Parameters
+    ----------
+    pairs : iterable of (str, str, float)
+        ``(label_i, label_j, value)``, e.g. from :func:`captum_diffusion.words.pair_interactions` (strongest
+        first); at least one.
+    index : str, optional
+        The interaction index named in the header.
+
+    Returns
+    -------
+    str
+        HTML ``table.values.interactions``: values to 3 decimals, tinted red (the two words act together:
+        positive) or blue (redundant: negative) on one scale.
+    """
     pairs = [(str(a), str(b), float(v)) for a, b, v in pairs]
     if not pairs:
         raise ValueError("pairs is empty: give at least one (label_i, label_j, value)")
@@ -199,8 +290,19 @@ def interaction_pairs_html(pairs, index: str = "k-SII") -> str:
 
 
 def how_to_read_html(payoff_description: str) -> str:
-    """Short notes on reading each section. payoff_description: what the payoff is, e.g. "CLIP cosine
-    between the sub-prompt's image and the full prompt's image, same seed"."""
+    """Short notes on reading each section of the report.
+
+    Parameters
+    ----------
+    payoff_description : str
+        What the payoff is, e.g. "CLIP cosine between the sub-prompt's image and the full prompt's image, same
+        seed".
+
+    Returns
+    -------
+    str
+        HTML ``dl.how-to-read``.
+    """
     items = [
         ("Payoff", f"{escape(payoff_description)}. Every sub-prompt of the prompt (some words deleted) is "
                    "generated and scored; the word values share out the full prompt's score among its words."),

@@ -29,8 +29,22 @@ _NEEDS_EVERY_PAYOFF = ("<p class=\"empty\">{what} every sub-prompt's payoff (exa
 
 
 def interactions_html(result: PromptRun, game) -> str:
-    """The strongest word pairs (exact k-SII of order 2 of the seed-averaged ``game``, from
-    :func:`~captum_diffusion.runs.store.played_game`), or a note when there is no game or no pair."""
+    """The word-pairs part of a prompt's section.
+
+    Parameters
+    ----------
+    result : PromptRun
+        The prompt.
+    game : WordGame or None
+        Its seed-averaged game, :func:`~captum_diffusion.runs.store.played_game` (``None``: not every sub-prompt
+        was scored).
+
+    Returns
+    -------
+    str
+        HTML: the :data:`N_PAIRS` strongest pairs (exact k-SII of order 2,
+        :func:`~captum_diffusion.words.pair_interactions`), or a note when there is no game or no pair.
+    """
     if len(result.words) < 2:
         return '<p class="empty">A one-word prompt has no word pairs.</p>'
     if game is None:
@@ -41,7 +55,23 @@ def interactions_html(result: PromptRun, game) -> str:
 
 
 def deletion_curve_html(result: PromptRun, game, method: str) -> str:
-    """The deletion curve of ``method``'s seed-averaged values beside random orderings, or a note."""
+    """The deletion-curve part of a prompt's section.
+
+    Parameters
+    ----------
+    result : PromptRun
+        The prompt.
+    game : WordGame or None
+        Its seed-averaged game, :func:`~captum_diffusion.runs.store.played_game` (``None``: no curve, a note).
+    method : str
+        The method whose seed-averaged values order the words.
+
+    Returns
+    -------
+    str
+        HTML ``figure.plot``: :func:`~captum_diffusion.metrics.deletion_curves` drawn by
+        :func:`~captum_diffusion.report.deletion_curve_figure`, or a note.
+    """
     if game is None:
         return _NEEDS_EVERY_PAYOFF.format(what="The deletion curve needs")
     curve, random_curves = deletion_curves(game, None, result.values[method].mean(0), seed=0)
@@ -50,22 +80,15 @@ def deletion_curve_html(result: PromptRun, game, method: str) -> str:
             f"as its top words are deleted, beside {len(random_curves)} random orders</figcaption></figure>")
 
 
-def prompt_section(result: PromptRun, *, interactions: bool = False, faithfulness: bool = False) -> str:
-    """One prompt's section: image(s), coloured words, bars and table, sub-prompt grid, maps, segments, seeds;
-    with ``interactions`` the strongest word pairs, with ``faithfulness`` the deletion curve (both read from the
-    stored sub-prompt payoffs: no model, no new image)."""
-    if result.status != "done":
-        return f'<p class="error">This prompt failed: <code>{html.escape(result.error or "unknown error")}</code></p>'
-    method = _main_method(result)
+def values_html(result: PromptRun, method: str) -> str:
+    """The full prompt's image(s), its words coloured by ``method``'s seed-averaged values, the bar chart, shap's
+    waterfall (for a ``shap-`` method) and the word-by-method table, as HTML."""
     mean = result.values[method].mean(0)
     base = float(result.base_values[method].mean())
     images = "".join(f'<figure class="plot"><img src="{report.image_data_uri(image)}" width="192" alt="seed {seed}">'
                      f"<figcaption>seed {seed}</figcaption></figure>" for seed, image in zip(result.seeds, result.images))
     seeds_note = f"averaged over seeds {', '.join(map(str, result.seeds))}" if len(result.seeds) > 1 else \
         f"seed {result.seeds[0]}"
-    parts = [f'<div class="side-by-side">{images}</div>',
-             f"<h3>Words coloured by {html.escape(method)} ({seeds_note})</h3>",
-             report.word_text_html(result.words, mean, result.labels, base_value=base)]
     means = {m: v.mean(0) for m, v in result.values.items()}
     bases = {m: float(v.mean()) for m, v in result.base_values.items()}
     bar = report.figure_data_uri(report.bar_chart(result.labels, means, base_value=base))
@@ -74,20 +97,17 @@ def prompt_section(result: PromptRun, *, interactions: bool = False, faithfulnes
         uri = report.figure_data_uri(report.waterfall(result.explanation(method)))
         waterfall = (f'<figure class="plot"><img src="{uri}" alt="waterfall"><figcaption>{html.escape(method)}: from the '
                      "empty prompt's score to the full prompt's</figcaption></figure>")
-    parts.append(f'<div class="side-by-side"><figure class="plot"><img src="{bar}" alt="values by method">'
-                 f"<figcaption>value of each word by method</figcaption></figure>{waterfall}"
-                 f"{report.values_table_html(result.labels, means, bases)}</div>")
-    if interactions or faithfulness:
-        game = played_game(result)
-        if interactions:
-            parts.append("<h3>Word pairs (Shapley interactions)</h3>" + interactions_html(result, game))
-        if faithfulness:
-            parts.append(f"<h3>Deletion curve of {html.escape(method)}</h3>"
-                         + deletion_curve_html(result, game, method))
-    if len(result.seeds) > 1:
-        parts.append("<h3>Seed agreement</h3>")
-        parts.append(report.seed_agreement_html(seed_agreement(result.values[method], result.labels),
-                                                result.seeds))
+    return (f'<div class="side-by-side">{images}</div>'
+            f"<h3>Words coloured by {html.escape(method)} ({seeds_note})</h3>"
+            + report.word_text_html(result.words, mean, result.labels, base_value=base)
+            + f'<div class="side-by-side"><figure class="plot"><img src="{bar}" alt="values by method">'
+            f"<figcaption>value of each word by method</figcaption></figure>{waterfall}"
+            f"{report.values_table_html(result.labels, means, bases)}</div>")
+
+
+def images_html(result: PromptRun) -> str:
+    """The first seed's sub-prompt images, attention maps and segments (those the run kept), as HTML."""
+    parts = []
     first = result.subprompts[0] if result.subprompts else []
     if first:
         parts.append(f"<h3>Sub-prompt images, seed {result.seeds[0]} (payoff under each)</h3>")
@@ -99,6 +119,44 @@ def prompt_section(result: PromptRun, *, interactions: bool = False, faithfulnes
         parts.append(f"<h3>Segments and the segment-by-word table, seed {result.seeds[0]}</h3>")
         parts.append(report.segment_table_html(result.images[0], result.segments[0], result.segment_tables[0],
                                                result.table_words))
+    return "".join(parts)
+
+
+def prompt_section(result: PromptRun, *, interactions: bool = False, faithfulness: bool = False) -> str:
+    """One prompt's section of the report.
+
+    Parameters
+    ----------
+    result : PromptRun
+        The prompt, loaded from the run.
+    interactions : bool, optional
+        Add the strongest word pairs (:func:`interactions_html`).
+    faithfulness : bool, optional
+        Add the deletion curve (:func:`deletion_curve_html`).
+
+    Returns
+    -------
+    str
+        HTML: :func:`values_html`, the optional parts (read from the stored sub-prompt payoffs: no model, no new
+        image), the seed agreement when there are several seeds, and :func:`images_html`; for a failed prompt its
+        error.
+    """
+    if result.status != "done":
+        return f'<p class="error">This prompt failed: <code>{html.escape(result.error or "unknown error")}</code></p>'
+    method = _main_method(result)
+    parts = [values_html(result, method)]
+    if interactions or faithfulness:
+        game = played_game(result)
+        if interactions:
+            parts.append("<h3>Word pairs (Shapley interactions)</h3>" + interactions_html(result, game))
+        if faithfulness:
+            parts.append(f"<h3>Deletion curve of {html.escape(method)}</h3>"
+                         + deletion_curve_html(result, game, method))
+    if len(result.seeds) > 1:
+        parts.append("<h3>Seed agreement</h3>")
+        parts.append(report.seed_agreement_html(seed_agreement(result.values[method], result.labels),
+                                                result.seeds))
+    parts.append(images_html(result))
     return "".join(parts)
 
 
@@ -142,5 +200,18 @@ def render(run: Run) -> str:
 
 
 def write_report(run: Run, path=None) -> Path:
-    """Write ``render(run)`` to ``path`` (default ``run.directory / "report.html"``); returns the path."""
+    """Write the report of ``run`` (:func:`render`) atomically.
+
+    Parameters
+    ----------
+    run : Run
+        A loaded run.
+    path : str or os.PathLike, optional
+        Default ``run.directory / "report.html"``.
+
+    Returns
+    -------
+    pathlib.Path
+        The file written.
+    """
     return report.write_page(Path(run.directory) / REPORT if path is None else path, render(run))
