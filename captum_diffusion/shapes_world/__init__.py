@@ -71,11 +71,28 @@ def weights_available(family: str = "unet") -> bool:
 def load_shapes_world(device=None, dtype=None, family: str = "unet"):
     """Load a shipped ShapesWorld model: ``(pipeline, CLIPSimilarity)``.
 
-    family: ``"unet"`` (a ``StableDiffusionPipeline``, settings ``DEFAULT_GENERATION``) or ``"transformer"``
-    (a ``StableDiffusion3Pipeline`` without T5, settings ``TRANSFORMER_GENERATION``). device: torch device or
-    string (default CPU); dtype: torch dtype (default float32). Both the pipeline and the CLIP scorer are loaded
-    with ``from_pretrained`` from ``weights/``, the way a hub checkpoint is. The pipeline's progress bar is
-    disabled. Raises ``FileNotFoundError`` when the weights are missing.
+    Both the pipeline and the CLIP scorer are loaded with ``from_pretrained`` from ``weights/``, the way a hub
+    checkpoint is. The pipeline's progress bar is disabled.
+
+    Parameters
+    ----------
+    device : torch.device or str, optional
+        Where the models run (default CPU).
+    dtype : torch.dtype, optional
+        The models' dtype (default float32).
+    family : {"unet", "transformer"}
+        ``"unet"`` (a ``StableDiffusionPipeline``, settings ``DEFAULT_GENERATION``) or ``"transformer"``
+        (a ``StableDiffusion3Pipeline`` without T5, settings ``TRANSFORMER_GENERATION``).
+
+    Returns
+    -------
+    tuple of (diffusers.DiffusionPipeline, CLIPSimilarity)
+        The pipeline (64x64 RGB images) and the shipped CLIP scorer.
+
+    Raises
+    ------
+    FileNotFoundError
+        When the weights are missing.
     """
     from captum_diffusion import checks
 

@@ -26,11 +26,28 @@ def gan_weights_available() -> bool:
 def load_shapes_world_gan(device=None, dtype=None, seed: int = 0):
     """Load the shipped ShapesWorld GAN: ``(CLIPConditionedGenerator, CLIPSimilarity)``.
 
-    device: torch device or string (default CPU); dtype: torch dtype of the generator and the scorer (default
-    float32; the sentence embedding is always computed in float32). seed: the noise seed of every prompt when
-    no ``generator=`` is passed to the GAN. The generator (``RATGenerator.from_pretrained``) and the CLIP
-    (``CLIPModel.from_pretrained``; in float32 one copy serves as the GAN's frozen text encoder and as the scorer)
-    load from ``weights/`` offline. Raises ``FileNotFoundError`` when the weights are missing.
+    The generator (``RATGenerator.from_pretrained``) and the CLIP (``CLIPModel.from_pretrained``; in float32 one
+    copy serves as the GAN's frozen text encoder and as the scorer) load from ``weights/`` offline.
+
+    Parameters
+    ----------
+    device : torch.device or str, optional
+        Where both models run (default CPU).
+    dtype : torch.dtype, optional
+        dtype of the generator and the scorer (default float32; the sentence embedding is always computed in
+        float32).
+    seed : int
+        The noise seed of every prompt when no ``generator=`` is passed to the GAN.
+
+    Returns
+    -------
+    tuple of (CLIPConditionedGenerator, CLIPSimilarity)
+        A ``prompts -> list of 64x64 RGB PIL images`` callable and the shipped CLIP scorer.
+
+    Raises
+    ------
+    FileNotFoundError
+        When the weights are missing.
     """
     import torch
     from transformers import CLIPModel, CLIPProcessor

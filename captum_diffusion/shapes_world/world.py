@@ -116,9 +116,15 @@ TRAIN_PROMPTS = [p for p in ALL_PROMPTS if not _is_held_out(p)]
 class Rendering(NamedTuple):
     """A rendered prompt.
 
-    image: PIL RGB image, 64x64. object_masks: one (64, 64) bool array per object, in prompt order.
-    word_masks: one entry per word of ``split_words(prompt)``: the (64, 64) bool mask of the word's object
-    for colour and shape words, ``None`` for position and function words.
+    Attributes
+    ----------
+    image : PIL.Image.Image
+        RGB image, 64x64.
+    object_masks : list of numpy.ndarray
+        One (64, 64) bool array per object, in prompt order.
+    word_masks : list of numpy.ndarray or None
+        One entry per word of ``split_words(prompt)``: the (64, 64) bool mask of the word's object
+        for colour and shape words, ``None`` for position and function words.
     """
 
     image: Image.Image
@@ -176,10 +182,21 @@ def _draw(draw: ImageDraw.ImageDraw, shape: str, box: tuple[int, int, int, int],
 def render(prompt: str, generator=None) -> Rendering:
     """Draw ``prompt`` (a ShapesWorld prompt) as a 64x64 RGB image on white with its ground-truth masks.
 
-    generator: ``None`` (fresh randomness), an int seed, a ``numpy.random.Generator`` or a
-    ``torch.Generator``; the same seed gives the same image. Object sizes are drawn uniformly from
-    ``SINGLE_SIZE`` (one object) or ``PAIR_SIZE`` (two objects) pixels; placement is uniform inside the
-    stated region. Returns a :class:`Rendering` (image, object_masks, word_masks).
+    Object sizes are drawn uniformly from ``SINGLE_SIZE`` (one object) or ``PAIR_SIZE`` (two objects) pixels;
+    placement is uniform inside the stated region.
+
+    Parameters
+    ----------
+    prompt : str
+        A ShapesWorld prompt.
+    generator : None, int, numpy.random.Generator or torch.Generator
+        ``None`` (fresh randomness), an int seed, a ``numpy.random.Generator`` or a
+        ``torch.Generator``; the same seed gives the same image.
+
+    Returns
+    -------
+    Rendering
+        (image, object_masks, word_masks).
     """
     specs = parse_prompt(prompt)
     rng = _rng(generator)
@@ -207,9 +224,24 @@ def render(prompt: str, generator=None) -> Rendering:
 class DetectedObject:
     """An object found by :func:`analyse`.
 
-    colour: a COLOURS key. shape: a SHAPES entry (best template IoU). mask: (64, 64) bool.
-    area: pixels. centroid: (x, y) in pixels. horizontal: "left"/"right" (centroid x vs the image middle);
-    vertical: "top"/"bottom". shape_iou: IoU of the mask with the chosen shape template in its bounding box.
+    Attributes
+    ----------
+    colour : str
+        A COLOURS key.
+    shape : str
+        A SHAPES entry (best template IoU).
+    mask : numpy.ndarray
+        (64, 64) bool.
+    area : int
+        Pixels.
+    centroid : tuple of float
+        (x, y) in pixels.
+    horizontal : {"left", "right"}
+        Centroid x vs the image middle.
+    vertical : {"top", "bottom"}
+        Centroid y vs the image middle.
+    shape_iou : float
+        IoU of the mask with the chosen shape template in its bounding box.
     """
 
     colour: str

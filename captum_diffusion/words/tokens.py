@@ -48,12 +48,28 @@ def word_token_positions(prompt: str, tokenizer, *, max_length: Optional[int] = 
                          offset: int = 0) -> list[tuple[str, tuple[int, ...]]]:
     """``(word, positions)`` for every word of ``split_words(prompt)``, in order.
 
-    ``positions`` are the word's token indices in ``tokenizer(prompt)`` with special tokens (CLIP: start token
-    at 0, first word at 1; T5: first word at 0), plus ``offset`` (where this encoder's tokens start in a longer
-    text sequence, e.g. 77 for SD3's T5 part). ``max_length``: the sequence length the pipeline pads and
-    truncates to (default ``tokenizer.model_max_length``); a word cut off by truncation keeps only its surviving
-    positions (possibly none). Raises ``ValueError`` for an empty prompt, or if word-by-word tokenization
-    disagrees with the prompt's.
+    Parameters
+    ----------
+    prompt : str
+        The prompt.
+    tokenizer : transformers.PreTrainedTokenizerBase
+        The text encoder's tokenizer (CLIP or T5).
+    max_length : int, optional
+        The sequence length the pipeline pads and truncates to (default ``tokenizer.model_max_length``); a word
+        cut off by truncation keeps only its surviving positions (possibly none).
+    offset : int
+        Where this encoder's tokens start in a longer text sequence, e.g. 77 for SD3's T5 part.
+
+    Returns
+    -------
+    list of (str, tuple of int)
+        ``positions`` are the word's token indices in ``tokenizer(prompt)`` with special tokens (CLIP: start
+        token at 0, first word at 1; T5: first word at 0), plus ``offset``.
+
+    Raises
+    ------
+    ValueError
+        For an empty prompt, or if word-by-word tokenization disagrees with the prompt's.
     """
     words = split_words(prompt)
     _check_tokenizer(tokenizer)
