@@ -170,10 +170,21 @@ class DAAMResult:
     """What :meth:`DAAM.explain` returns; lists run over generated images (prompt-major, as diffusers
     orders them: prompt 0's images first).
 
-    ``images``: PIL images. ``heatmaps[i]``: float32 tensor ``(len(words[i]), H, W)`` at image ``i``'s size,
-    unnormalised DAAM sums (attention mass, >= 0 up to bicubic overshoot). ``words[i]``: the maps' labels.
-    ``prompts[i]``: image ``i``'s prompt. ``negative_heatmaps`` / ``negative_words``: the same for the
-    negative prompt when requested (else ``None``).
+    Parameters
+    ----------
+    images : list of PIL.Image.Image
+        The generated images.
+    heatmaps : list of torch.Tensor
+        ``heatmaps[i]``: float32 ``(len(words[i]), H, W)`` at image ``i``'s size, unnormalised DAAM sums
+        (attention mass, >= 0 up to bicubic overshoot).
+    words : list of list of str
+        ``words[i]``: the labels of image ``i``'s maps (a repeated word is ``a#0``, ``a#1``).
+    prompts : list of str
+        ``prompts[i]``: image ``i``'s prompt.
+    negative_heatmaps, negative_words : list, optional
+        The same for the negative prompt when requested (``explain(negative_maps=True)``), else ``None``.
+    trace_bytes : int, default 0
+        Bytes the trace's running sums held (its memory, whatever the number of steps and layers).
     """
 
     images: list
@@ -188,19 +199,63 @@ class DAAMResult:
         return len(self.images)
 
     def heatmap(self, word: Union[str, int], image: int = 0) -> torch.Tensor:
-        """The ``(H, W)`` map of ``word`` (a label from ``words[image]`` or its index) in image ``image``."""
+        """One word's map in one image.
+
+        Parameters
+        ----------
+        word : str or int
+            A label from ``words[image]`` or its index.
+        image : int, default 0
+            The image's index.
+
+        Returns
+        -------
+        torch.Tensor
+            float32 ``(H, W)`` at the image's size.
+        """
         image = checks.index(image, len(self.heatmaps), "image (an image index)")
         return self.heatmaps[image][self._word_index(word, image)]
 
     def threshold(self, tau: float = 0.4, normalization: str = "minmax") -> list[torch.Tensor]:
-        """Binary masks per image, ``bool`` tensors ``(words, H, W)``: each word's map normalised to [0, 1],
-        then ``> tau`` (DAAM eq. 7; see :func:`threshold_maps`)."""
+        """Binary masks per image (DAAM eq. 7): each word's map normalised to [0, 1], then ``> tau``.
+
+        Parameters
+        ----------
+        tau : float, default 0.4
+            The threshold, a fraction of each normalised map, in [0, 1].
+        normalization : {"minmax", "max"}, default "minmax"
+            As :func:`threshold_maps`.
+
+        Returns
+        -------
+        list of torch.Tensor
+            Per image, ``bool`` ``(n_words, H, W)``.
+        """
         return [threshold_maps(maps, tau, normalization) for maps in self.heatmaps]
 
     def plot(self, image: int = 0, words: Optional[Sequence[Union[str, int]]] = None, *, alpha: float = 0.5,
              cmap: str = "jet", panel_size: float = 2.5):
-        """A matplotlib ``Figure``: image ``image``, then one panel per word with its map (minus its minimum)
-        blended over the image by captum's ``visualize_image_attr``. Never shown; the caller saves or shows it."""
+        """Image ``image``, then one panel per word with its map (minus its minimum) blended over the image by
+        captum's ``visualize_image_attr``.
+
+        Parameters
+        ----------
+        image : int, default 0
+            The image's index.
+        words : sequence of str or int, optional
+            Labels or indices of the words to show (default: all).
+        alpha : float, default 0.5
+            Opacity of the maps over the image, in [0, 1].
+        cmap : str, default "jet"
+            matplotlib colour map.
+        panel_size : float, default 2.5
+            Width and height of one panel, in inches.
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+            Never shown; the caller saves or shows it.
+        """
         from captum.attr import visualization as viz
         from matplotlib.figure import Figure
 
@@ -324,7 +379,7 @@ class DAAM(Attribution):
 
     @property
     def attention_layers(self) -> list[str]:
-        """Names of the layers whose image queries attend to the text: cross-attention (UNet
+        """list of str: names of the layers whose image queries attend to the text: cross-attention (UNet
         ``"up_blocks.1.attentions.0.transformer_blocks.0.attn2"``, PixArt ``"transformer_blocks.0.attn2"``) or
         joint attention (SD3 ``"transformer_blocks.0.attn"``, FLUX also ``"single_transformer_blocks.0.attn"``)."""
         return self.family.text_layers()
@@ -352,9 +407,26 @@ class DAAM(Attribution):
     def tracing(self, n_images: int, height: int, width: int, *, steps: Optional[Iterable[int]] = None,
                 layers: Optional[Iterable[str]] = None, resolutions: Optional[Iterable] = None,
                 keep_uncond: bool = False) -> Iterator[DAAMTrace]:
-        """Context manager: while inside, generations of ``n_images`` images of ``height x width`` pixels
-        with ``self.pipeline`` add their image-to-text attention to the yielded :class:`DAAMTrace`. Restores
-        the denoiser's processors and removes the call hook on exit, also on an exception."""
+        """Context manager: while inside, generations with ``self.pipeline`` add their image-to-text attention
+        to the yielded :class:`DAAMTrace` (:meth:`explain` uses it around one pipeline call).
+
+        Parameters
+        ----------
+        n_images : int
+            Images the generation makes (prompts x images per prompt).
+        height, width : int
+            The images' size in pixels.
+        steps, layers, resolutions
+            As :meth:`explain`.
+        keep_uncond : bool, default False
+            Also sum the unconditional (negative prompt) rows under classifier-free guidance.
+
+        Yields
+        ------
+        DAAMTrace
+            The running sums. On exit, also on an exception, the denoiser's processors are restored and the
+            call hook removed.
+        """
         family = self.family
         denoiser = family.denoiser
         trace = DAAMTrace(n_images, steps=steps, keep_uncond=keep_uncond, text_softmax=self.text_softmax,
@@ -424,10 +496,23 @@ class DAAM(Attribution):
                          for p, w in zip(prompts, per_prompt_words)]
 
     def word_tokens(self, prompt: str, words=None, *, max_sequence_length: Optional[int] = None) -> list:
-        """The addressed ``words`` of ``prompt`` (specs as in :meth:`explain`) as ``WordTokens``: labels and
-        their positions in the text keys the maps read (every chosen text encoder's tokens, e.g. SD3's CLIP
-        positions 0..76 then T5's from 77). ``max_sequence_length``: the call's T5 limit (default: the
-        pipeline's)."""
+        """The addressed words of ``prompt`` with their positions in the text keys the maps read.
+
+        Parameters
+        ----------
+        prompt : str
+            One prompt.
+        words : optional
+            Word specs as in :meth:`explain` (``None``: every word).
+        max_sequence_length : int, optional
+            The call's T5 limit (default: the pipeline's).
+
+        Returns
+        -------
+        list of WordTokens
+            Labels and positions in every chosen text encoder's tokens (e.g. SD3's CLIP positions 0..76, then
+            T5's from 77).
+        """
         encoders = self.family.text_encoders({"max_sequence_length": max_sequence_length})
         if self.text_encoder is not None:
             encoders = {self.text_encoder: encoders[self.text_encoder]}
