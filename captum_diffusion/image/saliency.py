@@ -95,7 +95,7 @@ def as_gradient_scorer(scorer, processor=None):
 class SaliencyResult:
     """What :meth:`CLIPSaliency.explain` returns: one image's per-word gradient maps with what they explain.
 
-    Attributes
+    Parameters
     ----------
     image : np.ndarray
         The explained image, uint8 ``(H, W, 3)``.
