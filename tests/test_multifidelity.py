@@ -64,18 +64,23 @@ def test_efficiency_holds_exactly_whatever_the_sample():
     assert result.values.sum() == pytest.approx(float((full - empty)[0]), abs=1e-9)
 
 
-def test_unbiased_over_sampler_seeds_and_cost_within_budget():
+@pytest.mark.parametrize("proxy_fraction", [1.0, 0.5])
+def test_unbiased_over_sampler_seeds_and_cost_within_budget(proxy_fraction):
+    """Exact proxy (1.0) and sampled proxy (0.5: the full game on a subset of the proxy's pairs)."""
     d = 6
     game = polynomial_game(d)
     exact = exact_values(game, d)
-    runs = [multifidelity_shapley(game, proxy_of(game, d), 0.5, proxy_cost=0.2, n_words=d, seed=s)
-            for s in range(300)]
+    runs = [multifidelity_shapley(game, proxy_of(game, d), 0.5, proxy_cost=0.2, n_words=d, seed=s,
+                                  proxy_fraction=proxy_fraction) for s in range(300)]
     values = np.array([r.values for r in runs])
     assert not np.allclose(values[0], exact)  # it does sample
     standard_error_of_mean = values.std(0) / np.sqrt(len(runs))
     assert np.all(np.abs(values.mean(0) - exact) < 4 * standard_error_of_mean + 1e-12)
     assert all(r.cost.fraction_of_exact <= 0.5 for r in runs)
-    assert runs[0].cost.proxy_images == 2**d
+    if proxy_fraction == 1.0:
+        assert runs[0].cost.proxy_images == 2**d - 2  # every coalition but the two ends (played in full)
+    else:
+        assert runs[0].cost.proxy_images < 2**d / 2 + 8
 
 
 def test_intervals_cover_the_exact_values_about_95_percent():
@@ -85,7 +90,8 @@ def test_intervals_cover_the_exact_values_about_95_percent():
     covered = []
     for s in range(150):
         result = multifidelity_shapley(game, proxy_of(game, d), 0.5, proxy_cost=0.2, n_words=d, seed=s)
-        low, high = result.intervals().T
+        assert np.allclose(result.intervals(), result.intervals(seeds=False))  # one seed: no seed error
+        low, high = result.intervals(seeds=False).T
         covered.append((low <= exact) & (exact <= high))
     assert 0.90 <= np.mean(covered) <= 0.97
 

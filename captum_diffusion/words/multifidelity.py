@@ -95,6 +95,8 @@ class ShapleyEstimate:
         Total error covariance (sampling + between-seed): the separation of two words uses it.
     degrees_of_freedom : ndarray (d,)
         Welch-Satterthwaite degrees of freedom of ``standard_errors`` (``inf``: normal intervals).
+    sampling_degrees_of_freedom : ndarray (d,)
+        Those of ``sampling_errors`` alone (strata's pairs minus one, combined).
     per_seed : ndarray (d, n_seeds)
         The values estimated for each seed.
     exact : bool
@@ -114,6 +116,7 @@ class ShapleyEstimate:
     seed_errors: np.ndarray
     covariance: np.ndarray
     degrees_of_freedom: np.ndarray
+    sampling_degrees_of_freedom: np.ndarray
     per_seed: np.ndarray
     exact: bool
     proxy_weight: float
@@ -126,10 +129,13 @@ class ShapleyEstimate:
     def n_seeds(self) -> int:
         return self.per_seed.shape[1]
 
-    def intervals(self, level: float = 0.95) -> np.ndarray:
+    def intervals(self, level: float = 0.95, *, seeds: bool = True) -> np.ndarray:
         """``level`` confidence intervals of ``values``: ``(d, 2)`` (low, high), Student t where the degrees of
-        freedom are finite."""
-        return certainty.intervals(self.values, self.standard_errors, level, self.degrees_of_freedom)
+        freedom are finite. ``seeds=True``: for the model's expected values over seeds (total error);
+        ``seeds=False``: for the exact values of the seed-averaged game over these seeds (sampling error only)."""
+        if seeds:
+            return certainty.intervals(self.values, self.standard_errors, level, self.degrees_of_freedom)
+        return certainty.intervals(self.values, self.sampling_errors, level, self.sampling_degrees_of_freedom)
 
     def statement(self, labels: Sequence[str], k: int = 3, level: float = 0.95) -> str:
         """The plain sentence of :func:`captum_diffusion.words.certainty.certainty_statement` for these values."""
@@ -161,13 +167,13 @@ def shapley_weights(masks: np.ndarray) -> np.ndarray:
 class _Payoffs:
     """A game's payoffs by coalition index, each coalition evaluated once, many per call."""
 
-    def __init__(self, game: Game, n_words: int, name: str):
+    def __init__(self, game: Game, n_words: int, name: str, n_seeds: int | None = None, seeds_of: str = "earlier"):
         if not callable(game):
             raise TypeError(f"{name} must be callable: masks (n, d) -> payoffs (n,) or (n, n_seeds); "
                             f"got {type(game).__name__}")
         self.game, self.n_words, self.name = game, n_words, name
         self.table: dict[int, np.ndarray] = {}
-        self.n_seeds: int | None = None
+        self.n_seeds, self.seeds_of = n_seeds, seeds_of
 
     def __call__(self, indices) -> np.ndarray:
         """Payoffs ``(len(indices), n_seeds)``."""
@@ -184,7 +190,8 @@ class _Payoffs:
             if self.n_seeds is None:
                 self.n_seeds = payoffs.shape[1]
             elif payoffs.shape[1] != self.n_seeds:
-                raise ValueError(f"{self.name} returned {payoffs.shape[1]} seeds, earlier {self.n_seeds}")
+                raise ValueError(f"{self.name} returned {payoffs.shape[1]} seeds but {self.seeds_of} returned "
+                                 f"{self.n_seeds}")
             if not np.isfinite(payoffs).all():
                 raise ValueError(f"{self.name} returned a non-finite payoff")
             self.table.update(zip(todo, payoffs))
@@ -198,8 +205,9 @@ class _Stratum:
     units: np.ndarray      # (N,) coalition indices T
     complements: np.ndarray
     weights: np.ndarray    # (N, d) Shapley weight of v(T) per word; v(N \ T) has the opposite
-    order: np.ndarray      # random order of the units: the first n are sampled
+    order: np.ndarray      # random order of the units: the first n_proxy have the proxy, the first n the full game
     n: int = 0
+    n_proxy: int = 0
 
     @property
     def size(self) -> int:
@@ -231,7 +239,10 @@ class _Estimate:
     beta: float
 
 
-def _estimate(strata, full: _Payoffs, proxy_table, n_words: int, beta) -> _Estimate:
+def _estimate(strata, full: _Payoffs, proxy: _Payoffs | None, n_words: int, beta) -> _Estimate:
+    """The two-phase difference estimator per stratum: the proxy's Horvitz-Thompson total over its ``n_proxy``
+    pairs plus the full game's correction over the first ``n`` of them (``n_proxy = size``: the proxy term is
+    exact). Sampling variance ``size**2 [(1/n_proxy - 1/size) S2(full) + (1/n - 1/n_proxy) S2(correction)]``."""
     d, end = n_words, 2**n_words - 1
     ends = full([end, 0])
     per_seed = np.repeat(((ends[0] - ends[1]) / d)[None, :], d, axis=0)  # (d, S)
@@ -239,29 +250,34 @@ def _estimate(strata, full: _Payoffs, proxy_table, n_words: int, beta) -> _Estim
     if sampled:  # every new coalition in one call: generators batch their images
         full(np.concatenate([np.concatenate([s.units[s.order[:s.n]], s.complements[s.order[:s.n]]]) for s in sampled]))
     diffs = {s.k: full(s.units[s.order[:s.n]]) - full(s.complements[s.order[:s.n]]) for s in sampled}
-    proxy_diffs = {}
-    if proxy_table is not None:
-        proxy_diffs = {s.k: proxy_table[s.units] - proxy_table[s.complements] for s in strata}
+    proxy_diffs = {}  # k -> (n_proxy, S)
+    if proxy is not None:
+        proxy(np.concatenate([np.concatenate([s.units[s.order[:s.n_proxy]], s.complements[s.order[:s.n_proxy]]])
+                              for s in strata]))
+        proxy_diffs = {s.k: proxy(s.units[s.order[:s.n_proxy]]) - proxy(s.complements[s.order[:s.n_proxy]])
+                       for s in strata}
     if beta == "fit":
-        beta = _fit_beta(sampled, diffs, proxy_diffs) if proxy_table is not None else 0.0
-    beta = 0.0 if proxy_table is None else float(beta)
+        beta = _fit_beta(sampled, diffs, proxy_diffs) if proxy is not None else 0.0
+    beta = 0.0 if proxy is None else float(beta)
     cov = np.zeros((d, d))
     variance_parts, df_parts = [], []
     residuals = {}
     for s in strata:
-        if proxy_table is not None and beta != 0.0:
-            per_seed += beta * (s.weights.T @ proxy_diffs[s.k])  # the proxy's exact contribution
+        if proxy is not None and beta != 0.0 and s.n_proxy > 0:
+            per_seed += beta * (s.size / s.n_proxy) * (s.weights[s.order[:s.n_proxy]].T @ proxy_diffs[s.k])
         if s.n == 0:
             continue
         chosen = s.order[:s.n]
-        residual = diffs[s.k] - (beta * proxy_diffs[s.k][chosen] if proxy_table is not None else 0.0)
-        complete = s.n == s.size
+        residual = diffs[s.k] - (beta * proxy_diffs[s.k][:s.n] if proxy is not None else 0.0)
         weights = s.weights[chosen]
         per_seed += (s.size / s.n) * (weights.T @ residual)
         contributions = weights * residual.mean(1)[:, None]  # (n, d): per-pair term of the seed-averaged game
         residuals[s.k] = contributions
-        if not complete and s.n >= 2:
-            part = s.size**2 * (1 / s.n - 1 / s.size) * np.cov(contributions, rowvar=False, ddof=1).reshape(d, d)
+        first_phase = s.n_proxy if proxy is not None else s.n  # pairs the estimate of this stratum rests on
+        if s.n >= 2 and (first_phase < s.size or s.n < first_phase):
+            part = s.size**2 * (1 / s.n - 1 / first_phase) * _cov(contributions, d)
+            if first_phase < s.size:
+                part += s.size**2 * (1 / first_phase - 1 / s.size) * _cov(weights * diffs[s.k].mean(1)[:, None], d)
             cov += part
             variance_parts.append(np.diag(part))
             df_parts.append(s.n - 1)
@@ -275,11 +291,15 @@ def _estimate(strata, full: _Payoffs, proxy_table, n_words: int, beta) -> _Estim
     return _Estimate(per_seed, cov, df, residuals, beta)
 
 
+def _cov(rows: np.ndarray, d: int) -> np.ndarray:
+    return np.cov(rows, rowvar=False, ddof=1).reshape(d, d)
+
+
 def _fit_beta(sampled, diffs, proxy_diffs) -> float:
     """Least squares of the full pair differences on the proxy's (seed-averaged, centred per stratum)."""
     xs, ys = [], []
     for s in sampled:
-        x = proxy_diffs[s.k][s.order[:s.n]].mean(1)
+        x = proxy_diffs[s.k][:s.n].mean(1)
         y = diffs[s.k].mean(1)
         x, y = x - x.mean(), y - y.mean()
         xs.append(x)
@@ -290,7 +310,7 @@ def _fit_beta(sampled, diffs, proxy_diffs) -> float:
     return float(x @ y / (x @ x)) if x @ x > 0 else 1.0
 
 
-def _allocate(strata, n_units: int, scale: dict | None = None) -> dict[int, int]:
+def _allocate(strata, n_units: int, scale: dict | None = None, cap_at_proxy: bool = False) -> dict[int, int]:
     """Add ``n_units`` pairs, one at a time to the stratum whose variance falls most (Neyman's greedy rule):
     ``size**2 * s2 * (1/n - 1/(n+1))``. ``scale``: per-stratum variance ``s2`` of one pair's contribution
     (default: the Shapley weight squared, as if every stratum's pair differences varied alike). A stratum
@@ -300,7 +320,7 @@ def _allocate(strata, n_units: int, scale: dict | None = None) -> dict[int, int]
         best, best_gain = None, -1.0
         for s in strata:
             n = counts[s.k]
-            if n >= s.size:
+            if n >= (s.n_proxy if cap_at_proxy else s.size):
                 continue
             if n < 2:
                 gain = np.inf
@@ -344,6 +364,7 @@ def multifidelity_shapley(
     n_words: int | None = None,
     seed: int | None = 0,
     proxy_weight: float | str = 1.0,
+    proxy_fraction: float | str = "auto",
     until_top_k: int | None = None,
     target_error: float | None = None,
     level: float = 0.95,
@@ -374,6 +395,11 @@ def multifidelity_shapley(
         ``beta``: 1.0 (default, unbiased: ``phi(v) = phi(p) + phi(v - p)``) or ``"fit"`` (least squares of the
         full pair differences on the proxy's: a better control when the proxy's scale differs; slightly biased
         for few pairs).
+    proxy_fraction : float in (0, 1] or "auto"
+        Share of the pairs of each coalition size the proxy is played on. 1: every coalition (the proxy term is
+        exact). Below 1 the proxy term is sampled too (two-phase sampling: the full game on a subset of the proxy's
+        pairs), for budgets that cannot pay the proxy everywhere. ``"auto"``: 1 when that leaves at least a third of
+        the budget for full images, else the share that leaves them a third.
     until_top_k : int, optional
         Adaptive mode: start with ``initial`` of the full budget, then add pairs in ``rounds`` steps where they
         reduce the uncertainty of the weakest separation between the top ``until_top_k`` words and the rest; stop
@@ -422,6 +448,8 @@ def multifidelity_shapley(
             raise ValueError(f"until_top_k={until_top_k} must be below the number of words ({n_words})")
     if target_error is not None:
         target_error = checks.finite_number(target_error, "target_error", low=0.0, low_open=True)
+    if not (isinstance(proxy_fraction, str) and proxy_fraction == "auto"):
+        proxy_fraction = checks.finite_number(proxy_fraction, "proxy_fraction", low=0.0, high=1.0, low_open=True)
     initial = checks.finite_number(initial, "initial", low=0.0, high=1.0, low_open=True)
     rounds = checks.positive_int(rounds, "rounds")
     certainty.quantile(level)  # checks level
@@ -439,28 +467,31 @@ def multifidelity_shapley(
         return _result(per_seed, np.zeros((d, d)), np.full(d, np.inf), True, 0.0,
                        ShapleyCost(exact_images, 0, proxy_cost, exact_images), "exact", full_payoffs, d)
 
-    proxy_table = None
-    proxy_images = 0
-    if proxy is not None:
-        proxy_payoffs = _Payoffs(proxy, d, "proxy")
-        proxy_table = proxy_payoffs(np.arange(n_all))
-        if proxy_table.shape[1] != n_seeds:
-            raise ValueError(f"proxy returned {proxy_table.shape[1]} seeds but full returned {n_seeds}")
-        proxy_images = n_all * n_seeds
     strata = _strata(d, rng)
+    least = sum(min(2, s.size) for s in strata)  # full pairs: two per coalition size, for a variance
+    proxy_payoffs = None
+    if proxy is not None:
+        proxy_payoffs = _Payoffs(proxy, d, "proxy", n_seeds, "full")
+        share = _proxy_share(proxy_fraction, budget_equivalents, proxy_cost, n_all, n_seeds, least)
+        for s in strata:
+            s.n_proxy = s.size if share >= 1 else min(s.size, max(2, int(round(share * s.size))))
+        proxy_images = 2 * sum(s.n_proxy for s in strata) * n_seeds
+    else:
+        proxy_images = 0
     spare = budget_equivalents - proxy_cost * proxy_images
-    pairs_affordable = int(np.floor(spare / n_seeds + 1e-9)) - 2  # coalitions beyond the two ends
-    pairs_affordable //= 2
-    least = sum(min(2, s.size) for s in strata)
+    pairs_affordable = (int(np.floor(spare / n_seeds + 1e-9)) - 2) // 2  # full coalitions beyond the two ends
     if pairs_affordable < least:
         smallest = (proxy_cost * proxy_images + (2 + 2 * least) * n_seeds) / exact_images
         raise ValueError(f"budget={budget:g} is too small: the proxy costs {proxy_cost * proxy_images / exact_images:.3f} "
-                         f"of exact and two pairs per coalition size need more; use budget >= {smallest:.3f}")
+                         f"of exact and two full pairs per coalition size need more; use budget >= {smallest:.3f}"
+                         + (" or a smaller proxy_fraction" if proxy is not None else ""))
+    capped = proxy is not None
+    pairs_affordable = min(pairs_affordable, sum(s.n_proxy if capped else s.size for s in strata))
 
     adaptive = until_top_k is not None or target_error is not None
     first = pairs_affordable if not adaptive else max(least, int(np.ceil(initial * pairs_affordable)))
-    _grow(strata, _allocate(strata, first))
-    estimate = _estimate(strata, full_payoffs, proxy_table, d, proxy_weight)
+    _grow(strata, _allocate(strata, first, cap_at_proxy=capped))
+    estimate = _estimate(strata, full_payoffs, proxy_payoffs, d, proxy_weight)
     stopped = "budget spent"
     if adaptive:
         step = max(1, int(np.ceil((pairs_affordable - first) / rounds)))
@@ -469,18 +500,30 @@ def multifidelity_shapley(
             if reason is not None:
                 stopped = reason
                 break
-            used = sum(s.n for s in strata)
-            room = min(step, pairs_affordable - used, sum(s.size - s.n for s in strata))
+            room = min(step, pairs_affordable - sum(s.n for s in strata))
             if room <= 0:
                 break
-            _grow(strata, _allocate(strata, room, _pair_scale(strata, estimate, direction)))
-            estimate = _estimate(strata, full_payoffs, proxy_table, d, proxy_weight)
+            _grow(strata, _allocate(strata, room, _pair_scale(strata, estimate, direction), cap_at_proxy=capped))
+            estimate = _estimate(strata, full_payoffs, proxy_payoffs, d, proxy_weight)
     if all(s.n == s.size for s in strata):
         stopped = "every coalition evaluated in full"
     cost = ShapleyCost(len(full_payoffs.table) * n_seeds, proxy_images, proxy_cost, exact_images)
     exact = all(s.n == s.size for s in strata)
     return _result(estimate.per_seed, estimate.sampling_cov, estimate.sampling_df, exact, estimate.beta, cost,
                    stopped, full_payoffs, d)
+
+
+def _proxy_share(proxy_fraction, budget_equivalents: float, proxy_cost: float, n_all: int, n_seeds: int,
+                 least: int) -> float:
+    """The share of pairs the proxy plays: ``proxy_fraction``, or for ``"auto"`` 1 when the full images keep at
+    least a third of the budget (and the minimum of pairs), else two thirds of the budget's worth of proxy pairs."""
+    if proxy_fraction != "auto":
+        return proxy_fraction
+    everywhere = proxy_cost * (n_all - 2) * n_seeds
+    left = budget_equivalents - everywhere
+    if left >= max(budget_equivalents / 3, (2 + 2 * least) * n_seeds):
+        return 1.0
+    return min(1.0, (2 / 3) * budget_equivalents / everywhere)
 
 
 def _grow(strata, counts: dict[int, int]) -> None:
@@ -534,6 +577,7 @@ def _result(per_seed, sampling_cov, sampling_df, exact, beta, cost, stopped, ful
     return ShapleyEstimate(
         values=values, standard_errors=np.sqrt(total_var), sampling_errors=np.sqrt(sampling_var),
         seed_errors=np.sqrt(seed_var), covariance=sampling_cov + seed_cov, degrees_of_freedom=df,
+        sampling_degrees_of_freedom=np.asarray(sampling_df, dtype=np.float64),
         per_seed=per_seed, exact=bool(exact), proxy_weight=float(beta), cost=cost, stopped=stopped,
         full_masks=coalition_masks(indices, d), full_payoffs=full_payoffs(indices))
 
