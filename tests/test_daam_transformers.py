@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from captum_diffusion.attention import DAAM, DAAMResult
+from captum_diffusion.generation.settings import GenerationSettings
 from captum_diffusion.testing import T5_SPLIT_WORDS, tiny_t5_tokenizer, tiny_transformer_pipeline
 from captum_diffusion.words.tokens import resolve_words, word_token_positions
 
@@ -371,6 +372,22 @@ def test_map_of_a_multi_piece_word_is_the_sum_of_its_pieces(family):
     for word, spec in zip(("yellow", "triangle"), _positions(daam, "a yellow triangle", ["yellow", "triangle"])):
         assert len(spec) == 2
         _assert_maps_close(result.heatmap(word), trace.word_maps(0, [[p] for p in spec], (32, 32)).sum(0))
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_generation_settings_object_gives_the_same_maps_and_its_t5_limit_matches_the_words(family):
+    daam = DAAM(_pipe(family))
+    call = _call(family, height=32, width=32)
+    extra = {k: v for k, v in call.items() if k not in ("num_inference_steps", "height", "width", "max_sequence_length")}
+    settings = GenerationSettings(num_inference_steps=STEPS, height=32, width=32, max_sequence_length=T5_LENGTH)
+    keywords = daam.attribute("a red circle", generator=_gen(14), **call)
+    shared = daam.attribute("a red circle", generator=_gen(14), settings=settings, **extra)
+    assert shared.shape == (1, 3, 32, 32) and torch.equal(shared, keywords)
+    if family == "sd3":  # "square" is still among SD3's CLIP positions: map the T5 positions alone
+        daam = DAAM(_pipe(family), text_encoder="t5")
+    short = settings.replace(max_sequence_length=4)  # the object's T5 limit is the one words are matched under
+    with pytest.raises(ValueError, match="4-token limit"):
+        daam.attribute("a red circle and a blue square", words=["square"], settings=short, **extra)
 
 
 # ------------------------------------------------------------------ bad input
