@@ -73,7 +73,7 @@ def run_adapters(pipe, clip, settings, prompt, batch_size, lime_samples):
     from captum_diffusion.scoring import PromptScore
 
     generator = TextToImage(pipe, batch_size=batch_size, progress=False, **settings)
-    generator._call_pipeline = pipeline_timer = Timer(generator._call_pipeline)  # instrument: time in the pipeline
+    generator.generate = pipeline_timer = Timer(generator.generate)  # instrument: time in the pipeline
     scorer_timer = Timer(clip.image_similarity)
     started = time.perf_counter()
     shap_values = shap_text.explain_prompt(prompt, PromptScore(generator, scorer_timer, prompt), algorithm="exact",

@@ -1,15 +1,15 @@
 """The roles of the project, one written protocol each. To add a part, implement its protocol in one file of
 the package named below; every explainer that takes the role then accepts it.
 
-==========================  ==========================================  ====================================
-role                        protocol                                    where implementations live
-==========================  ==========================================  ====================================
-generator                   :class:`Generator`                          ``captum_diffusion/generation/``
-scorer                      :class:`Scorer` (+ :class:`GradientScorer`)  ``captum_diffusion/scoring/``
-segmenter                   :class:`Segmenter`                          ``captum_diffusion/image/segmenters.py``
-attention method            :class:`AttentionMethod`                    ``captum_diffusion/attention/``
-black box over sub-prompts  :data:`PromptFunction`                      ``captum_diffusion/scoring/prompt_score.py``
-==========================  ==========================================  ====================================
+========================== =============================================== ============================================
+role                       protocol                                        where implementations live
+========================== =============================================== ============================================
+generator                  :class:`Generator` (+ :class:`CachedGenerator`) ``captum_diffusion/generation/``
+scorer                     :class:`Scorer` (+ :class:`GradientScorer`)     ``captum_diffusion/scoring/``
+segmenter                  :class:`Segmenter`                              ``captum_diffusion/image/segmenters.py``
+attention method           :class:`AttentionMethod`                        ``captum_diffusion/attention/``
+black box over sub-prompts :data:`PromptFunction`                          ``captum_diffusion/scoring/prompt_score.py``
+========================== =============================================== ============================================
 
 This module imports nothing of the project (only typing), so anything may import it.
 """
@@ -39,6 +39,19 @@ class Generator(Protocol):
     """
 
     def __call__(self, prompts: list[str], **settings: Any) -> list["PIL.Image.Image"]: ...
+
+
+@runtime_checkable
+class CachedGenerator(Generator, Protocol):
+    """A :class:`Generator` whose image of a prompt is fixed once made: what ``PromptScore`` plays, as its game
+    must be a function of the sub-prompt alone.
+
+    ``cache_keys(prompts) -> list[str]``: one key per prompt (a str), naming the image that prompt gets under the
+    generator's identity, settings and seed as they are now; equal keys mean identical images, and any change
+    of model, settings or seed changes them. ``TextToImage`` (over a pipeline or a callable) is one.
+    """
+
+    def cache_keys(self, prompts: Sequence[str]) -> list[str]: ...
 
 
 @runtime_checkable

@@ -282,13 +282,13 @@ def test_tiny_stable_diffusion_writers_with_different_batch_sizes_agree_on_the_s
     prompts = [f"a red circle {i}" for i in range(4)]
     first = TextToImage(pipe, num_inference_steps=2, progress=False, cache_dir=tmp_path, batch_size=4)
     second = TextToImage(pipe, num_inference_steps=2, progress=False, cache_dir=tmp_path, batch_size=1)
-    published, generate = [], second._generate
+    published, generate = [], second.generate
 
     def racing(batch):
         published.extend(first(prompts))  # meanwhile the other writer publishes all four, in one batch of 4
         return generate(batch)
 
-    second._generate = racing
+    second.generate = racing
     images = second(prompts)
     assert (second.n_generated, first.n_generated) == (1, 4)  # published meanwhile: 3 prompts not generated
     with warnings.catch_warnings():

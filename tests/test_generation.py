@@ -98,7 +98,7 @@ def test_batched_image_equals_alone_up_to_kernel_rounding(layout, sd1):
 
 def test_latents_are_per_prompt_and_seeded(sd1):
     generator = t2i(sd1, seed=7, height=48, width=32)
-    latents = generator._latents(3)
+    latents = generator.pipeline_kwargs(3)["latents"]
     assert latents.shape == (3, 4, 24, 16)  # (n, unet in_channels, height / vae_scale_factor, width / ...)
     expected = torch.randn((1, 4, 24, 16), generator=torch.Generator().manual_seed(7))
     for row in latents:
@@ -374,3 +374,81 @@ def test_bounded_memory_cache_reloads_from_disk(sd1, tmp_path):
     assert memory_only.n_generated == 3
     with pytest.raises(ValueError, match="max_in_memory"):
         ImageCache(max_in_memory=0)
+
+
+# --------------------------------------------------------------------------- back-ends, keys, regeneration, settings
+
+
+def test_text_to_image_returns_the_back_end_of_its_source(sd1):
+    from captum_diffusion.generation.text_to_image import CallableTextToImage, PipelineTextToImage
+    from captum_diffusion.protocols import CachedGenerator, Generator
+
+    over_pipeline = t2i(sd1)
+    over_callable = TextToImage(TinyTorchGenerator(), progress=False)
+    assert type(over_pipeline) is PipelineTextToImage and type(over_callable) is CallableTextToImage
+    for generator in (over_pipeline, over_callable):
+        assert isinstance(generator, TextToImage) and isinstance(generator, CachedGenerator)
+        assert isinstance(generator, Generator)
+    assert over_pipeline.family.name == "unet" and over_callable.pipeline is None and over_callable.family is None
+    with pytest.raises(TypeError, match="pipeline_or_callable"):
+        TextToImage(5)
+
+
+def test_cache_keys_of_a_batch_equal_the_keys_of_each_prompt(sd1, monkeypatch):
+    from captum_diffusion.generation import text_to_image
+
+    generator = t2i(sd1, seed=3)
+    expected = [generator.key(prompt) for prompt in PROMPTS]
+    derived = []
+    monkeypatch.setattr(text_to_image, "pipeline_identity",
+                        lambda pipe, derive=text_to_image.pipeline_identity: derived.append(1) or derive(pipe))
+    assert generator.cache_keys(PROMPTS) == expected and len(set(expected)) == len(PROMPTS)
+    assert len(derived) == 1  # one derivation of the identity for the whole batch
+    assert t2i(sd1, seed=4).cache_keys(PROMPTS[:1]) != expected[:1]  # the seed is in the key
+
+
+def test_regenerate_stores_only_the_missing_images_and_the_cache_then_serves_the_same_pixels(sd1, tmp_path):
+    prompts = ["a red circle", "a blue square", "red", "a circle on a square"]
+    first = t2i(sd1, cache_dir=tmp_path, batch_size=4)
+    originals = first(prompts)
+    keys = first.cache_keys(prompts)
+    metadata = json.loads((tmp_path / keys[0][:2] / f"{keys[0]}.json").read_text())
+    for i in (1, 3):  # a run killed while storing its batch: two of four entries are missing
+        for suffix in (".json", ".png"):
+            os.remove(tmp_path / keys[i][:2] / f"{keys[i]}{suffix}")
+    second = t2i(sd1, cache_dir=tmp_path, batch_size=4)
+    assert second.missing(prompts) == [1, 3]
+    assert second.regenerate(prompts) == [1, 3] and second.n_generated == 4  # the whole batch made again
+    stored = json.loads((tmp_path / keys[1][:2] / f"{keys[1]}.json").read_text())
+    assert set(stored) == set(metadata) and stored["generator"] == metadata["generator"]
+    assert stored["prompt"] == prompts[1] and stored["num_inference_steps"] == 2
+    third = t2i(sd1, cache_dir=tmp_path, batch_size=4)
+    again = third(prompts)
+    assert third.n_generated == 0 and all(map(same, again, originals))  # bit-identical: the same batch
+    assert second.regenerate(prompts) == []  # all cached: nothing stored
+
+
+def test_generation_settings_object_and_keywords_give_the_same_generator(sd1):
+    from captum_diffusion.generation import GenerationSettings
+
+    by_keywords = t2i(sd1, guidance_scale=3.0)
+    by_settings = TextToImage(sd1, progress=False, settings=GenerationSettings(num_inference_steps=2),
+                              guidance_scale=3.0)
+    assert by_settings.generation_settings == by_keywords.generation_settings == GenerationSettings(
+        num_inference_steps=2, guidance_scale=3.0, height=32, width=32)  # the size in effect: the default
+    assert by_settings.key("red") == by_keywords.key("red")
+    with pytest.raises(TypeError, match="num_inference_steps given both"):
+        TextToImage(sd1, num_inference_steps=3, settings=GenerationSettings(num_inference_steps=2))
+    with pytest.raises(TypeError, match="settings must be a GenerationSettings"):
+        TextToImage(sd1, settings={"num_inference_steps": 2})
+
+
+def test_a_cheaper_proxy_generator_has_its_own_cache_keys(sd1, tmp_path):
+    full = t2i(sd1, num_inference_steps=3, cache_dir=tmp_path)
+    proxy = TextToImage(sd1, progress=False, cache_dir=tmp_path,
+                        settings=full.generation_settings.replace(num_inference_steps=1))
+    assert proxy.num_inference_steps == 1 and proxy.height == full.height
+    assert set(proxy.cache_keys(PROMPTS)).isdisjoint(full.cache_keys(PROMPTS))
+    image = full(["red"])[0]
+    assert proxy.missing(["red"]) == [0]  # the full image is never served as the proxy's
+    assert not same(proxy(["red"])[0], image) and proxy.n_generated == 1

@@ -333,7 +333,7 @@ def test_ancestral_scheduler_noise_is_another_stream_than_the_latents(monkeypatc
                         injected[-1])
     generator = sd_t2i(pipe, seed=3, batch_size=1)
     alone = generator(["a red circle"])[0]
-    latents = generator._latents(1)
+    latents = generator.pipeline_kwargs(1)["latents"]
     first_noise = injected[0]
     cosine = torch.nn.functional.cosine_similarity(first_noise.flatten(), latents.flatten(), dim=0)
     assert abs(cosine.item()) < 0.2, cosine  # independent, not the same (or a scaled) draw

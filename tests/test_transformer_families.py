@@ -46,9 +46,9 @@ def pixels(image) -> np.ndarray:
 
 def test_family_by_pipeline_class_and_noise_layout(family_pipe):
     family, pipe = family_pipe
-    assert families.pipeline_family(pipe) == family
+    assert families.pipeline_family(pipe) == family and families.describe(pipe).name == family
     expected_shape = {"sd3": (16, 16, 16), "flux": (16, 16, 16), "pixart": (4, 16, 16)}[family]
-    assert families.noise_shape(pipe, 32, 32) == expected_shape
+    assert families.describe(pipe).noise_shape(32, 32) == expected_shape
     latents = t2i(pipe).pipeline_kwargs(3)["latents"]
     expected_latents = {"sd3": (3, 16, 16, 16), "flux": (3, 64, 64), "pixart": (3, 4, 16, 16)}[family]
     assert tuple(latents.shape) == expected_latents
@@ -58,6 +58,36 @@ def test_family_by_pipeline_class_and_noise_layout(family_pipe):
         assert torch.equal(latents[0, 8 * 3 + 5], noise[0, :, 6:8, 10:12].reshape(-1))
     else:
         assert torch.equal(latents[:1], noise)
+
+
+def test_one_registered_class_describes_each_family_whole(family_pipe):
+    """Generation and attention read one object: the registry's class, an AttentionFamily (so a PipelineFamily)."""
+    from captum_diffusion.attention import attention_family, registry
+    from captum_diffusion.attention.families import AttentionFamily
+    from captum_diffusion.generation.pipeline_family import PipelineFamily
+
+    family, pipe = family_pipe
+    described = families.describe(pipe)
+    assert type(described) in registry.FAMILIES and isinstance(described, AttentionFamily)
+    assert isinstance(described, PipelineFamily) and type(attention_family(pipe)) is type(described)
+    assert [f.name for f in registry.FAMILIES] == ["sd3", "flux", "pixart", "unet"]
+    assert t2i(pipe).family.name == family
+    # where each encoder's tokens lie in the text the denoiser attends to: SD3 [CLIP 77 | T5], FLUX / PixArt T5 only
+    expected = {"sd3": {"clip": ("text_encoder", 0, 77), "t5": ("text_encoder_3", 77, 20)},
+                "flux": {"t5": ("text_encoder_2", 0, 20)}, "pixart": {"t5": ("text_encoder", 0, 20)}}[family]
+    keys = attention_family(pipe).text_keys(20)
+    assert {kind: (e.name, e.offset, e.limit) for kind, e in keys.items()} == expected
+    assert {e.name for e in described.text_encoders(20)} == set(t2i(pipe, max_sequence_length=20).token_limits)
+
+
+def test_the_earlier_module_functions_warn_and_still_answer(family_pipe):
+    family, pipe = family_pipe
+    with pytest.warns(DeprecationWarning, match="noise_shape"):
+        assert families.noise_shape(pipe, 32, 32) == families.describe(pipe).noise_shape(32, 32)
+    with pytest.warns(DeprecationWarning, match="CALL_KEYWORDS"):
+        assert families.CALL_KEYWORDS == {"pixart": {"use_resolution_binning": False, "clean_caption": False}}
+    with pytest.warns(DeprecationWarning, match="T5_FAMILIES"):
+        assert set(families.T5_FAMILIES) == {"sd3", "flux", "pixart"}
 
 
 def test_unet_pipelines_and_callables_keep_their_family():
@@ -70,7 +100,7 @@ def test_seeded_noise_is_the_pipelines_own_draw(family_pipe):
     family layout (channels, FLUX's packing) is the pipeline's, not a look-alike."""
     family, pipe = family_pipe
     generator = t2i(pipe, seed=3)
-    extra = families.CALL_KEYWORDS.get(family, {})
+    extra = families.describe(pipe).call_keywords
     own = pipe("a red circle", num_inference_steps=STEPS, height=32, width=32, max_sequence_length=256,
                generator=[torch.Generator().manual_seed(3)], **extra).images[0]
     ours = t2i(pipe, seed=3, max_sequence_length=256)(["a red circle"])[0]

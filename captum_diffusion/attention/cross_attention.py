@@ -1,5 +1,5 @@
-"""Cross-attention families: the image attends to the text in separate ``attn2`` layers whose keys are the text
-only, so their softmax rows already sum to 1 over the text.
+"""Cross-attention families, each described whole (generation and attention): the image attends to the text in
+separate ``attn2`` layers whose keys are the text only, so their softmax rows already sum to 1 over the text.
 
 - ``unet``: diffusers' ``UNet2DConditionModel`` (SD 1.x / 2.x / XL), CLIP text (77 positions, start token at
   0), attention at every UNet level: grids the latent halved down the levels.
@@ -78,31 +78,46 @@ class CrossAttentionFamily(AttentionFamily):
 
 
 class UNetFamily(CrossAttentionFamily):
+    """Stable Diffusion 1.x / 2.x / XL and any pipeline with a ``unet``: CLIP text at positions 0..76 (SDXL's
+    second CLIP shares them), attention at every UNet level."""
+
     name = "unet"
     denoiser_attribute = "unet"
+    text_key_kinds = ("CLIP",)
     text_argument_position = 2  # unet(sample, timestep, encoder_hidden_states)
+
+    @classmethod
+    def matches(cls, pipeline) -> bool:
+        return getattr(pipeline, "unet", None) is not None
 
     @property
     def depth(self) -> int:
         return len(getattr(self.denoiser.config, "down_block_types", ())) or 8
 
     def grids(self, height: int, width: int) -> list[Size]:
-        scale = int(getattr(self.pipeline, "vae_scale_factor", 8))
+        scale = self.vae_scale_factor or 8
         return grid_ladder((height // scale, width // scale), self.depth)
 
     def call_grids(self, args, kwargs) -> list[Size]:
         sample = call_input(args, kwargs, "sample")
         return grid_ladder(tuple(sample.shape[-2:]), self.depth)
 
-    def text_encoders(self, call: dict) -> dict:
-        return {"clip": (getattr(self.pipeline, "tokenizer", None), 0, None)}
-
 
 class PixArtFamily(PatchGrids, CrossAttentionFamily):
-    name = "pixart"
+    """``PixArtSigmaPipeline`` / ``PixArtAlphaPipeline``: DiT with cross-attention to T5."""
 
-    def text_encoders(self, call: dict) -> dict:
-        return {"t5": (getattr(self.pipeline, "tokenizer", None), 0, self.max_sequence_length(call))}
+    name = "pixart"
+    pipeline_classes = ("PixArtSigmaPipeline", "PixArtAlphaPipeline")
+    t5_tokenizer = "tokenizer"
+    text_key_kinds = ("T5",)
+    #: resolution binning would generate at another size than the seeded latents were drawn for (then resize),
+    #: and caption cleaning rewrites the prompt (lower case, no URLs, ...), so a word game would no longer play
+    #: the words it lists
+    call_keywords = {"use_resolution_binning": False, "clean_caption": False}
+
+    def tokenized_prompt(self, prompt: str) -> str:
+        """Lower-cased and stripped: PixArt's ``_text_preprocessing`` without caption cleaning."""
+        return prompt.lower().strip()
 
     def check_call(self, call: dict) -> None:
         if call.get("clean_caption"):

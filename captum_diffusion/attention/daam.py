@@ -43,7 +43,8 @@ from captum.attr import Attribution
 
 from captum_diffusion import checks
 from captum_diffusion.generation.settings import GenerationSettings
-from captum_diffusion.attention.families import TEXT_SOFTMAX, AttentionFamily, attention_family
+from captum_diffusion.attention.families import TEXT_SOFTMAX, AttentionFamily
+from captum_diffusion.attention.registry import attention_family
 from captum_diffusion.words.game import split_words
 from captum_diffusion.words.tokens import merge_positions, select_words, word_token_positions
 
@@ -360,8 +361,8 @@ class DAAM(Attribution):
 
     def __init__(self, pipeline, *, text_encoder: Optional[str] = None, text_softmax: str = "text"):
         self.family: AttentionFamily = attention_family(pipeline)
-        encoders = self.family.text_encoders({})
-        if any(tokenizer is None for tokenizer, _, _ in encoders.values()):
+        encoders = self.family.text_keys()
+        if not encoders:
             raise TypeError(f"DAAM needs the pipeline's tokenizer to map words to tokens; "
                             f"{type(pipeline).__name__} has none")
         if text_encoder is not None and text_encoder not in encoders:
@@ -513,15 +514,14 @@ class DAAM(Attribution):
             Labels and positions in every chosen text encoder's tokens (e.g. SD3's CLIP positions 0..76, then
             T5's from 77).
         """
-        encoders = self.family.text_encoders({"max_sequence_length": max_sequence_length})
+        encoders = self.family.text_keys(max_sequence_length)
         if self.text_encoder is not None:
             encoders = {self.text_encoder: encoders[self.text_encoder]}
         seen = self.family.tokenized_prompt(prompt)
-        aligned = merge_positions(*[word_token_positions(seen, tokenizer, max_length=length, offset=offset)
-                                    for tokenizer, offset, length in encoders.values()])
+        aligned = merge_positions(*[word_token_positions(seen, e.tokenizer, max_length=e.limit, offset=e.offset)
+                                    for e in encoders.values()])
         aligned = [(word, positions) for word, (_, positions) in zip(split_words(prompt), aligned)]
-        limits = " and ".join(f"{name}'s {tokenizer.model_max_length if length is None else length}-token limit"
-                              for name, (tokenizer, _, length) in encoders.items())
+        limits = " and ".join(f"{name}'s {e.limit}-token limit" for name, e in encoders.items())
         return select_words(prompt, aligned, words, limit_note=limits)
 
     def explain(self, prompts: Union[str, Sequence[str]], *, words=None, generator=None,

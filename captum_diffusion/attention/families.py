@@ -1,4 +1,5 @@
-"""Model families for attention maps: where a denoiser's image positions attend to the prompt's tokens.
+"""Attention families: the base class that extends a pipeline family with where its denoiser's image positions
+attend to the prompt's tokens, and the math the families share.
 
 An attention method (``daam.py``) asks a family four things, and nothing else about the model:
 
@@ -6,10 +7,13 @@ An attention method (``daam.py``) asks a family four things, and nothing else ab
   (:meth:`AttentionFamily.tracing_processor`: computes exactly what the layer's own processor computes and
   hands the image queries' attention over the text keys to the trace);
 - the image grid(s) those layers see (:meth:`AttentionFamily.grids`, read again from every denoiser call);
-- where each text encoder's tokens lie in the text keys (:meth:`AttentionFamily.text_encoders`);
+- where each text encoder's tokens lie in the text keys (:meth:`AttentionFamily.text_keys`, from the pipeline
+  family's ``text_encoders``);
 - how the pipeline batches conditional and unconditional rows.
 
-Families (one module each; add a family by writing one module with a subclass and one entry in :func:`attention_family`):
+Everything else about a family (noise layout, sizes, token limits, call keywords) it inherits from
+``captum_diffusion.generation.pipeline_family.PipelineFamily``. Families, one module each, each one class that
+describes the whole family; add one by writing a module and one line in ``registry.FAMILIES``:
 
 ==========  =============================================  =============================================
 family      denoiser (pipelines)                           text keys the image attends to
@@ -28,7 +32,7 @@ from typing import Optional
 
 import torch
 
-from captum_diffusion.generation import families as pipeline_families
+from captum_diffusion.generation.pipeline_family import PipelineFamily, TextEncoder
 
 Size = tuple[int, int]
 
@@ -74,26 +78,24 @@ def call_input(args: tuple, kwargs: dict, name: str, position: int = 0):
     return kwargs[name] if name in kwargs else args[position]
 
 
-class AttentionFamily:
-    """How the attention of one denoiser architecture is traced (see the module docstring).
+class AttentionFamily(PipelineFamily):
+    """A pipeline family whose attention maps can be traced (see the module docstring).
 
-    ``pipeline``: a diffusers pipeline whose denoiser is this family's. Subclasses set ``name``,
-    ``denoiser_attribute`` (``"unet"`` / ``"transformer"``), ``plain_processors`` (class names of the
+    Parameters
+    ----------
+    pipeline : diffusers.DiffusionPipeline
+        A pipeline of this family.
+
+    Subclasses set, besides :class:`PipelineFamily`'s attributes, ``plain_processors`` (class names of the
     processors the tracing processor reproduces) and implement the methods that raise here.
     """
 
-    name = "?"
-    denoiser_attribute = "transformer"
     plain_processors: frozenset = frozenset()
     #: ``True`` where the unconditional (negative) prompt runs as a separate denoiser call of batch n (FLUX's
     #: true CFG) instead of the first half of a 2n batch.
     separate_uncond_calls = False
     #: where the denoiser's forward takes ``encoder_hidden_states`` when given positionally
     text_argument_position = 1
-
-    def __init__(self, pipeline):
-        self.pipeline = pipeline
-        self.denoiser = getattr(pipeline, self.denoiser_attribute)
 
     # --- layers and processors
     def text_layers(self) -> list[str]:
@@ -129,64 +131,49 @@ class AttentionFamily:
         """The text input (``encoder_hidden_states``, batch x text positions x channels) of a denoiser call."""
         return call_input(args, kwargs, "encoder_hidden_states", self.text_argument_position)
 
-    def max_sequence_length(self, call: dict) -> Optional[int]:
-        """The T5 token limit of this call (``max_sequence_length`` given, else the pipeline's default)."""
-        value = call.get("max_sequence_length")
-        return pipeline_families.default_max_sequence_length(self.pipeline) if value is None else value
+    def text_keys(self, max_sequence_length: Optional[int] = None) -> dict[str, TextEncoder]:
+        """The text encoders whose tokens are positions of their own in the text keys, in their order.
 
-    def text_encoders(self, call: dict) -> dict:
-        """``{encoder name: (tokenizer, offset, max_length)}`` in the order of the text keys: the tokenizer
-        that feeds that part of the text sequence, the part's first position and its length (``None``: the
-        tokenizer's ``model_max_length``)."""
-        raise NotImplementedError
+        Parameters
+        ----------
+        max_sequence_length : int, optional
+            The call's T5 limit (default: the pipeline's).
 
-    def tokenized_prompt(self, prompt: str) -> str:
-        """The prompt as the pipeline hands it to its tokenizers (PixArt lowercases it)."""
-        return pipeline_families.tokenized_text(self.pipeline, prompt)
+        Returns
+        -------
+        dict
+            ``{"clip" or "t5": TextEncoder}`` (see :meth:`PipelineFamily.text_encoders`; ``offset`` is the first
+            position, ``limit`` the length of the part).
+        """
+        encoders = [e for e in self.text_encoders(max_sequence_length) if e.offset is not None]
+        return {e.kind.lower(): e for e in sorted(encoders, key=lambda e: e.offset)}
 
     def check_call(self, call: dict) -> None:
         """``ValueError`` for pipeline arguments that would break the word-to-token alignment; adds the
-        family's call keywords (``generation.families.CALL_KEYWORDS``) that ``call`` does not set."""
-        for key, value in pipeline_families.CALL_KEYWORDS.get(self.name, {}).items():
+        family's ``call_keywords`` that ``call`` does not set."""
+        for key, value in self.call_keywords.items():
             call.setdefault(key, value)
-
-    # --- sizes
-    def default_size(self) -> Size:
-        """The pipeline's default ``(height, width)`` in pixels."""
-        side = pipeline_families.default_size(self.pipeline)
-        if side is None:
-            raise ValueError(f"{type(self.pipeline).__name__} has no default image size; give height and width")
-        return side, side
 
 
 class PatchGrids:
     """Grids of a transformer over ``patch_size`` x ``patch_size`` patches of the latent (SD3, PixArt): one grid,
-    the latent's size divided by the patch size. Mixed in before an :class:`AttentionFamily`."""
+    the latent's size divided by the patch size, so sizes are multiples of the VAE factor times the patch size.
+    Mixed in before an :class:`AttentionFamily`."""
+
+    size_explanation = "its vae_scale_factor x the transformer's patch_size"
+
+    def size_multiple(self) -> int | None:
+        scale = self.vae_scale_factor
+        return None if scale is None else scale * int(self.denoiser.config.patch_size)
 
     def grids(self, height: int, width: int) -> list[Size]:
-        scale = int(getattr(self.pipeline, "vae_scale_factor", 8)) * self.denoiser.config.patch_size
-        return [(height // scale, width // scale)]
+        multiple = self.size_multiple()
+        return [(height // multiple, width // multiple)]
 
     def call_grids(self, args: tuple, kwargs: dict) -> list[Size]:
         latents = call_input(args, kwargs, "hidden_states")
         patch = self.denoiser.config.patch_size
         return [(latents.shape[-2] // patch, latents.shape[-1] // patch)]
-
-
-def attention_family(pipeline) -> AttentionFamily:
-    """The :class:`AttentionFamily` of ``pipeline`` (its family from ``generation.families.pipeline_family``);
-    ``TypeError`` if it has none or its denoiser does not use attention processors."""
-    from captum_diffusion.attention.cross_attention import PixArtFamily, UNetFamily
-    from captum_diffusion.attention.flux import FluxFamily
-    from captum_diffusion.attention.sd3 import SD3Family
-
-    family = {"unet": UNetFamily, "sd3": SD3Family, "flux": FluxFamily, "pixart": PixArtFamily}.get(
-        pipeline_families.pipeline_family(pipeline))
-    model = pipeline_families.denoiser(pipeline)
-    if family is not None and hasattr(model, "attn_processors") and hasattr(model, "set_attn_processor"):
-        return family(pipeline)
-    raise TypeError(f"attention maps need a diffusers pipeline with a UNet (SD 1.x/2.x/XL), an SD3 / SD3.5, FLUX.1 or "
-                    f"PixArt transformer using attention processors; got {type(pipeline).__name__}")
 
 
 def grid_ladder(latent_size: Size, depth: int) -> list[Size]:

@@ -1,4 +1,5 @@
-"""FLUX.1: joint attention over the sequence ``[text | image]`` (text first), T5 text only.
+"""The FLUX.1 family, described whole (generation and attention): 16-channel noise packed 2x2 into 64-channel
+tokens, embedded guidance, joint attention over the sequence ``[text | image]`` (text first), T5 text only.
 
 Double-stream blocks (``transformer_blocks.i.attn``) project text and image separately and attend jointly;
 single-stream blocks (``single_transformer_blocks.i.attn``, 38 of FLUX.1's 57) get the already concatenated
@@ -70,8 +71,36 @@ class FluxFamily(AttentionFamily):
     """``FluxPipeline`` and friends (``FluxTransformer2DModel``): T5 text, ``[text | image]``."""
 
     name = "flux"
+    pipeline_classes = ("FluxPipeline",)
+    t5_tokenizer = "tokenizer_2"
+    text_key_kinds = ("T5",)  # CLIP only gives a pooled vector
+    size_explanation = "its vae_scale_factor x 2 for FLUX's 2x2 latent packing"
     plain_processors = frozenset({"FluxAttnProcessor"})
     separate_uncond_calls = True
+
+    def size_multiple(self) -> int | None:
+        scale = self.vae_scale_factor
+        return None if scale is None else scale * 2  # the pipeline packs 2x2 latent patches into one token
+
+    def default_sample_size(self) -> int | None:
+        sample = getattr(self.pipeline, "default_sample_size", None)
+        return sample if isinstance(sample, int) else None
+
+    def noise_shape(self, height: int, width: int) -> tuple[int, int, int] | None:
+        """``in_channels / 4`` (16) channels at ``2 * (height // (2 s))`` x ``2 * (width // (2 s))``: the pipeline
+        rounds the latent down to even sides, then :meth:`pack_latents` packs it 2x2."""
+        multiple = self.size_multiple()
+        if multiple is None:
+            return None
+        return self.denoiser.config.in_channels // 4, 2 * (height // multiple), 2 * (width // multiple)
+
+    @staticmethod
+    def pack_latents(noise: torch.Tensor) -> torch.Tensor:
+        """FLUX's 2x2 packing: ``(n, C, h, w)`` -> ``(n, h/2 * w/2, 4 C)``, tokens in row-major order over the
+        ``(h/2, w/2)`` grid, each token's channels ordered (C, dy, dx)."""
+        n, channels, height, width = noise.shape
+        patches = noise.view(n, channels, height // 2, 2, width // 2, 2).permute(0, 2, 4, 1, 3, 5)
+        return patches.reshape(n, (height // 2) * (width // 2), channels * 4)
 
     def text_layers(self) -> list[str]:
         return [key[: -len(".processor")] for key in self.denoiser.attn_processors
@@ -87,13 +116,10 @@ class FluxFamily(AttentionFamily):
         return FluxTracingProcessor(trace, original)
 
     def grids(self, height: int, width: int) -> list[Size]:
-        scale = int(self.pipeline.vae_scale_factor) * 2  # the pipeline packs 2x2 latent patches into one token
-        return [(height // scale, width // scale)]
+        multiple = self.size_multiple()
+        return [(height // multiple, width // multiple)]
 
     def call_grids(self, args, kwargs) -> list[Size]:
         ids = call_input(args, kwargs, "img_ids", 4)  # (n, 3) rows (0, row, column)
         ids = ids.reshape(-1, ids.shape[-1])
         return [(int(ids[:, 1].max()) + 1, int(ids[:, 2].max()) + 1)]
-
-    def text_encoders(self, call: dict) -> dict:
-        return {"t5": (self.pipeline.tokenizer_2, 0, self.max_sequence_length(call))}

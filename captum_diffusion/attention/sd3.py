@@ -1,4 +1,5 @@
-"""SD3 / SD3.5 (MMDiT): joint attention over the sequence ``[image | text]``.
+"""The SD3 / SD3.5 family (MMDiT), described whole (generation and attention): joint attention over the
+sequence ``[image | text]``; 16-channel noise, sizes multiples of the VAE factor x the patch size.
 
 Every ``transformer_blocks.i.attn`` runs one softmax over the image tokens and the text tokens together. The
 text part is ``[CLIP | T5]``: 77 CLIP positions (CLIP-L and CLIP-G token by token, concatenated along the
@@ -79,6 +80,9 @@ class SD3Family(PatchGrids, AttentionFamily):
     """
 
     name = "sd3"
+    pipeline_classes = ("StableDiffusion3Pipeline",)
+    t5_tokenizer = "tokenizer_3"
+    text_key_kinds = ("CLIP", "T5")  # [CLIP-L | CLIP-G] token by token at 0..76, then T5
     plain_processors = frozenset({"JointAttnProcessor2_0"})
 
     def text_layers(self) -> list[str]:
@@ -90,11 +94,3 @@ class SD3Family(PatchGrids, AttentionFamily):
 
     def extra_call(self, kwargs: dict) -> bool:
         return kwargs.get("skip_layers") is not None  # skip-layer guidance's third pass, with blocks left out
-
-    def text_encoders(self, call: dict) -> dict:
-        pipe = self.pipeline
-        clip_length = int(pipe.tokenizer_max_length)
-        encoders = {"clip": (pipe.tokenizer, 0, clip_length)}
-        if getattr(pipe, "text_encoder_3", None) is not None and getattr(pipe, "tokenizer_3", None) is not None:
-            encoders["t5"] = (pipe.tokenizer_3, clip_length, self.max_sequence_length(call))
-        return encoders

@@ -7,7 +7,6 @@ it) is made again whole, in the same batch, and only its missing images are stor
 """
 from __future__ import annotations
 
-import functools
 import heapq
 import time
 from pathlib import Path
@@ -29,30 +28,6 @@ def split_batches(costs: dict[int, int], n_ranks: int) -> list[list[int]]:
     return [sorted(share) for share in shares]
 
 
-@functools.lru_cache(maxsize=None)
-def _generator_class():
-    from captum_diffusion.generation import TextToImage
-
-    class BatchKeys(TextToImage):
-        """A ``TextToImage`` that names a whole batch's cache keys from one derivation of its identity (``key``
-        re-derives it for every prompt: ~10 ms each)."""
-
-        _pinned: str | None = None
-
-        @property
-        def identity(self) -> str:
-            return self._pinned if self._pinned is not None else TextToImage.identity.fget(self)
-
-        def keys(self, prompts: Sequence[str]) -> list[str]:
-            self._pinned = TextToImage.identity.fget(self)
-            try:
-                return [self.key(prompt) for prompt in prompts]
-            finally:
-                self._pinned = None
-
-    return BatchKeys
-
-
 class _Filler:
     """Generates planned batches into ``cache_dir`` with one generator per seed."""
 
@@ -61,27 +36,27 @@ class _Filler:
         self.run_settings = model.generation_settings(plan.config)
         self._generators: dict[tuple, object] = {}
 
-    def settings(self, batch: Batch) -> dict:
-        """``TextToImage`` keywords of ``batch``: its generation settings (the run's unless it carries its own)."""
-        return {"batch_size": self.plan.config.batch_size,
-                **batch.generation_settings(self.run_settings).keywords()}
-
     def generator(self, batch: Batch):
+        """The ``TextToImage`` of ``batch``'s seed and generation settings (the run's unless it carries its own)
+        over the shared cache, made once per seed and settings."""
         if (batch.seed, batch.settings) not in self._generators:
-            self._generators[batch.seed, batch.settings] = _generator_class()(
+            from captum_diffusion.generation import TextToImage
+
+            self._generators[batch.seed, batch.settings] = TextToImage(
                 self.model.pipeline, seed=batch.seed, cache_dir=self.cache_dir, progress=False,
-                max_in_memory=self.plan.config.batch_size, **self.settings(batch))
+                batch_size=self.plan.config.batch_size, max_in_memory=self.plan.config.batch_size,
+                settings=batch.generation_settings(self.run_settings))
         return self._generators[batch.seed, batch.settings]
 
     def missing(self, batch: Batch) -> tuple[int, ...]:
         """Positions in ``batch`` of the images the cache does not hold."""
-        generator = self.generator(batch)
-        return tuple(i for i, key in enumerate(generator.keys(batch.prompts)) if generator.cache.get(key) is None)
+        return tuple(self.generator(batch).missing(batch.prompts))
 
     def run(self, share: Sequence[int], missing: dict[int, tuple[int, ...]]) -> dict:
+        """Generate the batches of ``share`` whole (``TextToImage.regenerate``: a partly cached batch is made again
+        in the same batch, so its images round as the cached ones did) and store their missing images; returns
+        this process's counters."""
         from tqdm.auto import tqdm
-
-        from captum_diffusion.generation import TextToImage
 
         counters = {"batches": 0, "planned": 0, "generated": 0, "recomputed": 0, "seconds": 0.0, "cpu_seconds": 0.0}
         tick, cpu = time.perf_counter(), time.process_time()
@@ -90,24 +65,13 @@ class _Filler:
         with tqdm(total=total, desc="generating", unit="image", disable=not self.progress or not total,
                   leave=False) as bar:
             for index in order:
-                batch, absent = self.plan.batches[index], missing[index]
-                generator = self.generator(batch)
-                if len(absent) == len(batch):
-                    before = generator.n_generated
-                    generator(list(batch.prompts))
-                    counters["generated"] += generator.n_generated - before
-                else:  # partly cached: make the whole batch again (same rounding), store what is missing
-                    twin = TextToImage(self.model.pipeline, seed=batch.seed, progress=False, **self.settings(batch))
-                    images = twin(list(batch.prompts))
-                    keys, identity, settings = generator.keys(batch.prompts), generator.identity, generator.settings
-                    for i in absent:
-                        generator.cache.put(keys[i], images[i], {"prompt": batch.prompts[i], "generator": identity,
-                                                                 **settings})
-                    counters["generated"] += len(absent)
-                    counters["recomputed"] += len(batch) - len(absent)
+                batch = self.plan.batches[index]
+                stored = self.generator(batch).regenerate(batch.prompts)
                 counters["batches"] += 1
-                counters["planned"] += len(absent)
-                bar.update(len(absent))
+                counters["planned"] += len(missing[index])
+                counters["generated"] += len(stored)
+                counters["recomputed"] += len(batch) - len(stored)
+                bar.update(len(missing[index]))
         counters["seconds"] = round(time.perf_counter() - tick, 3)
         counters["cpu_seconds"] = round(time.process_time() - cpu, 3)  # this process's CPU time (all its threads)
         return counters

@@ -6,7 +6,7 @@ from typing import Sequence
 import numpy as np
 
 from captum_diffusion import checks
-from captum_diffusion.generation.text_to_image import TextToImage
+from captum_diffusion.protocols import CachedGenerator
 from captum_diffusion.scoring.base import batches
 from captum_diffusion.words.game import split_words
 
@@ -33,8 +33,10 @@ class PromptScore:
     """
 
     def __init__(self, generator, scorer, prompt: str, *, reference: str = "image", chunk_size: int = 256):
-        if not isinstance(generator, TextToImage):
-            raise TypeError(f"generator must be a captum_diffusion.TextToImage, got {type(generator).__name__}")
+        if not isinstance(generator, CachedGenerator):
+            raise TypeError(f"generator must be a captum_diffusion.TextToImage (a protocols.CachedGenerator: fixed, "
+                            "keyed images; wrap a pipeline or callable in TextToImage), got "
+                            f"{type(generator).__name__}")
         words = split_words(prompt)  # raises on an empty / whitespace-only / non-str prompt
         checks.one_of(reference, ("image", "text"), "reference")
         method = "image_similarity" if reference == "image" else "text_similarity"
