@@ -124,9 +124,12 @@ class Segmenter(Protocol):
 class AttentionMethod(Protocol):
     """Per-word maps from a text-to-image model's attention during generation.
 
-    ``attribute(prompts, *, words=None, generator=None, **generation) -> maps`` returns a tensor
-    ``(n_images, n_words, H, W)`` at the image size (captum's contract: a tensor); ``explain(...)`` returns the
-    rich result (images, labels, thresholding, plots). Hooks must be restored even when generation raises.
+    ``attribute(prompts, *, words=None, generator=None, settings=None, **generation) -> maps`` returns a tensor
+    ``(n_images, n_words, H, W)`` at the image size (captum's contract: a tensor); ``explain(...)``, with the same
+    arguments, returns the rich result (images, labels, thresholding, plots). ``settings``: a
+    ``generation.settings.GenerationSettings`` (steps, guidance, size, T5 limit), which may also come as plain
+    keywords. The package's other explainers keep the same split (``WordAttribution``, ``CLIPSaliency``). Hooks
+    must be restored even when generation raises.
     """
 
     def attribute(self, prompts, **kwargs) -> "torch.Tensor": ...
