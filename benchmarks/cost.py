@@ -212,7 +212,7 @@ def run_shap_permutation(table, n_words, budget, seed):
 
     low, high = 2 * n_words + 1, max(2 * n_words + 2, 8 * limit)
     best = None
-    while high - low > max(1, low // 50):
+    while high - low > max(1, low // 20):
         middle = (low + high) // 2
         values, used = run(middle)
         if used <= limit:
@@ -249,7 +249,12 @@ def report(args) -> None:
     cache_dir = Path(args.cache_dir)
     timing = json.loads((cache_dir / "timing.json").read_text())
     ratio = {int(s): r for s, r in timing["cost_ratio"].items()}
-    lines = [f"Cost ratio of a proxy image to a full one (ShapesWorld UNet, {FULL_STEPS} DPM-Solver++ steps, 64x64, "
+    lines = [f"# The cost of an explanation: multi-fidelity Shapley values ({time.strftime('%Y-%m-%d')})", "",
+             "Printed by `python benchmarks/cost.py report --markdown benchmarks/cost.md` (after `time` and "
+             "`generate`; see the module docstring). Games: " + ", ".join(f"'{p}'" for p in PROMPTS[:4])
+             + f" ({len(SEEDS)} image seeds each) and the sum games "
+             + ", ".join(f"'{a}' + '{b}'" for a, b in SUM_GAMES) + ".", "",
+             f"Cost ratio of a proxy image to a full one (ShapesWorld UNet, {FULL_STEPS} DPM-Solver++ steps, 64x64, "
              f"{timing['threads']} torch thread, generation + CLIP, median of {timing['repeats']} interleaved "
              f"rounds of {timing['images_per_batch']} images):", "",
              "| steps | s / image | cost ratio |", "|---|---|---|"]
@@ -278,16 +283,17 @@ def report(args) -> None:
         lines.append(f"| {game['name']} | " + " | ".join(cells) + " |")
 
     methods = {}
-    for steps in PROXY_STEPS:
+    for steps in sorted(PROXY_STEPS):
         methods[f"multi-fidelity, proxy {steps} steps"] = ("mf", steps, {})
-    methods["multi-fidelity, proxy 2 steps, fitted weight"] = ("mf", 2, {"proxy_weight": "fit"})
-    methods["adaptive until top-3, proxy 2 steps"] = ("mf", 2, {"until_top_k": 3})
+        methods[f"multi-fidelity, proxy {steps} steps, fitted weight"] = ("mf", steps, {"proxy_weight": "fit"})
+    methods["adaptive until top-3, proxy 4 steps, fitted weight"] = ("mf", 4, {"until_top_k": 3, "proxy_weight": "fit"})
     methods["stratified paired, no proxy"] = ("mf", None, {})
+    methods["adaptive until top-3, no proxy"] = ("mf", None, {"until_top_k": 3})
     methods["shapiq KernelSHAP paired"] = ("shapiq", None, {})
     methods["shap permutation"] = ("shap", None, {})
 
     lines += ["", f"Against exact seed-averaged values ({len(SEEDS)} seeds), mean over {len(args.seeds)} sampler "
-              "seeds. Cells: % ranks aligned / % runs with the exact top-3 set / normalised RMSE / coverage of the "
+              f"seeds ({args.baseline_seeds} for shapiq and shap). Cells: % ranks aligned / % runs with the exact top-3 set / normalised RMSE / coverage of the "
               "stated 95% intervals (sampling error, against the exact values of the seed-averaged game) / cost "
               "spent (fraction of exact, full-image equivalents). '-': the budget does not pay the proxy plus two "
               "pairs per coalition size.", ""]
@@ -303,7 +309,7 @@ def report(args) -> None:
             cells = []
             for budget in args.budgets:
                 rows = []
-                for seed in args.seeds:
+                for seed in (args.seeds if kind == "mf" else args.seeds[:args.baseline_seeds]):
                     if kind == "mf":
                         proxy = table_game(game["tables"][steps], d) if steps is not None else None
                         cost = {"proxy_cost": ratio[steps]} if steps is not None else {}
@@ -345,8 +351,8 @@ def report(args) -> None:
                 cell = (f"{100 * min(r['ranks'] for r in at_goal):.0f}% (worst game) / "
                         f"{100 * min(r['top3'] for r in at_goal):.0f}% / "
                         + (f"{100 * min(coverage):.0f}-{100 * max(coverage):.0f}%" if coverage else "-"))
-            lines.append(f"| {name} | {'-'.join(map(str, group))} | {f'{min(met):.0%}' if met else 'none tried'} "
-                         f"| {cell} |")
+            smallest = f"{min(met):.0%}" if met else "none of those tried"
+            lines.append(f"| {name} | {'-'.join(map(str, group))} | {smallest} | {cell} |")
     text = "\n".join(lines)
     print(text)
     if args.markdown:
@@ -359,7 +365,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--cache-dir", default="/tmp/cost-cache", help="images, embeddings, timing (kept)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--repeats", type=int, default=3, help="timing rounds (time)")
-    parser.add_argument("--seeds", nargs="+", type=int, default=list(range(20)), help="estimator seeds (report)")
+    parser.add_argument("--seeds", nargs="+", type=int, default=list(range(12)), help="estimator seeds (report)")
+    parser.add_argument("--baseline-seeds", type=int, default=5,
+                        help="of those, how many shapiq and shap run (each takes seconds)")
     parser.add_argument("--budgets", nargs="+", type=float, default=list(BUDGETS), help="fractions of exact's cost")
     parser.add_argument("--markdown", default=None, help="also write the tables there (report)")
     return parser.parse_args(argv)
