@@ -54,16 +54,25 @@ Size = tuple[int, int]
 # --------------------------------------------------------------------------------------------- the trace
 
 class DAAMTrace:
-    """Running sums of image-to-text attention during one generation.
+    """Running sums of image-to-text attention during one generation (what :meth:`DAAM.tracing` yields).
 
-    ``n_images``: conditional rows of the denoiser batch (prompts x images per prompt). ``steps``:
-    denoising-step indices to include (``None`` = all; step ``i`` is the ``i``-th conditional denoiser call).
-    ``resolutions``: grid sizes ``(h, w)`` to include (``None`` = all). ``keep_uncond``: also sum the
-    unconditional (negative prompt) rows when classifier-free guidance is on. ``text_softmax``: how joint
-    attention's text columns are read (``families.image_text_attention``).
+    Parameters
+    ----------
+    n_images : int
+        Conditional rows of the denoiser batch (prompts x images per prompt).
+    steps : iterable of int, optional
+        Denoising-step indices to include (``None`` = all; step ``i`` is the ``i``-th conditional denoiser call).
+    resolutions : iterable of (int, int), optional
+        Grid sizes ``(h, w)`` to include, in latent positions (``None`` = all).
+    keep_uncond : bool, default False
+        Also sum the unconditional (negative prompt) rows when classifier-free guidance is on.
+    text_softmax : {"text", "joint"}, default "text"
+        How joint attention's text columns are read (``families.image_text_attention``).
 
+    Notes
+    -----
     The grids come from the denoiser calls (:meth:`begin_call`): a layer's grid is the one whose ``h * w``
-    matches its image sequence length.
+    matches its image sequence length. The sums are float32 ``(n_images, h * w, text positions)`` per grid.
     """
 
     def __init__(self, n_images: int, *, steps: Optional[Iterable[int]] = None,
@@ -295,12 +304,24 @@ class DAAMResult:
 
 
 def threshold_maps(maps: torch.Tensor, tau: float = 0.4, normalization: str = "minmax") -> torch.Tensor:
-    """Binarise heat maps ``(..., H, W)`` per map (DAAM eq. 7): normalise each map, then keep pixels ``> tau``.
+    """Binarise heat maps per map (DAAM eq. 7): normalise each map, then keep pixels ``> tau``.
 
-    ``normalization="minmax"`` (default, as the DAAM authors' code): ``(D - min) / (max - min)``, so the
-    threshold is relative to the map's own range and a constant offset (attention every pixel gets) does not
-    matter. ``"max"``: ``D / max``, the equation as printed. ``tau`` must lie in [0, 1]. A constant map (or,
-    with ``"max"``, one without positive values) gives an all-false mask. Returns a ``bool`` tensor.
+    Parameters
+    ----------
+    maps : torch.Tensor or array_like
+        Heat maps ``(..., H, W)``, finite.
+    tau : float, default 0.4
+        The threshold in [0, 1], a fraction of each normalised map.
+    normalization : {"minmax", "max"}, default "minmax"
+        ``"minmax"`` (as the DAAM authors' code): ``(D - min) / (max - min)``, so the threshold is relative to
+        the map's own range and a constant offset (attention every pixel gets) does not matter. ``"max"``:
+        ``D / max``, the equation as printed.
+
+    Returns
+    -------
+    torch.Tensor
+        ``bool`` of the maps' shape. A constant map (or, with ``"max"``, one without positive values) gives an
+        all-false mask.
     """
     if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not 0.0 <= float(tau) <= 1.0:
         raise ValueError(f"tau must be a number in [0, 1] (a fraction of each normalised map), got {tau!r}")
