@@ -293,9 +293,9 @@ def report(args) -> None:
     methods["shap permutation"] = ("shap", None, {})
 
     lines += ["", f"Against exact seed-averaged values ({len(SEEDS)} seeds), mean over {len(args.seeds)} sampler "
-              f"seeds ({args.baseline_seeds} for shapiq and shap). Cells: % ranks aligned / % runs with the exact top-3 set / normalised RMSE / coverage of the "
-              "stated 95% intervals (sampling error, against the exact values of the seed-averaged game) / cost "
-              "spent (fraction of exact, full-image equivalents). '-': the budget does not pay the proxy plus two "
+              f"seeds ({args.baseline_seeds} for shapiq and shap). Cells: % ranks aligned / % runs with the exact "
+              "top-3 set / normalised RMSE / coverage of the stated 95% intervals (sampling error, against the exact "
+              "values of the seed-averaged game) / cost spent (fraction of exact, full-image equivalents). '-': the budget does not pay the proxy plus two "
               "pairs per coalition size.", ""]
     header = "| game | method | " + " | ".join(f"budget {b:.0%}" for b in args.budgets) + " |"
     lines += [header, "|---|---|" + "---|" * len(args.budgets)]
@@ -332,8 +332,8 @@ def report(args) -> None:
             lines.append(f"| {game['name']} | {name} | " + " | ".join(cells) + " |")
         print(f"  {game['name']}: {time.perf_counter() - started:.0f} s", flush=True)
 
-    lines += ["", "Goals (met when every game of that length meets them): d = 10-12: >= 90% ranks aligned and >= 95% top-3 at "
-              "<= 25% of exact's cost; d = 6-7: the same at <= 50%; coverage 90-97%.", "",
+    lines += ["", "Goals (met when every game of that length meets them): d = 10-12: >= 90% ranks aligned and "
+              ">= 95% top-3 at <= 25% of exact's cost; d = 6-7: the same at <= 50%; coverage 90-97%.", "",
               "| method | d | smallest budget meeting the goal | at the goal's budget: ranks / top-3 / coverage |",
               "|---|---|---|---|"]
     for name in methods:

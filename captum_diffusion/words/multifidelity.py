@@ -18,7 +18,13 @@ estimated from a few full images by a stratified, paired sampler, which suits a 
 - the efficiency total ``v(N) - v(empty)`` is exact: both end coalitions are always evaluated in full;
 - the estimate of a stratum's contribution is the Horvitz-Thompson total over the sampled pairs (unbiased for
   any budget; centring the pair differences on their stratum mean was measured to bias small samples), and its
-  sampling variance is the stratified without-replacement formula, so a stratum evaluated completely has none. When the budget covers every coalition the result is the exact Shapley value.
+  sampling variance is the stratified without-replacement formula, so a stratum evaluated completely has none.
+  When the budget covers every coalition the result is the exact Shapley value.
+
+When the budget cannot pay the proxy on every coalition (``proxy_fraction < 1``), the proxy term is sampled too:
+the proxy plays a share of each stratum's pairs and the full game a subset of those (two-phase sampling, the
+difference estimator), with the two-phase variance ``N**2 [(1/n_proxy - 1/N) S2(v) + (1/n - 1/n_proxy)
+S2(v - beta p)]`` per stratum of ``N`` pairs.
 
 Seeds: a game may return one payoff per seed, ``(n, n_seeds)``; the values are those of the seed-averaged game,
 and the standard error adds the between-seed variance of the per-seed values (the uncertainty about the model's
@@ -482,7 +488,8 @@ def multifidelity_shapley(
     pairs_affordable = (int(np.floor(spare / n_seeds + 1e-9)) - 2) // 2  # full coalitions beyond the two ends
     if pairs_affordable < least:
         smallest = (proxy_cost * proxy_images + (2 + 2 * least) * n_seeds) / exact_images
-        raise ValueError(f"budget={budget:g} is too small: the proxy costs {proxy_cost * proxy_images / exact_images:.3f} "
+        share = proxy_cost * proxy_images / exact_images
+        raise ValueError(f"budget={budget:g} is too small: the proxy costs {share:.3f} "
                          f"of exact and two full pairs per coalition size need more; use budget >= {smallest:.3f}"
                          + (" or a smaller proxy_fraction" if proxy is not None else ""))
     capped = proxy is not None
