@@ -295,7 +295,8 @@ def report(args) -> None:
     lines += ["", f"Against exact seed-averaged values ({len(SEEDS)} seeds), mean over {len(args.seeds)} sampler "
               f"seeds ({args.baseline_seeds} for shapiq and shap). Cells: % ranks aligned / % runs with the exact "
               "top-3 set / normalised RMSE / coverage of the stated 95% intervals (sampling error, against the exact "
-              "values of the seed-averaged game) / cost spent (fraction of exact, full-image equivalents). '-': the budget does not pay the proxy plus two "
+              "values of the seed-averaged game) / cost spent (fraction of exact, full-image equivalents). '-': the "
+              "budget does not pay the proxy plus two "
               "pairs per coalition size.", ""]
     header = "| game | method | " + " | ".join(f"budget {b:.0%}" for b in args.budgets) + " |"
     lines += [header, "|---|---|" + "---|" * len(args.budgets)]
