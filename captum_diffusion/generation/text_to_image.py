@@ -39,6 +39,11 @@ def _is_diffusers_pipeline(obj) -> bool:
     return isinstance(obj, DiffusionPipeline)
 
 
+def _setting(name: str, doc: str) -> property:
+    """A read-only property giving the ``GenerationSettings`` field ``name`` of ``generation_settings``."""
+    return property(lambda self: getattr(self.generation_settings, name), doc=doc)
+
+
 class TextToImage:
     """Seeded, batched, cached text-to-image generation.
 
@@ -206,30 +211,11 @@ class TextToImage:
         raise TypeError("pipeline_kwargs is for a TextToImage over a diffusers pipeline, not a callable")
 
     # ------------------------------------------------------------------------------------------------- shared
-    @property
-    def num_inference_steps(self) -> int | None:
-        """Denoising steps (``None``: the pipeline's default)."""
-        return self.generation_settings.num_inference_steps
-
-    @property
-    def guidance_scale(self) -> float | None:
-        """Guidance scale (``None``: the pipeline's default)."""
-        return self.generation_settings.guidance_scale
-
-    @property
-    def height(self) -> int | None:
-        """Image height in pixels (``None``: unknown, the generator's own)."""
-        return self.generation_settings.height
-
-    @property
-    def width(self) -> int | None:
-        """Image width in pixels (``None``: unknown, the generator's own)."""
-        return self.generation_settings.width
-
-    @property
-    def max_sequence_length(self) -> int | None:
-        """The T5 token limit (``None``: no T5)."""
-        return self.generation_settings.max_sequence_length
+    num_inference_steps = _setting("num_inference_steps", "Denoising steps (``None``: the pipeline's default).")
+    guidance_scale = _setting("guidance_scale", "Guidance scale (``None``: the pipeline's default).")
+    height = _setting("height", "Image height in pixels (``None``: unknown, the generator's own).")
+    width = _setting("width", "Image width in pixels (``None``: unknown, the generator's own).")
+    max_sequence_length = _setting("max_sequence_length", "The T5 token limit (``None``: no T5).")
 
     @property
     def settings(self) -> dict:
