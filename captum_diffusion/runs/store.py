@@ -4,9 +4,12 @@ Layout of ``DIR``::
 
     manifest.json                 versions, model identity, scheduler, settings, command line, counts, timings,
                                   per-prompt status (done / failed with the error)
-    report.html                   the self-contained report (``diffusion-explain report DIR`` re-renders it)
+    report.html                   the report (``diffusion-explain report DIR`` re-renders it): one self-contained
+                                  file up to 20 prompts, else an index page beside report/NNN.html per prompt
     cache/                        the image cache (lossless PNG + JSON): a resumed run generates nothing twice
-    prompts/NNN/result.json       prompt, words, labels, seeds, per-method values per seed, base values, payoffs
+    prompts/NNN/result.json       prompt, words, labels, seeds, per-method values per seed, base values, payoffs,
+                                  per-method standard errors of the seed-averaged values (``null`` = not known),
+                                  their degrees of freedom (``null`` = normal) and where they come from
     prompts/NNN/image-seed-S.png  the full prompt's image at seed S
     prompts/NNN/subprompts/seed-S/<mask>.png   every sub-prompt image scored; <mask> is one 0/1 digit per word
                                   (1 = kept), so file names sort in mask order; result.json's "subprompts" maps
@@ -16,6 +19,13 @@ Layout of ``DIR``::
 
 Floats are written by ``json`` as their shortest round-tripping repr and arrays as safetensors, so what is
 loaded equals what was computed, bit for bit.
+
+Certainty: every method's seed-averaged values ``(d,)`` carry standard errors ``(d,)`` (:attr:`PromptRun.
+standard_errors`). A method that states its own (e.g. the multi-fidelity estimator's ``ShapleyEstimate``) is stored
+with :meth:`PromptRun.set_standard_errors` or ``save_prompt(..., standard_errors=...)``; for the others they are
+derived (:func:`derived_standard_errors`): between seeds with two or more seeds, zero for an exact method at one
+seed (exact for that seed), unknown (NaN) for a sampled method at one seed. Runs saved before this load with
+them derived.
 """
 from __future__ import annotations
 
@@ -37,14 +47,61 @@ MANIFEST = "manifest.json"
 RESULT = "result.json"
 
 
+#: Methods whose values are exact for a seed: computed from every sub-prompt they need, with no sampling (one seed
+#: gives them standard error 0, "exact for seed S"). Others are sampled: at one seed their error is unknown.
+EXACT_METHODS = frozenset({"shap-exact", "captum-shapley_values", "captum-feature_ablation"})
+
+#: Where a method's standard errors come from (``PromptRun.error_sources``).
+ERROR_SOURCES = {
+    "estimator": "stated by the method's estimator",
+    "seeds": "between seeds: std(values per seed, ddof=1) / sqrt(n_seeds)",
+    "exact": "exact for the one seed run: standard error 0",
+    "unknown": "a sampled method at one seed: not known (NaN)",
+}
+
+
 @dataclass
 class SubPrompt:
-    """One scored sub-prompt: ``mask`` ("1011": word ``j`` kept iff character ``j`` is 1), its text, its payoff."""
+    """One scored sub-prompt: ``mask`` ("1011": word ``j`` kept iff character ``j`` is 1), its text, its payoff,
+    its image (``None`` when not kept, or not loaded) and ``file``, the image's path inside the prompt's folder
+    (``None`` when not saved)."""
 
     mask: str
     prompt: str
     payoff: float
     image: PIL.Image.Image | None = field(default=None, repr=False, compare=False)
+    file: str | None = field(default=None, repr=False, compare=False)
+
+
+def derived_standard_errors(values, method: str) -> tuple[np.ndarray, np.ndarray, str]:
+    """Standard errors of a method's seed-averaged values when the method stated none.
+
+    Parameters
+    ----------
+    values : array_like
+        float ``(n_seeds, d)``: the method's values per seed, payoff units.
+    method : str
+        The method's name; :data:`EXACT_METHODS` are exact for a seed.
+
+    Returns
+    -------
+    standard_errors : numpy.ndarray
+        float64 ``(d,)``, payoff units: with ``n_seeds >= 2`` the between-seed standard error
+        ``std(values, ddof=1) / sqrt(n_seeds)``; with one seed 0 for an exact method, NaN (unknown) otherwise.
+    degrees_of_freedom : numpy.ndarray
+        float64 ``(d,)``: ``n_seeds - 1`` for between-seed errors (Student t intervals), ``inf`` otherwise.
+    source : str
+        A key of :data:`ERROR_SOURCES`: ``"seeds"``, ``"exact"`` or ``"unknown"``.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim != 2 or values.shape[0] < 1:
+        raise ValueError(f"values must be (n_seeds, d) with n_seeds >= 1, got shape {values.shape}")
+    n, d = values.shape
+    if n >= 2:
+        return values.std(axis=0, ddof=1) / np.sqrt(n), np.full(d, n - 1.0), "seeds"
+    if method in EXACT_METHODS:
+        return np.zeros(d), np.full(d, np.inf), "exact"
+    return np.full(d, np.nan), np.full(d, np.inf), "unknown"
 
 
 @dataclass
@@ -56,6 +113,12 @@ class PromptRun:
     image compared with itself). ``images[s]``: the full prompt's image at ``seeds[s]``; ``subprompts[s]``: the
     sub-prompts scored at that seed. ``attention`` float32 ``(n_seeds, len(attention_labels), H, W)``;
     ``segments[s]`` int64 ``(H, W)`` label maps and ``segment_tables[s]`` ``(n_segments, len(table_words))``.
+
+    Certainty: ``standard_errors[method]`` float64 ``(n_words,)`` (payoff units; NaN = not known) of the
+    seed-averaged values ``values[method].mean(0)``, ``degrees_of_freedom[method]`` ``(n_words,)`` (``inf``: normal
+    intervals) and ``error_sources[method]`` (a key of :data:`ERROR_SOURCES`); :meth:`intervals` and
+    :meth:`certainty` read them. ``number`` is the prompt's place in the run and ``folder`` its saved folder (set by
+    :func:`load_run`).
     """
 
     prompt: str
@@ -75,10 +138,123 @@ class PromptRun:
     segments: list[np.ndarray] | None = field(default=None, repr=False)
     segment_tables: list[np.ndarray] | None = field(default=None, repr=False)
     table_words: list[str] | None = None
+    standard_errors: dict[str, np.ndarray] = field(default_factory=dict)
+    degrees_of_freedom: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    error_sources: dict[str, str] = field(default_factory=dict)
+    number: int | None = field(default=None, compare=False)
+    folder: Path | None = field(default=None, repr=False, compare=False)
 
     @property
     def methods(self) -> list[str]:
         return list(self.values)
+
+    def _method(self, method: str) -> str:
+        if method not in self.values:
+            raise ValueError(f"method {method!r} was not run for {self.prompt!r}; it has {self.methods}")
+        return method
+
+    def set_standard_errors(self, method: str, standard_errors, degrees_of_freedom=np.inf,
+                            source: str = "estimator") -> None:
+        """Store a method's own standard errors; they replace the derived ones.
+
+        Parameters
+        ----------
+        method : str
+            A method of :attr:`values`.
+        standard_errors : array_like or object
+            float ``(n_words,)``, payoff units, ``>= 0`` or NaN (not known); or an object with
+            ``.standard_errors`` and ``.degrees_of_freedom`` (a ``words.multifidelity.ShapleyEstimate``), whose
+            degrees of freedom are then used.
+        degrees_of_freedom : float or array_like, optional
+            ``(n_words,)`` or a scalar; ``inf``: normal intervals.
+        source : str, optional
+            A key of :data:`ERROR_SOURCES`.
+        """
+        self._method(method)
+        if hasattr(standard_errors, "standard_errors"):
+            degrees_of_freedom = getattr(standard_errors, "degrees_of_freedom", np.inf)
+            standard_errors = standard_errors.standard_errors
+        d = len(self.words)
+        errors = np.array(checks.numeric_array(standard_errors, "standard_errors", finite=False), dtype=np.float64)
+        if errors.shape != (d,) or np.any(errors < 0):
+            raise ValueError(f"standard_errors of {method!r} must be (n_words={d},) and >= 0 (NaN: not known); "
+                             f"got shape {errors.shape}")
+        if source not in ERROR_SOURCES:
+            raise ValueError(f"source must be one of {list(ERROR_SOURCES)}, got {source!r}")
+        df = np.broadcast_to(np.asarray(degrees_of_freedom, dtype=np.float64), (d,)).copy()
+        self.standard_errors[method], self.degrees_of_freedom[method] = errors, df
+        self.error_sources[method] = source
+
+    def fill_standard_errors(self) -> None:
+        """Derive (:func:`derived_standard_errors`) the standard errors of every method that has none stored."""
+        for method, values in self.values.items():
+            if method not in self.standard_errors:
+                errors, df, source = derived_standard_errors(values, method)
+                self.set_standard_errors(method, errors, df, source)
+
+    def _errors(self, method: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+        """``(mean values, standard errors, degrees of freedom, source)`` of ``method``, derived when not stored."""
+        self._method(method)
+        self.fill_standard_errors()
+        return (self.values[method].mean(0), self.standard_errors[method], self.degrees_of_freedom[method],
+                self.error_sources[method])
+
+    def intervals(self, method: str, level: float = 0.95) -> np.ndarray:
+        """``level`` confidence intervals of ``method``'s seed-averaged values.
+
+        Parameters
+        ----------
+        method : str
+            A method of :attr:`values`.
+        level : float, optional
+            Coverage, in (0, 1).
+
+        Returns
+        -------
+        numpy.ndarray
+            float64 ``(n_words, 2)``: (low, high) in payoff units, Student t where the degrees of freedom are finite
+            (:func:`captum_diffusion.words.certainty.intervals`); equal ends when exact for the one seed, NaN when
+            the error is not known.
+        """
+        from captum_diffusion.words.certainty import quantile
+
+        mean, errors, df, _ = self._errors(method)
+        half = quantile(level, df) * errors
+        return np.stack([mean - half, mean + half], axis=1)
+
+    def certainty(self, method: str, k: int = 3, level: float = 0.95) -> str:
+        """One plain sentence on how certain ``method``'s ranking of the words is.
+
+        Parameters
+        ----------
+        method : str
+            A method of :attr:`values`.
+        k : int, optional
+            The top ``k`` words to check (at most ``n_words - 1``: a top that holds every word says nothing).
+        level : float, optional
+            Confidence level, in (0, 1).
+
+        Returns
+        -------
+        str
+            ``"exact for seed 0 ..."`` (an exact method at one seed), ``"... not known ..."`` (a sampled one at one
+            seed), else :func:`captum_diffusion.words.certainty.certainty_statement`: ``"top-3 words (...) certain
+            at 95% ..."`` or ``"... 'on' and 'the' cannot be told apart"``.
+        """
+        from captum_diffusion.words.certainty import certainty_statement
+
+        mean, errors, df, source = self._errors(method)
+        if source == "exact":
+            return (f"exact for seed {self.seeds[0]}: every sub-prompt it needs was generated, so no sampling "
+                    "error; another seed may rank the words differently")
+        if source == "unknown" or not np.isfinite(errors).all():
+            return (f"sampled at one seed ({self.seeds[0]}): its error is not known; run two or more seeds to "
+                    "measure it")
+        if mean.size == 1:
+            return "one word: nothing to rank"
+        k = min(checks.positive_int(k, "k"), mean.size - 1)
+        return certainty_statement(mean, errors, self.labels, k=k, level=level, degrees_of_freedom=df,
+                                   exact=source == "seeds" and method in EXACT_METHODS, n_seeds=len(self.seeds))
 
     def explanation(self, method: str, seed: int | None = None):
         """The ``shap.Explanation`` of ``method`` at ``seed`` (one of ``seeds``), or averaged over the seeds
@@ -166,10 +342,50 @@ def prompt_dir(directory: Path, number: int) -> Path:
     return Path(directory) / "prompts" / f"{number:03d}"
 
 
-def save_prompt(directory: Path, number: int, result: PromptRun) -> None:
-    """Write one prompt's files; ``result.json`` last, so a prompt with a result file is complete."""
+def _nullable(array) -> list:
+    """A float array as a JSON list: NaN and inf written ``null`` (strict JSON has neither)."""
+    return [float(x) if np.isfinite(x) else None for x in np.asarray(array, dtype=np.float64).reshape(-1)]
+
+
+def _certainty_json(result: PromptRun) -> dict:
+    """``result.json``'s certainty entries: standard errors (``null`` = not known), degrees of freedom (``null`` =
+    normal) and sources, per method."""
+    result.fill_standard_errors()
+    return {"standard_errors": {m: _nullable(v) for m, v in result.standard_errors.items()},
+            "degrees_of_freedom": {m: _nullable(v) for m, v in result.degrees_of_freedom.items()},
+            "error_sources": dict(result.error_sources)}
+
+
+def _read_certainty(result: PromptRun, data: dict) -> None:
+    """Set what ``result.json`` stored of the certainty (absent in older runs), then derive the rest."""
+    for method, errors in (data.get("standard_errors") or {}).items():
+        if method in result.values:
+            df = [np.inf if x is None else x for x in data.get("degrees_of_freedom", {}).get(method, [None] * len(errors))]
+            result.set_standard_errors(method, [np.nan if x is None else x for x in errors], df,
+                                       data.get("error_sources", {}).get(method, "estimator"))
+    result.fill_standard_errors()
+
+
+def save_prompt(directory: Path, number: int, result: PromptRun, *, standard_errors=None) -> None:
+    """Write one prompt's files; ``result.json`` last, so a prompt with a result file is complete.
+
+    Parameters
+    ----------
+    directory : pathlib.Path
+        The run's folder.
+    number : int
+        The prompt's place in the run (its folder ``prompts/NNN``).
+    result : PromptRun
+        What the run found.
+    standard_errors : mapping, optional
+        Method -> its own standard errors ``(n_words,)`` or an estimate with ``.standard_errors`` and
+        ``.degrees_of_freedom`` (a ``ShapleyEstimate``): stored with :meth:`PromptRun.set_standard_errors`,
+        replacing the derived ones. Methods not given keep theirs or get derived ones.
+    """
     from safetensors.numpy import save
 
+    for method, errors in (standard_errors or {}).items():
+        result.set_standard_errors(method, errors)
     folder = prompt_dir(directory, number)
     folder.mkdir(parents=True, exist_ok=True)
     for seed, image in zip(result.seeds, result.images):
@@ -181,7 +397,7 @@ def save_prompt(directory: Path, number: int, result: PromptRun) -> None:
             if entry.image is not None:
                 atomic_write(folder / file, _png_bytes(entry.image))
             index.append({"seed": seed, "mask": entry.mask, "prompt": entry.prompt, "payoff": entry.payoff,
-                          "file": file if entry.image is not None else None})
+                          "file": file if entry.image is not None else entry.file})
     if result.attention is not None:
         atomic_write(folder / "attention.safetensors",
                            save({"maps": np.ascontiguousarray(result.attention, dtype=np.float32)}))
@@ -198,11 +414,29 @@ def save_prompt(directory: Path, number: int, result: PromptRun) -> None:
         "base_values": {m: v.tolist() for m, v in result.base_values.items()},
         "payoffs": None if result.payoffs is None else result.payoffs.tolist(),
         "subprompts": index, "attention_labels": result.attention_labels, "table_words": result.table_words,
+        **_certainty_json(result),
     })
 
 
-def load_prompt(folder: Path) -> PromptRun:
-    """Read one prompt's files back into a :class:`PromptRun` (images opened and loaded)."""
+def load_prompt(folder: Path, *, images: bool = True, number: int | None = None) -> PromptRun:
+    """Read one prompt's files back into a :class:`PromptRun`.
+
+    Parameters
+    ----------
+    folder : pathlib.Path
+        ``prompts/NNN`` of a saved run.
+    images : bool, optional
+        Open and load the full prompt's and the sub-prompts' images; ``False`` leaves them out (``images`` empty,
+        ``SubPrompt.image`` ``None``; ``SubPrompt.file`` still names each file), e.g. to render a large run's
+        report from the files.
+    number : int, optional
+        The prompt's place in the run, kept as ``result.number``.
+
+    Returns
+    -------
+    PromptRun
+        With ``folder`` set and standard errors stored or derived (older runs).
+    """
     from safetensors.numpy import load_file
 
     data = json.loads((folder / RESULT).read_text())
@@ -213,11 +447,15 @@ def load_prompt(folder: Path) -> PromptRun:
                                for m, v in data["values"].items()},
                        base_values={m: np.array(v, dtype=np.float64) for m, v in data["base_values"].items()},
                        payoffs=None if data["payoffs"] is None else np.array(data["payoffs"], dtype=np.float64),
-                       attention_labels=data["attention_labels"], table_words=data["table_words"])
+                       attention_labels=data["attention_labels"], table_words=data["table_words"],
+                       number=number, folder=Path(folder))
+    _read_certainty(result, data)
     if result.status != "done":
         return result
-    result.images = [_open(folder / f"image-seed-{seed}.png") for seed in seeds]
-    result.subprompts = [[SubPrompt(e["mask"], e["prompt"], e["payoff"], _open(folder / e["file"]) if e["file"] else None)
+    if images:
+        result.images = [_open(folder / f"image-seed-{seed}.png") for seed in seeds]
+    result.subprompts = [[SubPrompt(e["mask"], e["prompt"], e["payoff"],
+                                    _open(folder / e["file"]) if e["file"] and images else None, e["file"])
                           for e in data["subprompts"] if e["seed"] == seed] for seed in seeds]
     if (folder / "attention.safetensors").exists():
         result.attention = load_file(folder / "attention.safetensors")["maps"]
@@ -241,11 +479,23 @@ def read_manifest(directory) -> dict | None:
     return json.loads(path.read_text())
 
 
-def load_run(directory) -> Run:
+def load_run(directory, *, images: bool = True) -> Run:
     """Load a saved run (see the module docstring): a :class:`Run` whose prompts equal the computed ones.
 
-    Prompts still missing (an interrupted run) are left out; ``run.manifest["prompts"]`` lists every prompt
-    with its status."""
+    Parameters
+    ----------
+    directory : str or os.PathLike
+        The run's folder.
+    images : bool, optional
+        Load every image (default); ``False`` reads values and file names only (:func:`load_prompt`), which a
+        report of a large run needs.
+
+    Returns
+    -------
+    Run
+        Prompts still missing (an interrupted run) are left out; ``run.manifest["prompts"]`` lists every prompt
+        with its status.
+    """
     directory = Path(directory)
     manifest = read_manifest(directory)
     if manifest is None:
@@ -255,5 +505,5 @@ def load_run(directory) -> Run:
     for number, _ in enumerate(manifest["prompts"]):
         folder = prompt_dir(directory, number)
         if (folder / RESULT).is_file():
-            prompts.append(load_prompt(folder))
+            prompts.append(load_prompt(folder, images=images, number=number))
     return Run(directory, manifest, prompts)
