@@ -89,6 +89,7 @@ def word_title(label: str, value: float) -> str:
     return f"{label}: {value:+.4f}"
 
 
-def table_cell(value: float, cmax: float) -> str:
-    """A ``<td class="num">`` with ``value`` to 3 decimals, tinted by :func:`css_rgba` on the scale ``cmax``."""
-    return f'<td class="num" style="background: {css_rgba(value, cmax)}">{value:.3f}</td>'
+def table_cell(value: float, cmax: float, extra: str = "") -> str:
+    """A ``<td class="num">`` with ``value`` to 3 decimals (then ``extra`` HTML, e.g. its interval), tinted by
+    :func:`css_rgba` on the scale ``cmax``."""
+    return f'<td class="num" style="background: {css_rgba(value, cmax)}">{value:.3f}{extra}</td>'

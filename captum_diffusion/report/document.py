@@ -1,4 +1,5 @@
-"""The report as one self-contained HTML document: inline CSS, no script, no external resource, written atomically."""
+"""The report as self-contained HTML documents: inline CSS (and, for the index, a little inline script), no external
+resource, written atomically."""
 from __future__ import annotations
 
 import re
@@ -68,11 +69,49 @@ dl.how-to-read dd { margin: 2px 0 0 16px; }
 .summary { margin: 0 0 10px; }
 ol.rankings { margin: 10px 0 0; padding-left: 0; list-style: none; font-size: 14px; color: #333; }
 footer { color: #777; font-size: 12px; text-align: center; margin-top: 8px; }
+.bars, .waterfall { font-size: 14px; min-width: 420px; max-width: 640px; flex: 1 1 420px; }
+.bar-legend { font-size: 13px; color: #444; margin-bottom: 4px; }
+.bar-legend .key { display: inline-block; width: 12px; height: 12px; margin: 0 4px -1px 8px; }
+.bar-legend .err-key { display: inline-block; width: 22px; height: 8px; margin: 0 4px 0 10px;
+                       border: 2px solid #222; border-width: 0 2px; background: linear-gradient(#222, #222)
+                       center / 100% 2px no-repeat; }
+.bar-group { margin: 2px 0 6px; }
+.bar-word { font-weight: 600; }
+.bar-row { display: flex; align-items: center; gap: 8px; height: 20px; }
+.bar-method { flex: 0 0 150px; font-size: 13px; color: #444; overflow: hidden; text-overflow: ellipsis;
+              white-space: nowrap; }
+.track { position: relative; flex: 1 1 auto; height: 16px; background: #f4f5f7; }
+.track .bar { position: absolute; top: 2px; height: 12px; }
+.track .zero { position: absolute; top: 0; height: 16px; border-left: 1px solid #444; }
+.track .err { position: absolute; top: 3px; height: 10px; border: 0 solid #222; border-width: 0 2px;
+              background: linear-gradient(#222, #222) center / 100% 2px no-repeat; }
+.bar-value { flex: 0 0 120px; font-size: 13px; font-variant-numeric: tabular-nums; text-align: right; }
+.ci { display: block; font-size: 11px; color: #333; white-space: nowrap; }
+ul.certainty { margin: 6px 0 12px; padding-left: 20px; }
+details > summary { cursor: pointer; color: #0b57d0; margin: 6px 0; }
+table.index { border-collapse: collapse; font-size: 14px; width: 100%; }
+table.index th, table.index td { border-bottom: 1px solid #e3e5e8; padding: 4px 8px; vertical-align: middle; }
+table.index thead th { position: sticky; top: 0; background: #f0f1f3; cursor: pointer; white-space: nowrap;
+                       user-select: none; }
+table.index thead th[aria-sort="ascending"]::after { content: " \\25B2"; }
+table.index thead th[aria-sort="descending"]::after { content: " \\25BC"; }
+table.index img { display: block; image-rendering: pixelated; }
+.top-words { min-width: 260px; }
+.top-word { display: flex; align-items: center; gap: 6px; height: 18px; font-size: 13px; }
+.top-word .word { flex: 0 0 80px; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+.top-word .track { flex: 0 0 90px; height: 12px; }
+.top-word .track .bar { top: 2px; height: 8px; }
+.top-word .track .err { top: 1px; }
+.top-word .num { font-variant-numeric: tabular-nums; white-space: nowrap; }
+.filter { margin: 0 0 10px; display: flex; gap: 12px; align-items: center; flex-wrap: wrap; }
+.filter input { font: inherit; padding: 3px 8px; min-width: 280px; }
+.back { margin: 0 0 12px; }
 """
 
 
-def page(title: str, sections, index=None, *, footer: str | None = None) -> str:
-    """One self-contained HTML5 document: inline CSS, no script, no external resource.
+def page(title: str, sections, index=None, *, footer: str | None = None, header: str | None = None,
+         script: str | None = None) -> str:
+    """One self-contained HTML5 document: inline CSS, no external resource.
 
     Parameters
     ----------
@@ -87,6 +126,10 @@ def page(title: str, sections, index=None, *, footer: str | None = None) -> str:
         multi-prompt run), shown at the top.
     footer : str, optional
         Plain text at the bottom.
+    header : str, optional
+        HTML placed under the title (e.g. a link back to the index page).
+    script : str, optional
+        JavaScript run from an inline ``<script>`` at the end of the body (no other script is loaded).
 
     Returns
     -------
@@ -115,11 +158,12 @@ def page(title: str, sections, index=None, *, footer: str | None = None) -> str:
     body = "".join(f'<section id="{anchor}"><h2>{escape(heading)}</h2>{html}</section>'
                    for heading, html, anchor in parts)
     foot = f"<footer>{escape(footer)}</footer>" if footer else ""
+    code = f"<script>{script}</script>" if script else ""
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
             '<link rel="icon" href="data:,">'
             f"<title>{escape(str(title))}</title><style>{_CSS}</style></head>"
-            f"<body><main><h1>{escape(str(title))}</h1>{nav}{body}{foot}</main></body></html>\n")
+            f"<body><main><h1>{escape(str(title))}</h1>{header or ''}{nav}{body}{foot}</main>{code}</body></html>\n")
 
 
 def write_page(path, html: str) -> Path:

@@ -64,8 +64,16 @@ def word_text_html(words: Sequence[str], values, labels: Sequence[str] | None = 
     return f'<div class="word-text">{body}</div>'
 
 
+def _interval_text(low: float, high: float) -> str:
+    """An interval as ``<span class="ci">[low, high]</span>``; nothing when not known (NaN) or of zero width."""
+    if not (np.isfinite(low) and np.isfinite(high)) or high <= low:
+        return ""
+    return f'<span class="ci">[{low:.3f}, {high:.3f}]</span>'
+
+
 def values_table_html(labels: Sequence[str], values_by_method: Mapping[str, object],
-                      base_values_by_method: Mapping[str, float] | None = None) -> str:
+                      base_values_by_method: Mapping[str, float] | None = None,
+                      intervals_by_method: Mapping[str, object] | None = None) -> str:
     """A table of word values, one row per word, one column per method.
 
     Parameters
@@ -77,6 +85,9 @@ def values_table_html(labels: Sequence[str], values_by_method: Mapping[str, obje
     base_values_by_method : mapping of str to float, optional
         Method -> base value / intercept; given, two more rows: the base value and ``base + sum`` (for exact
         Shapley values the full prompt's payoff: efficiency). A method without one shows a dash.
+    intervals_by_method : mapping of str to array_like, optional
+        Method -> ``(n_words, 2)`` confidence intervals (low, high), payoff units, shown under each value as
+        ``[low, high]`` (``span.ci``); NaN (not known) or zero-width (exact) intervals are not shown.
 
     Returns
     -------
@@ -88,10 +99,16 @@ def values_table_html(labels: Sequence[str], values_by_method: Mapping[str, obje
     if not values_by_method:
         raise ValueError("values_by_method is empty")
     methods = {str(m): finite_vector(v, len(labels), f"values of {m!r}") for m, v in values_by_method.items()}
+    spans = {str(m): np.asarray(v, dtype=np.float64).reshape(len(labels), 2)
+             for m, v in (intervals_by_method or {}).items()}
     cmax = {m: float(np.abs(v).max()) for m, v in methods.items()}
+
+    def cell(m: str, i: int) -> str:
+        extra = _interval_text(*spans[m][i]) if m in spans else ""
+        return table_cell(methods[m][i], cmax[m], extra)
+
     head = "".join(f"<th>{escape(m)}</th>" for m in methods)
-    rows = [f"<tr><th>{escape(label)}</th>{''.join(table_cell(v[i], cmax[m]) for m, v in methods.items())}</tr>"
-            for i, label in enumerate(labels)]
+    rows = [f"<tr><th>{escape(label)}</th>{''.join(cell(m, i) for m in methods)}</tr>" for i, label in enumerate(labels)]
     if base_values_by_method:
         bases = {str(m): b for m, b in base_values_by_method.items()}
 
@@ -104,6 +121,28 @@ def values_table_html(labels: Sequence[str], values_by_method: Mapping[str, obje
                     f'{cells(lambda m: float(bases[m]) + float(methods[m].sum()))}</tr>')
     return (f'<table class="values"><thead><tr><th>word</th>{head}</tr></thead>'
             f'<tbody>{"".join(rows)}</tbody></table>')
+
+
+def certainty_html(sentences: Mapping[str, str]) -> str:
+    """How certain each method's ranking is, one plain sentence per method.
+
+    Parameters
+    ----------
+    sentences : mapping of str to str
+        Method -> its sentence (e.g. :meth:`captum_diffusion.runs.store.PromptRun.certainty`).
+
+    Returns
+    -------
+    str
+        HTML ``ul.certainty``, one ``li`` per method (``data-method``).
+    """
+    items = "".join(f'<li data-method="{escape(m)}"><b>{escape(m)}</b>: {escape(s)}</li>' for m, s in sentences.items())
+    return f'<ul class="certainty">{items}</ul>'
+
+
+def collapsed_html(summary: str, body: str, *, open_: bool = False) -> str:
+    """``body`` inside ``<details>`` (closed unless ``open_``) under the plain-text ``summary``."""
+    return f'<details{" open" if open_ else ""}><summary>{escape(summary)}</summary>{body}</details>'
 
 
 def _thumbnail(image, size: int):
@@ -122,7 +161,8 @@ def subprompt_grid_html(entries, *, thumb_size: int = 128) -> str:
     ----------
     entries : iterable of (str, float, image)
         The sub-prompt (``""`` is the empty prompt, shown as ``(empty prompt)``), its payoff (shown to 3
-        decimals) and its image.
+        decimals) and its image: a PIL image or array (inlined), or a ``str`` URL relative to the page (a file
+        beside it, loaded lazily by the browser).
     thumb_size : int, optional
         Pixels: larger images are downscaled to keep the page small; all are shown this wide.
 
@@ -136,8 +176,11 @@ def subprompt_grid_html(entries, *, thumb_size: int = 128) -> str:
         text = str(words).strip()
         caption = escape(text) if text else f'<span class="empty">{EMPTY_PROMPT_LABEL}</span>'
         alt = text or EMPTY_PROMPT_LABEL
-        uri = image_data_uri(_thumbnail(image, thumb_size))
-        cells.append(f'<figure class="thumb">{img_tag(uri, alt, width=thumb_size)}'
+        if isinstance(image, str):
+            tag = f'<img src="{escape(image)}" alt="{escape(alt)}" width="{thumb_size}" loading="lazy">'
+        else:
+            tag = img_tag(image_data_uri(_thumbnail(image, thumb_size)), alt, width=thumb_size)
+        cells.append(f'<figure class="thumb">{tag}'
                      f'<figcaption><span class="subprompt">{caption}</span>'
                      f'<span class="payoff">{float(payoff):.3f}</span></figcaption></figure>')
     if not cells:
@@ -181,7 +224,7 @@ def segment_table_html(image, segments, table, labels: Sequence[str]) -> str:
         float ``(n_segments, n_words)``: row ``i`` is segment ``i``, column ``j`` word ``labels[j]`` (e.g. shap
         values of the segments for each word's score).
     labels : sequence of str
-        ``n_words`` word labels.
+        ``n_words`` word labels (words given instead are made unique: ``a#0``, ``a#1``).
 
     Returns
     -------
@@ -190,6 +233,8 @@ def segment_table_html(image, segments, table, labels: Sequence[str]) -> str:
         largest per column in bold.
     """
     labels = [str(label) for label in labels]
+    if len(set(labels)) < len(labels):  # a repeated word: a#0, a#1 as everywhere else
+        labels = label_list(labels, None)
     tab = np.asarray(table, dtype=np.float64)
     seg = np.asarray(segments)
     if tab.ndim != 2 or tab.shape[1] != len(labels):
@@ -289,54 +334,77 @@ def interaction_pairs_html(pairs, index: str = "k-SII") -> str:
             f"</thead><tbody>{rows}</tbody></table>")
 
 
-def how_to_read_html(payoff_description: str) -> str:
-    """Short notes on reading each section of the report.
+#: The notes of :func:`how_to_read_html`, by section key, in the order shown.
+HOW_TO_READ = {
+    "payoff": ("Payoff", "{payoff}. Every sub-prompt of the prompt (some words deleted) is generated and scored; "
+                         "the word values share out the full prompt's score among its words."),
+    "base": ("Base value", 'The empty prompt "" (every word deleted) is the empty coalition; its score '
+                           '<code>f("")</code> is the base value. For exact Shapley values, base value + sum of '
+                           'the word values = <code>f(prompt)</code>.'),
+    "values": ("Word values", "Positive (red): on average over the sub-prompts, adding the word raises the score. "
+                              "Negative (blue): the word's presence lowers the score on average; deleting it "
+                              "brings the image closer to the full prompt's. Colour strength is |value| relative "
+                              "to the largest |value| of the prompt. Hover a word for its label and value; repeated "
+                              "words are told apart as <code>a#0</code>, <code>a#1</code>."),
+    "methods": ("Methods", "SHAP (exact or sampled Shapley values), LIME (weights of a local linear model with "
+                           "its intercept as base) and captum attributions estimate the same game; disagreement "
+                           "between them is a sign that the ranking is fragile."),
+    "certainty": ("Certainty", "Error bars and the <code>[low, high]</code> under a value are 95% intervals of "
+                               "the seed-averaged value: from the method's own estimator where it states one, "
+                               "else from the spread between seeds. An exact method at one seed is exact for "
+                               "that seed (no interval); a sampled one at one seed has no known error. The "
+                               "sentence says whether the top words are separated at 95%, or which neighbours "
+                               "cannot be told apart."),
+    "subprompts": ("Sub-prompt images", "Each thumbnail is one coalition's image with its payoff, in mask order; "
+                                        "long prompts show the empty prompt, each word alone, each word deleted "
+                                        "and the full prompt, the rest folded below."),
+    "attention": ("Attention maps (DAAM)", "Cross-attention of each word summed over steps, layers and heads, laid "
+                                           "over the image. All words share one colour scale, whose ends are "
+                                           "written under the maps, so a faint map means little attention "
+                                           "compared with the other words."),
+    "segments": ("Image segments", "The image is cut into numbered segments; the table gives each segment's value "
+                                   "for each word's score (largest per word in bold)."),
+    "pairs": ("Word pairs", "Shapley interaction (k-SII, order 2) of two words, from the same sub-prompt images: "
+                            "positive (red) when the two words mean more together than apart, negative (blue) "
+                            "when either one alone does the job (redundant)."),
+    "deletion": ("Deletion curve", "The payoff as the words are deleted from the prompt in the order of their "
+                                   "values, most important first, beside random orders: the faster it falls below "
+                                   "the random band, the better the ranking names the words the image depends on "
+                                   "(AOPC: the average drop; higher is more faithful)."),
+    "seeds": ("Seed agreement", "The same game with different seeds. Ranks aligned: percent of words with the "
+                                "same rank in both seeds (100% = identical ranking). Spearman &rho; and Kendall "
+                                "&tau;: rank correlations, 1 = same order, -1 = reversed. Std: how much a "
+                                "word's value moves between seeds; a large std beside a small mean means the "
+                                "value is mostly the seed's noise."),
+    "index": ("This index", "One row per prompt: its image, its top words by value (with 95% error bars where "
+                            "known), the full prompt's payoff <code>f(prompt)</code> and the empty prompt's "
+                            "<code>f(\"\")</code>, the mean seed agreement, how certain the top words are, and "
+                            "its status. Click a column's header to sort by it, type in the box to filter, and "
+                            "follow a prompt's link to its page."),
+}
+
+
+def how_to_read_html(payoff_description: str, sections: Sequence[str] | None = None) -> str:
+    """Short notes on reading the sections a page has.
 
     Parameters
     ----------
     payoff_description : str
         What the payoff is, e.g. "CLIP cosine between the sub-prompt's image and the full prompt's image, same
         seed".
+    sections : sequence of str, optional
+        Keys of :data:`HOW_TO_READ` the page has, shown in that table's order; default every key but
+        ``"index"``.
 
     Returns
     -------
     str
-        HTML ``dl.how-to-read``.
+        HTML ``dl.how-to-read``, one ``dt`` / ``dd`` per section (``data-key``).
     """
-    items = [
-        ("Payoff", f"{escape(payoff_description)}. Every sub-prompt of the prompt (some words deleted) is "
-                   "generated and scored; the word values share out the full prompt's score among its words."),
-        ("Base value", 'The empty prompt "" (every word deleted) is the empty coalition; its score '
-                       '<code>f("")</code> is the base value. For exact Shapley values, base value + sum of '
-                       'the word values = <code>f(prompt)</code>.'),
-        ("Word values", "Positive (red): on average over the sub-prompts, adding the word raises the score. "
-                        "Negative (blue): the word's presence lowers the score on average; deleting it "
-                        "brings the image closer to the full prompt's. Colour strength is |value| relative "
-                        "to the largest |value| of the prompt. Hover a word for its label and value; repeated "
-                        "words are told apart as <code>a#0</code>, <code>a#1</code>."),
-        ("Methods", "SHAP (exact or sampled Shapley values), LIME (weights of a local linear model with "
-                    "its intercept as base) and captum attributions estimate the same game; disagreement "
-                    "between them is a sign that the ranking is fragile."),
-        ("Sub-prompt images", "Each thumbnail is one coalition's image with its payoff, in mask order."),
-        ("Attention maps (DAAM)", "Cross-attention of each word summed over steps, layers and heads, laid over "
-                                  "the image. All words share one colour scale (from 0 to the largest value "
-                                  "of any word), so a faint map means little attention compared with the "
-                                  "other words, not just a flat map."),
-        ("Image segments", "The image is cut into numbered segments; the table gives each segment's value "
-                           "for each word's score (largest per word in bold)."),
-        ("Word pairs", "Shapley interaction (k-SII, order 2) of two words, from the same sub-prompt images: "
-                       "positive (red) when the two words mean more together than apart (\"red\" with "
-                       "\"circle\"), negative (blue) when either one alone does the job (redundant)."),
-        ("Deletion curve", "The payoff as the words are deleted from the prompt in the order of their values, "
-                           "most important first, beside random orders: the faster it falls below the random "
-                           "band, the better the ranking names the words the image depends on (AOPC: the "
-                           "average drop; higher is more faithful)."),
-        ("Seed agreement", "The same game with different seeds. Ranks aligned: percent of words with the "
-                           "same rank in both seeds (100% = identical ranking). Spearman &rho; and Kendall "
-                           "&tau;: rank correlations, 1 = same order, -1 = reversed. Std: how much a "
-                           "word's value moves between seeds; a large std beside a small mean means the "
-                           "value is mostly the seed's noise."),
-    ]
-    body = "".join(f"<dt>{title}</dt><dd>{text}</dd>" for title, text in items)
+    keys = [k for k in HOW_TO_READ if k != "index"] if sections is None else list(sections)
+    unknown = sorted(set(keys) - HOW_TO_READ.keys())
+    if unknown:
+        raise ValueError(f"sections: unknown keys {unknown}; valid: {list(HOW_TO_READ)}")
+    body = "".join(f'<dt data-key="{key}">{title}</dt><dd>{text.format(payoff=escape(payoff_description))}</dd>'
+                   for key, (title, text) in HOW_TO_READ.items() if key in keys)
     return f'<dl class="how-to-read">{body}</dl>'
-

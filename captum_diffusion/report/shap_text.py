@@ -79,6 +79,9 @@ def shap_text_html(words: list[str], values: np.ndarray, labels: list[str], base
     inputs = _SHAP_INPUTS.replace("inputs</div>", "prompt words</div>")
     return f"{head}{inputs}<div class='shap-words'>{tail[:-len('</div>')]}</div></div>"
 _SVG_LABEL_X = re.compile(r'<text x="([-+\d.eE]+)%" y="10"')
+_SVG_NUMBER = re.compile(r'(<text x="[-+\d.eE]+%" y="27"[^>]*>)([-+]?\d+\.\d{4,})(</text>)')
+_SVG_SEGMENT = re.compile(r'(<svg x="[-+\d.eE]+%" y="40" height="20" width="([-+\d.eE]+)%">\s*'
+                          r'<svg x="0" y="0" width="100%" height="100%">\s*)<text [^>]*>([^<]*)</text>')
 _SVG_TICK = re.compile(r'<text x="([-+\d.eE]+)%" y="27" font-size="12px" fill="rgb\(120,120,120\)" '
                        r'dominant-baseline="bottom" text-anchor="middle">[^<]*</text>')
 
@@ -86,8 +89,10 @@ _SVG_TICK = re.compile(r'<text x="([-+\d.eE]+)%" y="27" font-size="12px" fill="r
 def _tidy_force_plot(svg: str, *, clearance: float = 5.0, apart: float = 24.0) -> str:
     """Keep the labels of shap's force bar readable: drop axis tick numbers within ``clearance`` percent of the
     width of the ``f("")`` / ``f(prompt)`` value labels (shap paints a white halo over them, leaving stray
-    digits), and when the two labels are closer than ``apart`` percent, anchor the left one's texts at their
-    end and the right one's at their start so they do not overlap."""
+    digits), round those values to 3 decimals, drop a word's name from a bar segment too narrow for it (the page
+    lets SVG overflow, so it would spill over its neighbours), and when the two labels are closer than ``apart``
+    percent, anchor the left one's texts at their end and the right one's at their start so they do not
+    overlap."""
     specials = [m.group(1) for m in _SVG_LABEL_X.finditer(svg)]
     if len(specials) != 2:
         return svg
@@ -100,6 +105,10 @@ def _tidy_force_plot(svg: str, *, clearance: float = 5.0, apart: float = 24.0) -
         return "" if any(abs(float(x) - v) < clearance for v in xs) else match.group(0)
 
     svg = _SVG_TICK.sub(drop, svg)
+    # f("") and f(prompt) to 3 decimals, as everywhere else on the page (shap writes 0.241275)
+    svg = _SVG_NUMBER.sub(lambda m: f"{m.group(1)}{float(m.group(2)):.3f}{m.group(3)}", svg)
+    # a word's name inside its segment of the bar only where it fits (about 1% of the bar per character)
+    svg = _SVG_SEGMENT.sub(lambda m: m.group(0) if float(m.group(2)) >= 1.1 * len(m.group(3)) + 1 else m.group(1), svg)
     if abs(xs[0] - xs[1]) < apart:
         order = sorted(zip(xs, specials))
         for (_, x), anchor in zip(order, ("end", "start")):
