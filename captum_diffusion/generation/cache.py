@@ -446,8 +446,9 @@ def __getattr__(name: str):
     """``cache_command`` / ``cache_folder`` moved to ``captum_diffusion.cli_cache`` (kept here, deprecated, for one
     release)."""
     if name in ("cache_command", "cache_folder"):
-        import captum_diffusion.cli_cache as cli_cache
+        import importlib  # the CLI is above this module: only this deprecated alias reaches up to it
 
+        cli_cache = importlib.import_module("captum_diffusion.cli_cache")
         warnings.warn(f"captum_diffusion.generation.cache.{name} moved to captum_diffusion.cli_cache.{name}",
                       DeprecationWarning, stacklevel=2)
         return getattr(cli_cache, name)
