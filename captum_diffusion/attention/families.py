@@ -81,13 +81,13 @@ def call_input(args: tuple, kwargs: dict, name: str, position: int = 0):
 class AttentionFamily(PipelineFamily):
     """A pipeline family whose attention maps can be traced (see the module docstring).
 
+    Subclasses set, besides :class:`PipelineFamily`'s attributes, ``plain_processors`` (class names of the
+    processors the tracing processor reproduces) and implement the methods that raise here.
+
     Parameters
     ----------
     pipeline : diffusers.DiffusionPipeline
         A pipeline of this family.
-
-    Subclasses set, besides :class:`PipelineFamily`'s attributes, ``plain_processors`` (class names of the
-    processors the tracing processor reproduces) and implement the methods that raise here.
     """
 
     plain_processors: frozenset = frozenset()

@@ -359,6 +359,11 @@ class TextToImage:
         self.cache.clear()
 
 
+# ``TextToImage(...)``'s signature is its ``__init__``'s (``__new__`` only picks the back-end): for help() and docs
+TextToImage.__signature__ = inspect.signature(TextToImage.__init__).replace(
+    parameters=list(inspect.signature(TextToImage.__init__).parameters.values())[1:])
+
+
 class PipelineTextToImage(TextToImage):
     """The back-end of :class:`TextToImage` over a diffusers pipeline (see there for the parameters).
 
