@@ -208,7 +208,20 @@ class RunConfig:
                             f"{self.faithfulness!r}")
 
     def methods_for(self, n_words: int) -> tuple[str, ...]:
-        """The word-attribution methods run on a prompt of ``n_words`` words."""
+        """The word-attribution methods run on a prompt of ``n_words`` words.
+
+        Parameters
+        ----------
+        n_words : int
+            The prompt's length in words.
+
+        Returns
+        -------
+        tuple of str
+            Names in ``runs.methods.REGISTRY``: ``words`` without ``interactions``, with ``shap-exact`` first when
+            interactions or faithfulness need every sub-prompt (up to :data:`MAX_EXACT_WORDS` words); with no
+            method given, ``shap-exact`` up to :data:`DEFAULT_EXACT_WORDS` words, else ``shap-permutation``.
+        """
         methods = tuple(m for m in self.words if m != INTERACTIONS)
         # pairs and deletion curves read every sub-prompt's payoff: exact SHAP scores them all
         every_subprompt = (INTERACTIONS in self.words or self.faithfulness) and n_words <= MAX_EXACT_WORDS
@@ -247,7 +260,14 @@ class RunConfig:
                                  else defaults.max_sequence_length))
 
     def settings(self) -> dict:
-        """Everything that determines the results, as JSON-able data (the manifest's ``config``)."""
+        """Everything that determines the results, as JSON-able data (the manifest's ``config``).
+
+        Returns
+        -------
+        dict
+            The fields, tuples as lists, each prompt as ``{"prompt": ..., "seeds": [...], "words": [...]}`` without
+            its ``None`` entries.
+        """
         data = dataclasses.asdict(self)
         data["prompts"] = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in p.items() if v is not None}
                            for p in data["prompts"]]
@@ -255,7 +275,13 @@ class RunConfig:
 
     @classmethod
     def from_settings(cls, data: dict) -> "RunConfig":
-        """Inverse of ``settings()``."""
+        """The ``RunConfig`` of ``data``, the inverse of :meth:`settings`.
+
+        Parameters
+        ----------
+        data : dict
+            A manifest's ``config``; fields it lacks take their defaults.
+        """
         data = dict(data)
         data["prompts"] = tuple(PromptSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in p.items()})
                                 for p in data["prompts"])
@@ -270,8 +296,23 @@ def _seeds(value, name: str) -> tuple[int, ...]:
 
 
 def read_prompt_file(path) -> list[PromptSpec]:
-    """Prompts from a file: one prompt per line, or JSON lines ``{"prompt": ..., "seed": 0 | [0, 1], "words":
-    [...]}``; blank lines and lines starting with ``#`` are skipped. Errors name the file and the line number."""
+    """Prompts from a file (``--prompts FILE``).
+
+    Parameters
+    ----------
+    path : str or Path
+        One prompt per line, or JSON lines ``{"prompt": ..., "seed": 0 | [0, 1], "words": [...]}`` (read by
+        :meth:`PromptSpec.from_mapping`); blank lines and lines starting with ``#`` are skipped.
+
+    Returns
+    -------
+    list of PromptSpec
+
+    Raises
+    ------
+    ValueError
+        Naming the file and the line number, for a bad line, an unreadable or empty file.
+    """
     path = Path(path)
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
@@ -296,7 +337,23 @@ CONFIG_KEYS = {f.name for f in dataclasses.fields(RunConfig)} | {"prompts_file",
 
 
 def read_config_file(path) -> dict[str, Any]:
-    """The options in a TOML file (``--config run.toml``); an unknown key is an error naming it."""
+    """The options in a TOML file (``--config run.toml``).
+
+    Parameters
+    ----------
+    path : str or Path
+        Keys are :data:`CONFIG_KEYS` (option names, ``-`` or ``_``), e.g. ``seeds = [0, 1]``, ``prompts = [...]``.
+
+    Returns
+    -------
+    dict
+        ``{option name with "_": value}``.
+
+    Raises
+    ------
+    ValueError
+        For an unreadable file or an unknown key (naming it and the valid ones).
+    """
     path = Path(path)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))

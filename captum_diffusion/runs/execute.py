@@ -3,9 +3,9 @@
 ``explain_run(config, out)`` is what ``diffusion-explain explain`` calls, in one process or in each process of an
 ``accelerate launch`` / ``torchrun`` job (``runs.distributed``: one code path, one rank without a launcher). The
 images the explainers need are planned and deduplicated across prompts first (``runs.plan``), generated into
-``out/cache`` split between the processes, then every prompt is explained from the cache by one process. Each
-prompt's results are written as soon as they are done, so a run that is killed resumes where it stopped: finished
-prompts are read back, and no image is generated twice.
+``out/cache`` split between the processes (``runs.fill``), then every prompt is explained from the cache by one
+process (``runs.prompt``). Each prompt's results are written as soon as they are done, so a run that is killed
+resumes where it stopped: finished prompts are read back, and no image is generated twice.
 """
 from __future__ import annotations
 
@@ -21,13 +21,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
 from tqdm.auto import tqdm
 
-from captum_diffusion.runs.config import PromptSpec, RunConfig
-from captum_diffusion.runs.methods import word_values
-from captum_diffusion.runs.store import (MANIFEST, RESULT, PromptRun, Run, SubPrompt, load_run, prompt_dir,
-                                         read_manifest, save_prompt, write_json)
+from captum_diffusion.runs.config import RunConfig
+from captum_diffusion.runs.methods import word_values  # noqa: F401 - its old home, kept importable
+from captum_diffusion.runs.prompt import explain_prompt
+from captum_diffusion.runs.store import (MANIFEST, RESULT, PromptRun, Run, load_run, prompt_dir, read_manifest,
+                                         save_prompt, write_json)
 from captum_diffusion.words import split_words, word_labels
 
 #: Format of the saved run, in the manifest; bump when the layout changes.
@@ -35,8 +35,30 @@ FORMAT = 1
 
 
 def check_output_folder(out, config: RunConfig, *, force: bool = False) -> tuple[Path, bool]:
-    """``(folder, resuming)``: refuse a folder that holds another run's configuration (unless ``force``) or other
-    files, and one that cannot be written; nothing is created when this raises ``ValueError``."""
+    """Check the run folder before anything is written.
+
+    Parameters
+    ----------
+    out : str or Path
+        The run folder.
+    config : RunConfig
+        The run; a folder holding a run with the same settings is resumed.
+    force : bool
+        Accept a folder holding another run or other files.
+
+    Returns
+    -------
+    folder : Path
+        ``out``, resolved.
+    resuming : bool
+        Whether it holds this run already.
+
+    Raises
+    ------
+    ValueError
+        For another run's folder or other files (unless ``force``), or a folder that cannot be written; nothing
+        is created then.
+    """
     folder = Path(out).expanduser().resolve()
     manifest = read_manifest(folder)
     if manifest is not None:
@@ -376,159 +398,3 @@ def generation_settings(config: RunConfig, model) -> dict:
                   "(a GenerationSettings) and config.batch_size", DeprecationWarning, stacklevel=2)
     settings = model.generation_settings(config)
     return {**dataclasses.asdict(settings), "batch_size": config.batch_size}
-
-
-def subprompt_mask(words: list[str], subprompt: str) -> str:
-    """The mask ("1011") of a sub-prompt of ``words``: its words matched to the prompt's, leftmost first."""
-    kept, position = ["0"] * len(words), 0
-    for word in subprompt.split():
-        while words[position] != word:
-            position += 1
-        kept[position] = "1"
-        position += 1
-    return "".join(kept)
-
-
-def explain_prompt(spec: PromptSpec, config: RunConfig, model, cache_dir: Path, counts: dict, *,
-                   progress: bool = True) -> PromptRun:
-    """One prompt at every seed: word attributions by every method, the scored sub-prompts, attention maps and
-    segments as configured.
-
-    Parameters
-    ----------
-    spec : PromptSpec
-        The prompt.
-    config : RunConfig
-        The run.
-    model : LoadedModel
-        Pipeline and scorer (``runs.models.load_model``).
-    cache_dir : Path
-        The run's image cache.
-    counts : dict
-        The manifest's counts: ``images_generated`` / ``images_from_cache`` are increased here.
-    progress : bool
-        Progress bars.
-
-    Returns
-    -------
-    PromptRun
-        ``values[method]`` and ``base_values[method]`` float64 ``(n_seeds, d)`` / ``(n_seeds,)``, ``payoffs``
-        ``(n_seeds,)``, images, scored sub-prompts, attention maps ``(n_seeds, n_words, H, W)`` and segments.
-    """
-    words = split_words(spec.prompt)
-    methods = config.methods_for(len(words))
-    result = PromptRun(spec.prompt, words, word_labels(words), list(config.seeds_for(spec)),
-                       payoff=f"cosine similarity ({type(model.scorer).__name__}) between each sub-prompt's image and "
-                              "the full prompt's image, same seed and settings")
-    values, base_values = {m: [] for m in methods}, {m: [] for m in methods}
-    payoffs, maps, segments, tables = [], [], [], []
-    for seed in result.seeds:
-        games = _Games(spec.prompt, config, model, cache_dir, seed, progress)
-        generator, f = games.generator, games.f
-        image = generator([f.prompt])[0]  # first: a prompt over a token limit is refused naming it, not a sub-prompt
-        for method in methods:
-            row, base = word_values(method, f, config, seed, games.at)
-            values[method].append(row)
-            base_values[method].append(base)
-        payoffs.append(float(f([f.prompt])[0]))
-        result.images.append(image)
-        scored = sorted(f.scores.items(), key=lambda item: subprompt_mask(words, item[0]))
-        result.subprompts.append([SubPrompt(subprompt_mask(words, p), p, v, generator([p])[0]) for p, v in scored])
-        if _wants_attention(config, model):
-            result.attention_labels, seed_maps = attention_maps(model.pipeline, generator, spec)
-            maps.append(seed_maps)
-        if config.segments is not None:
-            seed_segments, table, result.table_words = segment_table(config.segments, image, spec, model.scorer,
-                                                                     maps[-1] if maps else None)
-            segments.append(seed_segments)
-            tables.append(table)
-        games.count(counts)
-    result.values = {m: np.array(v, dtype=np.float64) for m, v in values.items()}
-    result.base_values = {m: np.array(v, dtype=np.float64) for m, v in base_values.items()}
-    result.payoffs = np.array(payoffs, dtype=np.float64)
-    result.attention = np.stack(maps).astype(np.float32) if maps else None
-    if config.segments is not None:
-        result.segments, result.segment_tables = segments, tables
-    return result
-
-
-class _Games:
-    """The payoffs of one prompt at one seed: ``f`` at the run's generation settings, and :meth:`at` other settings
-    (a method's ``payoff_at``), each over its own cached ``TextToImage``."""
-
-    def __init__(self, prompt: str, config: RunConfig, model, cache_dir: Path, seed: int, progress: bool):
-        self.prompt, self.config, self.model, self.cache_dir = prompt, config, model, cache_dir
-        self.seed, self.progress = seed, progress
-        self.settings = model.generation_settings(config)
-        self.generators = []
-        self.generator = self._generator(self.settings)
-        self.f = self._payoff(self.generator)
-        self._others = {}
-
-    def _generator(self, settings):
-        from captum_diffusion.generation import TextToImage
-
-        generator = TextToImage(self.model.pipeline, seed=self.seed, cache_dir=self.cache_dir, progress=self.progress,
-                                batch_size=self.config.batch_size, **settings.keywords())
-        self.generators.append(generator)
-        return generator
-
-    def _payoff(self, generator):
-        from captum_diffusion.scoring import PromptScore
-
-        return PromptScore(generator, self.model.scorer, self.prompt)
-
-    def at(self, settings):
-        """The payoff of the prompt at ``settings`` over the run's (a ``GenerationSettings`` of overrides)."""
-        if settings not in self._others:
-            merged = self.settings.replace(**settings.keywords())
-            self._others[settings] = self._payoff(self._generator(merged))
-        return self._others[settings]
-
-    def count(self, counts: dict) -> None:
-        """Add the images generated and read from the cache to the manifest's ``counts``."""
-        for generator in self.generators:
-            counts["images_generated"] += generator.n_generated
-            counts["images_from_cache"] += generator.n_from_cache
-
-
-def _wants_attention(config: RunConfig, model) -> bool:
-    if config.attention == "none":
-        return False
-    from captum_diffusion.attention import attention_family
-
-    try:  # DAAM traces UNet, SD3, FLUX and PixArt pipelines
-        attention_family(model.pipeline)
-    except TypeError as error:
-        if config.attention == "daam":
-            raise ValueError(f"--attention daam: {error}") from None
-        return False
-    return True
-
-
-def attention_maps(pipeline, generator, spec: PromptSpec) -> tuple[list[str], np.ndarray]:
-    """DAAM maps ``(n_words, H, W)`` of the prompt's (or ``spec.words``') words, traced on exactly the generation
-    ``generator`` makes for the full prompt (same latents, noise and settings)."""
-    from captum_diffusion.attention import DAAM
-
-    result = DAAM(pipeline).explain(spec.prompt, words=None if spec.words is None else list(spec.words),
-                                    progress=False, **generator.pipeline_kwargs(1))
-    return list(result.words[0]), result.heatmaps[0].numpy()
-
-
-def segment_table(kind: str, image, spec: PromptSpec, scorer, maps) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """``(label map (H, W), table (n_segments, n_words), words)`` of the segment-by-word table."""
-    from captum_diffusion.image import (DAAMKMeansSegmenter, SAMSegmenter, SuperpixelSegmenter,
-                                        segment_word_table)
-
-    words = list(spec.words) if spec.words is not None else None
-    if kind == "slic":
-        segmenter = SuperpixelSegmenter("slic")
-    elif kind == "daam-kmeans":
-        if maps is None:
-            raise ValueError("--segments daam-kmeans needs attention maps (--attention daam)")
-        segmenter = DAAMKMeansSegmenter(maps, n_clusters=min(len(maps) + 1, 8))
-    else:
-        segmenter = SAMSegmenter(checkpoint=kind[len("sam:"):])
-    table = segment_word_table(image, spec.prompt, scorer, segmenter=segmenter, words=words)
-    return table.segments, table.values, list(table.words)
