@@ -1,6 +1,16 @@
-"""Runs a team can keep: a configuration (``config``), its execution over prompts and seeds (``execute``), the saved
-folder and ``load_run`` (``store``), and the HTML report of a saved run (``render``). The command line
-(``captum_diffusion.cli``) is a thin layer over these."""
+"""Runs a team can keep.
+
+- ``config``: what a run is asked to do (``RunConfig``, prompt files, TOML); the CLI's options are its fields;
+- ``methods``: the word-attribution methods, one registry (runner, planned or not and why, seeded, cost);
+- ``models``: the model and scorer a run loads, and the generation settings they give;
+- ``plan``: the images a run needs, deduplicated and packed in batches (each with its generation settings);
+- ``fill``: filling the image cache with the plan, split between the processes;
+- ``prompt``: one prompt explained at every seed from the cache;
+- ``execute``: ``explain_run``, the run's phases; ``distributed``: the processes and their meeting points;
+- ``store``: the saved folder and ``load_run``; ``render``: the HTML report of a saved run.
+
+The command line (``captum_diffusion.cli``) is a thin layer over these.
+"""
 from __future__ import annotations
 
 from captum_diffusion.lazy import lazy_getattr
@@ -16,6 +26,7 @@ _EXPORTS = {
     "write_report": "render",
     "plan_run": "plan",
     "fill_cache": "fill",
+    "WordMethod": "methods",
 }
 
 __all__ = sorted(_EXPORTS)
