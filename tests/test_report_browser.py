@@ -56,15 +56,16 @@ def chromium(window=WINDOW):
 
 
 def open_in_browser(driver, path) -> list[dict]:
-    """Load ``path`` (a local HTML file) as ``file://``, wait until it and its images are loaded, and return
-    the browser console entries it produced (``{"level": "SEVERE", "message": ...}``; earlier pages' entries
-    are drained first)."""
+    """Load ``path`` (a local HTML file) as ``file://``, wait until it and its images are loaded (those with
+    ``loading="lazy"`` only once the browser fetches them), and return the browser console entries it produced
+    (``{"level": "SEVERE", "message": ...}``; earlier pages' entries are drained first)."""
     from selenium.webdriver.support.ui import WebDriverWait
 
     driver.get_log("browser")  # drop what earlier pages logged
     driver.get(Path(path).resolve().as_uri())
     WebDriverWait(driver, 20).until(lambda d: d.execute_script(
-        "return document.readyState === 'complete' && [...document.images].every(i => i.complete)"))
+        "return document.readyState === 'complete' && [...document.images].every(i => i.complete || "
+        "i.loading === 'lazy')"))
     return driver.get_log("browser")
 
 

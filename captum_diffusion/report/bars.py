@@ -20,10 +20,12 @@ POSITIVE, NEGATIVE = "#ff0051", "#008bfb"
 
 
 class Scale:
-    """A linear map from payoff units to percent of a track, covering ``low..high`` and 0."""
+    """A linear map from payoff units to percent of a track, covering the finite numbers of ``arrays`` and, when
+    ``zero``, 0."""
 
-    def __init__(self, *arrays):
-        finite = np.concatenate([np.asarray(a, dtype=np.float64).reshape(-1) for a in arrays] + [np.zeros(1)])
+    def __init__(self, *arrays, zero: bool = True):
+        finite = np.concatenate([np.asarray(a, dtype=np.float64).reshape(-1) for a in arrays]
+                                + [np.zeros(1 if zero else 0)])
         finite = finite[np.isfinite(finite)]
         self.low, self.high = float(finite.min()), float(finite.max())
         if self.high - self.low < 1e-12:
@@ -132,7 +134,7 @@ def waterfall_html(labels: Sequence[str], values, base_value: float, *, max_disp
     if len(order) > max_display:
         steps.append((f"{len(order) - max_display} other words", float(values[order[max_display:]].sum())))
     totals = base + np.cumsum([0.0] + [v for _, v in steps])
-    scale = Scale(totals)
+    scale = Scale(totals, zero=False)
     rows = [_waterfall_row('f("") (empty prompt)', scale.span(scale.low, base, "bar", " background: #999;"),
                            f"{base:.3f}")]
     for (label, v), before in zip(steps, totals[:-1]):

@@ -383,9 +383,9 @@ def render_index(run: Run, page_dir: Path) -> str:
         row, text = index_row(number, entry, results[number], media)
         rows.append(row)
         texts.append(text)
-    sections = [("How to read this index", report.how_to_read_html(_payoff_text(run), ["index", "certainty"]),
+    sections = [(f"{len(rows)} prompts", index_table_html(INDEX_COLUMNS, rows, texts), "prompts"),
+                ("How to read this index", report.how_to_read_html(_payoff_text(run), ["index", "certainty"]),
                  "how-to-read"),
-                (f"{len(rows)} prompts", index_table_html(INDEX_COLUMNS, rows, texts), "prompts"),
                 ("Run", run_section(run), "run")]
     return report.page("diffusion-explain report", sections, footer=f"saved run: {run.directory}",
                        script=INDEX_SCRIPT)
