@@ -289,6 +289,19 @@ class Run:
     def __len__(self) -> int:
         return len(self.prompts)
 
+    def to_pandas(self):
+        """The run as one long table: a row per (prompt, seed, method, word); see :mod:`captum_diffusion.runs.export`.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``prompt, prompt_index, seed, method, word, label, position, value, standard_error,
+            base_value, payoff`` (:func:`captum_diffusion.runs.export.run_table`).
+        """
+        from captum_diffusion.runs.export import run_table
+
+        return run_table(self)
+
 
 def write_json(path: Path, data: Any) -> None:
     """Write ``data`` as indented JSON to ``path``, atomically (:func:`captum_diffusion.files.atomic_write`)."""
