@@ -218,6 +218,8 @@ def _captum_cost(name: str) -> Callable[[int, object], int]:
     return cost
 
 
+# ------------------------------------------------------------------------------------------- the registry
+# A new method: one register(...) line here (before the views below), with its runner above.
 _SEEDED_RNG = "drawn from the seeded torch RNG"
 register(WordMethod("shap-exact", _shap("exact"), True, "every subset of the words, whatever the payoffs",
                     seeded=False, cost=lambda d, config: 2**d, record=every_subset))
@@ -240,6 +242,7 @@ for _name in CAPTUM_METHODS:
     _seeded, _why = _CAPTUM_WHY[_name]
     register(WordMethod(f"captum-{_name}", _captum(_name), True, _why, seeded=_seeded, cost=_captum_cost(_name)))
 
+# Views of the registry for older imports (taken once, at import: RunConfig, the plan and the runs read REGISTRY).
 #: Names of the registered methods, in order (``--words`` values besides ``interactions``).
 WORD_METHODS = tuple(REGISTRY)
 #: Planned methods: ``{name: (seeded, why recording is valid)}``.
