@@ -416,3 +416,156 @@ def test_one_atomic_write_serves_the_cache_the_store_and_the_report(tmp_path):
     with pytest.warns(DeprecationWarning, match="files.atomic_write"):
         store.atomic_write_bytes(tmp_path / "old.bin", b"old")
     assert (tmp_path / "old.bin").read_bytes() == b"old"
+
+
+# ------------------------------------------------------------------------------------- certainty in the saved run
+
+def _prompt_run(values: np.ndarray, methods=("shap-exact", "lime"), seeds=None):
+    from captum_diffusion.runs.store import PromptRun
+
+    seeds = list(range(values.shape[0])) if seeds is None else seeds
+    result = PromptRun(PROMPT, WORDS, LABELS, seeds)
+    for k, method in enumerate(methods):
+        result.values[method] = values + 0.01 * k
+        result.base_values[method] = np.full(len(seeds), BASE)
+    return result
+
+
+def test_standard_errors_between_seeds_are_saved_and_reloaded(tmp_path):
+    """Two or more seeds: std(ddof=1) / sqrt(n) per word, Student t intervals with n - 1 degrees of freedom; the
+    numbers in result.json reload equal, and a method's own standard errors override the derived ones."""
+    from scipy import stats
+
+    from captum_diffusion.runs.store import load_prompt, prompt_dir, save_prompt
+
+    rng = np.random.default_rng(0)
+    per_seed = VALUES + rng.normal(0, 0.02, (4, VALUES.size))
+    result = _prompt_run(per_seed)
+    own = np.linspace(0.001, 0.007, VALUES.size)
+    save_prompt(tmp_path, 0, result, standard_errors={"lime": own})
+    back = load_prompt(prompt_dir(tmp_path, 0), images=False)
+    expected = per_seed.std(axis=0, ddof=1) / 2.0
+    np.testing.assert_array_equal(back.standard_errors["shap-exact"], expected)
+    np.testing.assert_array_equal(back.degrees_of_freedom["shap-exact"], np.full(VALUES.size, 3.0))
+    np.testing.assert_array_equal(back.standard_errors["lime"], own)
+    assert back.error_sources == {"shap-exact": "seeds", "lime": "estimator"}
+    q = stats.t.ppf(0.975, 3)
+    np.testing.assert_allclose(back.intervals("shap-exact"),
+                               np.stack([per_seed.mean(0) - q * expected, per_seed.mean(0) + q * expected], 1))
+    assert back.intervals("lime").shape == (VALUES.size, 2)
+
+
+def test_one_seed_is_exact_for_that_seed_or_of_unknown_error():
+    result = _prompt_run(VALUES[None, :], seeds=[5])
+    np.testing.assert_array_equal(result.intervals("shap-exact"), np.stack([VALUES, VALUES], 1))
+    assert result.certainty("shap-exact").startswith("exact for seed 5")
+    assert np.isnan(result.intervals("lime")).all()
+    assert "not known" in result.certainty("lime")
+    assert result.error_sources == {"shap-exact": "exact", "lime": "unknown"}
+
+
+def test_certainty_sentence_separates_or_names_the_pair():
+    """Clearly separated top words are "certain at 95%"; two values within each other's error are named."""
+    rng = np.random.default_rng(1)
+    spread = np.array([0.001] * 7)
+    far = np.array([0.0, 0.5, 0.4, -0.1, 0.0, 0.3, 0.1]) + rng.normal(0, 1, (8, 7)) * spread
+    assert "top-3 words ('red', 'circle', 'blue') certain at 95%" in _prompt_run(far).certainty("shap-exact")
+    close = np.array([0.0, 0.5, 0.4, -0.1, 0.0, 0.12, 0.1]) + rng.normal(0, 0.05, (8, 7))
+    sentence = _prompt_run(close).certainty("shap-exact")
+    assert "top-3 words not certain at 95%" in sentence and "'blue' and 'square' cannot be told apart" in sentence
+
+
+def test_older_runs_without_standard_errors_load_with_derived_ones(tmp_path):
+    import json
+
+    from captum_diffusion.runs.store import RESULT, load_prompt, prompt_dir, save_prompt
+
+    result = _prompt_run(np.stack([VALUES, VALUES + 0.02]))
+    save_prompt(tmp_path, 0, result)
+    path = prompt_dir(tmp_path, 0) / RESULT
+    data = json.loads(path.read_text())
+    for key in ("standard_errors", "degrees_of_freedom", "error_sources"):
+        del data[key]
+    path.write_text(json.dumps(data))
+    back = load_prompt(prompt_dir(tmp_path, 0), images=False)
+    np.testing.assert_allclose(back.standard_errors["lime"], np.full(7, 0.01))
+    assert back.error_sources["lime"] == "seeds"
+
+
+def test_set_standard_errors_checks_its_input():
+    result = _prompt_run(VALUES[None, :])
+    with pytest.raises(ValueError, match="was not run"):
+        result.set_standard_errors("captum-lime", np.zeros(7))
+    with pytest.raises(ValueError, match=r"must be \(n_words=7,\)"):
+        result.set_standard_errors("lime", np.zeros(3))
+    with pytest.raises(ValueError, match="source must be one of"):
+        result.set_standard_errors("lime", np.zeros(7), source="guess")
+
+
+# ------------------------------------------------------------------------------------- bars, table, notes, grid
+
+def test_value_bars_draw_an_error_bar_only_where_the_error_is_known():
+    from captum_diffusion.report.bars import value_bars_html
+
+    halves = {"shap-exact": np.full(7, 0.02), "lime": np.array([np.nan, 0.0, 0.01, np.nan, 0, 0, 0])}
+    html = value_bars_html(LABELS, {"shap-exact": VALUES, "lime": VALUES / 2}, halves)
+    assert html.count('class="bar"') == 14 and html.count('class="err"') == 7 + 1
+    assert f'data-low="{VALUES[1] - 0.02:.6g}" data-high="{VALUES[1] + 0.02:.6g}"' in html
+    assert "+0.310 ± 0.020" in html and "+0.155<" in html  # lime's 'red' is exact: no ±
+
+
+def test_waterfall_html_runs_from_the_base_to_the_full_payoff():
+    from captum_diffusion.report.bars import waterfall_html
+
+    html = waterfall_html(LABELS, VALUES, BASE)
+    texts = re.findall(r'<span class="bar-value">([^<]+)</span>', html)
+    assert texts[0] == f"{BASE:.3f}" and texts[-1] == f"{BASE + VALUES.sum():.3f}"
+    assert texts[1] == "+0.310" and len(texts) == 9  # largest |value| first
+
+
+def test_values_table_shows_the_intervals():
+    intervals = np.stack([VALUES - 0.01, VALUES + 0.01], 1)
+    html = report.values_table_html(LABELS, {"shap-exact": VALUES}, None, {"shap-exact": intervals})
+    assert html.count('class="ci"') == 7 and "[0.300, 0.320]" in html
+
+
+def test_how_to_read_explains_only_the_sections_shown():
+    html = report.how_to_read_html("payoff", ["payoff", "values", "certainty"])
+    assert re.findall(r'data-key="(\w+)"', html) == ["payoff", "values", "certainty"]
+    assert "Word pairs" not in html and "Deletion curve" not in html and "segments" not in html
+    assert '"red" with' not in report.how_to_read_html("payoff")  # no example that may contradict the page
+    assert "from 0 to the largest" not in report.how_to_read_html("payoff")
+    with pytest.raises(ValueError, match="unknown keys"):
+        report.how_to_read_html("payoff", ["waterfalls"])
+
+
+def test_segment_table_headers_tell_repeated_words_apart():
+    image = np.zeros((8, 8, 3), dtype=np.uint8)
+    segments = np.zeros((8, 8), dtype=np.int64)
+    segments[4:] = 1
+    html = report.segment_table_html(image, segments, np.zeros((2, 7)), WORDS)
+    assert re.findall(r"<th>([^<]+)</th>", html.split("<thead>")[1].split("</thead>")[0])[1:] == LABELS
+
+
+def test_force_bar_values_are_rounded_and_narrow_words_unnamed():
+    html = report.word_text_html(["a", "red", "circle"], [0.001, 0.3, -0.1], base_value=0.241275)
+    assert "0.241275" not in html and ">0.241<" in html
+    assert ">red</text>" in html and ">a</text>" not in html
+
+
+def test_run_section_command_keeps_its_quotes():
+    import shlex
+    from pathlib import Path
+
+    from captum_diffusion.runs.render import run_section
+    from captum_diffusion.runs.store import Run
+
+    command = ["diffusion-explain", "explain", "a red circle", "--out", "my run"]
+    manifest = {"model": {"spec": "m", "class": "C"}, "scorer": {"class": "S", "spec": None}, "config": {},
+                "counts": {"images_generated": 1, "images_from_cache": 0}, "timings": {"seconds": 1.0},
+                "command": command, "versions": {}, "prompts": []}
+    html = run_section(Run(Path("."), manifest, []))
+    shown = re.search(r'<code class="command">([^<]+)</code>', html).group(1)
+    import html as html_module
+
+    assert shlex.split(html_module.unescape(shown)) == command

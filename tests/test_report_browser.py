@@ -198,3 +198,49 @@ def test_report_page_renders_in_chromium(browser, tmp_path):
     # a strongly red pixel (the 'red' word / bars) and a blue one are on screen
     assert ((shot[..., 0] > 200) & (shot[..., 2] < 120)).any()
     assert ((shot[..., 2] > 200) & (shot[..., 0] < 80)).any()
+
+
+# ------------------------------------------------------------------------------ certainty on a saved run's page
+
+@needs_browser
+def test_error_bars_and_certainty_sentences_in_chromium(browser, tmp_path):
+    """A saved run's report (2 seeds, then 1): every method with finite standard errors draws an error bar per
+    word whose ends are the 95% interval of the values table; the certainty sentences are on the page; the bars'
+    text is at least 12 px; a 7-word prompt's 128 sub-prompt images are folded, the page stays short."""
+    from report_runs import synthetic_run
+
+    from captum_diffusion.runs import load_run
+    from captum_diffusion.runs.render import write_report
+
+    run = load_run(synthetic_run(tmp_path / "two", 1, seeds=(0, 1), subprompt_images=1))
+    result = run[0]
+    assert len(result.words) == 7
+    logs = open_in_browser(browser, write_report(run))
+    assert [e for e in logs if e["level"] == "SEVERE"] == []
+    bars = browser.execute_script(
+        "return [...document.querySelectorAll('.bars .err')].map(e => [e.getBoundingClientRect().width, "
+        "Number(e.dataset.low), Number(e.dataset.high)])")
+    assert len(bars) == 2 * 7  # shap-exact and lime, every word
+    # grouped by word, then by method
+    expected = np.stack([result.intervals("shap-exact"), result.intervals("lime")], axis=1).reshape(-1, 2)
+    np.testing.assert_allclose([b[1:] for b in bars], expected, rtol=1e-5, atol=1e-6)
+    assert min(b[0] for b in bars) > 0
+    sentences = browser.execute_script("return [...document.querySelectorAll('ul.certainty li')].map(e => e.innerText)")
+    assert sentences == [f"{m}: {result.certainty(m)}" for m in ("shap-exact", "lime")]
+    assert all("at 95%" in s for s in sentences)
+    smallest = browser.execute_script("return Math.min(...[...document.querySelectorAll("
+                                      "'.bars .bar-method, .bars .bar-value, .bars .bar-word')].map(e => "
+                                      "parseFloat(getComputedStyle(e).fontSize)))")
+    assert smallest >= 12
+    folded = browser.execute_script("return [...document.querySelectorAll('details .thumb')].filter(e => "
+                                    "e.checkVisibility()).length")
+    assert folded == 0 and browser.execute_script("return document.querySelectorAll('details .thumb').length") == 128
+    height = browser.execute_script("return document.documentElement.scrollHeight")
+    print(f"\n[report] one 7-word prompt, 2 seeds: page {height} px tall (128 sub-prompt images folded)")
+    assert height < 6000
+
+    one = load_run(synthetic_run(tmp_path / "one", 1, seeds=(0,), subprompt_images=0))
+    open_in_browser(browser, write_report(one))
+    sentences = browser.execute_script("return [...document.querySelectorAll('ul.certainty li')].map(e => e.innerText)")
+    assert sentences[0].startswith("shap-exact: exact for seed 0") and "not known" in sentences[1]
+    assert browser.execute_script("return document.querySelectorAll('.bars .err').length") == 0

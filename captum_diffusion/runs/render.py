@@ -335,12 +335,12 @@ def page_name(number: int) -> str:
 
 def certainty_label(result: PromptRun, method: str) -> str:
     """A few words for the index: ``"exact, seed 0"``, ``"not known"``, ``"top-3 certain"`` or ``"not certain"``."""
+    sentence = result.certainty(method)
     source = result.error_sources.get(method)
     if source == "exact":
         return f"exact, seed {result.seeds[0]}"
     if source == "unknown":
         return "not known"
-    sentence = result.certainty(method)
     return sentence.split(" words", 1)[0] + " certain" if " not certain" not in sentence else "not certain"
 
 
@@ -361,14 +361,13 @@ def index_row(number: int, entry: dict, result: PromptRun | None, media: Media) 
     base = float(result.base_values[method].mean())
     agreement = seed_agreement(result.values[method], result.labels)["percent_ranks_aligned"]["mean"] \
         if len(result.seeds) > 1 else None
-    sentence = result.certainty(method)
+    sentence, label = result.certainty(method), certainty_label(result, method)
     row = head + [
         cell(top_words_html(result.labels, mean, _half_widths(result, method)), float(mean.max())),
         cell("&ndash;" if payoff is None else f"{payoff:.3f}", payoff),
         cell(f"{base:.3f}", base),
         cell("&ndash;" if agreement is None else f"{agreement:.0f}%", agreement),
-        cell(f'<span title="{html.escape(method)}: {html.escape(sentence)}">{certainty_label(result, method)}</span>',
-             certainty_label(result, method)),
+        cell(f'<span title="{html.escape(method)}: {html.escape(sentence)}">{label}</span>', label),
         cell(html.escape(status), status),
     ]
     return row, f'{entry["prompt"]} {" ".join(result.labels)} {status}'

@@ -143,6 +143,7 @@ class PromptRun:
     error_sources: dict[str, str] = field(default_factory=dict)
     number: int | None = field(default=None, compare=False)
     folder: Path | None = field(default=None, repr=False, compare=False)
+    _sentences: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def methods(self) -> list[str]:
@@ -184,6 +185,7 @@ class PromptRun:
         df = np.broadcast_to(np.asarray(degrees_of_freedom, dtype=np.float64), (d,)).copy()
         self.standard_errors[method], self.degrees_of_freedom[method] = errors, df
         self.error_sources[method] = source
+        self._sentences.clear()
 
     def fill_standard_errors(self) -> None:
         """Derive (:func:`derived_standard_errors`) the standard errors of every method that has none stored."""
@@ -241,6 +243,12 @@ class PromptRun:
             seed), else :func:`captum_diffusion.words.certainty.certainty_statement`: ``"top-3 words (...) certain
             at 95% ..."`` or ``"... 'on' and 'the' cannot be told apart"``.
         """
+        key = (method, k, level)
+        if key not in self._sentences:
+            self._sentences[key] = self._certainty(method, k, level)
+        return self._sentences[key]
+
+    def _certainty(self, method: str, k: int, level: float) -> str:
         from captum_diffusion.words.certainty import certainty_statement
 
         mean, errors, df, source = self._errors(method)
