@@ -54,6 +54,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from captum.attr import KernelShap, Lime, ShapleyValueSampling
 
 SHAPES_WORLD_PROMPTS = ["a red circle on the left", "a green square on the top",
                         "a red circle and a blue square", "a green triangle and a yellow circle"]
@@ -223,11 +224,12 @@ def _shap_kernel(f, prompt, setting, seed):
 
 
 def _captum(method):
+    """A runner of the captum attribution class ``method`` over the word game (``WordAttribution`` wraps it)."""
     from captum_diffusion.words import WordAttribution
 
     def run(f, prompt, setting, seed):
-        attribution = WordAttribution(f, method, progress=False, seed=seed)
-        return attribution.attribute(prompt, n_samples=setting, perturbations_per_eval=256).seq_attr.numpy()
+        attribution = WordAttribution(method(f), progress=False, seed=seed)
+        return attribution.attribute(prompt, n_samples=setting, perturbations_per_eval=256).numpy()
     return run
 
 
@@ -258,10 +260,10 @@ ESTIMATORS = {
     "shap permutation": Estimator(_shap("permutation"), lambda d: 2 * d + 1, _evaluations, "max_evals"),
     "shap partition": Estimator(_shap("partition"), lambda d: 2 * d + 1, _evaluations, "max_evals"),
     "shap kernel": Estimator(_shap_kernel, lambda d: d + 2, lambda s, d: s + 2, "nsamples"),
-    "captum ShapleyValueSampling": Estimator(_captum("shapley_sampling"), lambda d: 1, lambda s, d: s * d + 1,
+    "captum ShapleyValueSampling": Estimator(_captum(ShapleyValueSampling), lambda d: 1, lambda s, d: s * d + 1,
                                              "n_samples (permutations)"),
-    "captum KernelShap": Estimator(_captum("kernel_shap"), lambda d: d + 1, _evaluations, "n_samples"),
-    "captum Lime": Estimator(_captum("lime"), lambda d: d + 1, _evaluations, "n_samples"),
+    "captum KernelShap": Estimator(_captum(KernelShap), lambda d: d + 1, _evaluations, "n_samples"),
+    "captum Lime": Estimator(_captum(Lime), lambda d: d + 1, _evaluations, "n_samples"),
     "lime LimeTextExplainer": Estimator(_lime, lambda d: d + 1, _evaluations, "num_samples"),
     "shapiq KernelSHAP": Estimator(_shapiq("KernelSHAP"), lambda d: d + 2, _evaluations, "budget"),
     "shapiq KernelSHAP paired": Estimator(_shapiq("KernelSHAP", pairing_trick=True), lambda d: d + 2, _evaluations,

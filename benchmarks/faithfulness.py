@@ -27,6 +27,7 @@ import time
 
 import numpy as np
 import torch
+from captum.attr import FeatureAblation, KernelShap, Lime, ShapleyValueSampling
 
 PROMPTS = ["a red circle and a blue square", "a green triangle and a yellow circle",
            "a blue square and a red triangle", "a yellow triangle and a green square"]
@@ -81,10 +82,10 @@ def sampled(prompt, f, budget: int) -> dict:
         f"shap partition ({budget})": shap_text.explain_prompt(prompt, f, "partition", max_evals=budget,
                                                                progress=False),
         f"captum ShapleyValueSampling ({budget // d} perm.)": WordAttribution(
-            f, "shapley_sampling", progress=False).attribute(prompt, n_samples=max(1, budget // d)),
-        f"captum KernelShap ({budget})": WordAttribution(f, "kernel_shap", progress=False).attribute(
+            ShapleyValueSampling(f), progress=False).attribute(prompt, n_samples=max(1, budget // d)),
+        f"captum KernelShap ({budget})": WordAttribution(KernelShap(f), progress=False).attribute(
             prompt, n_samples=budget),
-        f"captum Lime ({budget})": WordAttribution(f, "lime", progress=False).attribute(prompt, n_samples=budget),
+        f"captum Lime ({budget})": WordAttribution(Lime(f), progress=False).attribute(prompt, n_samples=budget),
         f"shapiq KernelSHAP paired ({budget})": [kernel[(i,)] for i in range(d)],
     }
 
@@ -126,7 +127,7 @@ def run_prompt(pipe, scorer, prompt, args):
         "exact SHAP": shap_text.explain_prompt(prompt, f, algorithm="exact", progress=False),
         f"LIME ({args.lime_samples})": lime_text.word_weights(
             lime_text.explain_prompt(prompt, f, num_samples=args.lime_samples, seed=0)),
-        "feature ablation": WordAttribution(f, "feature_ablation", progress=False).attribute(prompt),
+        "feature ablation": WordAttribution(FeatureAblation(f), progress=False).attribute(prompt),
         **sampled(prompt, f, args.sample_budget),
     }
     scores = {name: faithfulness_scores(game, None, a, k=args.k, n_random=args.n_random, seed=0)

@@ -29,6 +29,7 @@ _EXPORTS = {
     "load_gupta_kanoria": "datasets",
     "TextToImage": "generation",
     "ImageCache": "generation",
+    "GenerationSettings": "generation",
     "CLIPConditionedGenerator": "generation",
     "AffineGenerator": "generation",
     "CLIPSimilarity": "scoring",
@@ -45,6 +46,7 @@ _EXPORTS = {
     "SegmentScorer": "image",
     "segment_word_table": "image",
     "CLIPSaliency": "image",
+    "SaliencyResult": "image",
     "load_shapes_world": "shapes_world",
 }
 

@@ -64,7 +64,8 @@ def test_clip_saliency_on_cuda_matches_the_cpu():
     image = render("a green triangle and a yellow circle", 0).image
     words = ["green", "triangle", "yellow", "circle"]
     cpu = CLIPSaliency(clip.model, clip.processor, "integrated_gradients", baseline=0.5).attribute(image, words)
-    cuda = CLIPSaliency(clip.model, clip.processor, "integrated_gradients", baseline=0.5,
-                        device="cuda").attribute(image, words)
+    _, clip_cuda = load_shapes_world(device="cuda")  # CLIPSaliency runs where its scorer is
+    cuda = CLIPSaliency(clip_cuda.model, clip_cuda.processor, "integrated_gradients",
+                        baseline=0.5).attribute(image, words)
     assert cuda.device.type == "cpu" and cuda.shape == cpu.shape == (4, 64, 64)
     torch.testing.assert_close(cuda, cpu, atol=1e-3 * float(cpu.abs().max()), rtol=1e-3)

@@ -7,6 +7,8 @@ from captum_diffusion.lazy import lazy_getattr
 
 _EXPORTS = {
     "TextToImage": "text_to_image",
+    "PipelineTextToImage": "text_to_image",
+    "CallableTextToImage": "text_to_image",
     "ImageCache": "cache",
     "GenerationSettings": "settings",
     "CLIPConditionedGenerator": "gan",

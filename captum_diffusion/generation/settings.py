@@ -1,6 +1,6 @@
 """The generation keywords shared by every object that runs a pipeline: one settings object.
 
-``TextToImage``, ``DAAM``, ``WordAttribution`` and a run's configuration all pass the same few keywords to a
+``TextToImage``, ``DAAM`` and a run's configuration (and its proxy games) all pass the same few keywords to a
 pipeline call; :class:`GenerationSettings` holds and checks them once, so that a setting added here reaches all
 of them.
 """

@@ -6,7 +6,6 @@ import torch
 
 from captum_diffusion import checks
 from captum_diffusion.convert import as_rgb_image, as_rgb_images
-from captum_diffusion.generation.text_to_image import TextToImage
 from captum_diffusion.scoring.base import batches, cosine
 
 
@@ -31,7 +30,7 @@ class LatentSimilarity:
     """
 
     def __init__(self, source, *, batch_size: int = 8):
-        vae = source.pipeline if isinstance(source, TextToImage) else source
+        vae = getattr(source, "pipeline", None) or source  # a generator over a pipeline: its pipeline
         vae = getattr(vae, "vae", vae)
         if not isinstance(vae, torch.nn.Module) or not callable(getattr(vae, "encode", None)):
             raise TypeError(
