@@ -284,10 +284,11 @@ def report(args) -> None:
 
     methods = {}
     for steps in sorted(PROXY_STEPS):
-        methods[f"multi-fidelity, proxy {steps} steps"] = ("mf", steps, {})
         methods[f"multi-fidelity, proxy {steps} steps, fitted weight"] = ("mf", steps, {"proxy_weight": "fit"})
-    methods["adaptive until top-3, proxy 4 steps, fitted weight"] = ("mf", 4, {"until_top_k": 3, "proxy_weight": "fit"})
-    methods["stratified paired, no proxy"] = ("mf", None, {})
+    methods["multi-fidelity, proxy 1 steps, weight 1"] = ("mf", 1, {})
+    methods["adaptive until top-3, proxy 1 steps, fitted weight"] = ("mf", 1, {"until_top_k": 3, "proxy_weight": "fit"})
+    methods["stratified paired + additive control, no proxy"] = ("mf", None, {})
+    methods["stratified paired, no proxy, no additive control"] = ("mf", None, {"additive_control": False})
     methods["adaptive until top-3, no proxy"] = ("mf", None, {"until_top_k": 3})
     methods["shapiq KernelSHAP paired"] = ("shapiq", None, {})
     methods["shap permutation"] = ("shap", None, {})

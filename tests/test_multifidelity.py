@@ -64,14 +64,16 @@ def test_efficiency_holds_exactly_whatever_the_sample():
     assert result.values.sum() == pytest.approx(float((full - empty)[0]), abs=1e-9)
 
 
-@pytest.mark.parametrize("proxy_fraction", [1.0, 0.5])
-def test_unbiased_over_sampler_seeds_and_cost_within_budget(proxy_fraction):
-    """Exact proxy (1.0) and sampled proxy (0.5: the full game on a subset of the proxy's pairs)."""
+@pytest.mark.parametrize("proxy_fraction, additive_control", [(1.0, True), (1.0, False), (0.5, True)])
+def test_unbiased_over_sampler_seeds_and_cost_within_budget(proxy_fraction, additive_control):
+    """Exact proxy (1.0) with and without the cross-fitted additive control, and sampled proxy (0.5: the full
+    game on a subset of the proxy's pairs)."""
     d = 6
     game = polynomial_game(d)
     exact = exact_values(game, d)
     runs = [multifidelity_shapley(game, proxy_of(game, d), 0.5, proxy_cost=0.2, n_words=d, seed=s,
-                                  proxy_fraction=proxy_fraction) for s in range(300)]
+                                  proxy_fraction=proxy_fraction, additive_control=additive_control)
+            for s in range(300)]
     values = np.array([r.values for r in runs])
     assert not np.allclose(values[0], exact)  # it does sample
     standard_error_of_mean = values.std(0) / np.sqrt(len(runs))
