@@ -287,8 +287,10 @@ def test_report_of_a_saved_run_in_chromium(saved):
         logs = open_in_browser(driver, out / "report.html")
         assert [entry for entry in logs if entry["level"] == "SEVERE"] == []
         widths = driver.execute_script("return Array.from(document.images).map(i => i.complete ? i.naturalWidth : 0)")
-        # 2 seeds, bars, waterfall, deletion curve, 8 sub-prompts, maps, segments
-        assert len(widths) == 15 and min(widths) > 0
+        # 2 seeds, deletion curve, 8 sub-prompts, maps, segments (the bars and the waterfall are HTML)
+        assert len(widths) == 13 and min(widths) > 0
+        errors = driver.find_elements("css selector", "section#prompt-0 .bars .err")
+        assert len(errors) == 3 * len(METHODS)  # 2 seeds: between-seed 95% error bars for every method and word
         pairs = driver.find_elements("css selector", "section#prompt-0 table.interactions tbody tr")
         assert len(pairs) == 3  # every pair of the 3 words
         words = driver.find_elements("css selector", "section#prompt-0 .shap-words")[0]
