@@ -285,7 +285,7 @@ def report(args) -> None:
     methods = {}
     for steps in sorted(PROXY_STEPS):
         methods[f"multi-fidelity, proxy {steps} steps, fitted weight"] = ("mf", steps, {"proxy_weight": "fit"})
-    methods["multi-fidelity, proxy 1 steps, weight 1"] = ("mf", 1, {})
+    methods["multi-fidelity, proxy 1 steps, weight 1"] = ("mf", 1, {"proxy_weight": 1.0})
     methods["adaptive until top-3, proxy 1 steps, fitted weight"] = ("mf", 1, {"until_top_k": 3, "proxy_weight": "fit"})
     methods["stratified paired + additive control, no proxy"] = ("mf", None, {})
     methods["stratified paired, no proxy, no additive control"] = ("mf", None, {"additive_control": False})

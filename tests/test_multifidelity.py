@@ -72,8 +72,8 @@ def test_unbiased_over_sampler_seeds_and_cost_within_budget(proxy_fraction, addi
     game = polynomial_game(d)
     exact = exact_values(game, d)
     runs = [multifidelity_shapley(game, proxy_of(game, d), 0.5, proxy_cost=0.2, n_words=d, seed=s,
-                                  proxy_fraction=proxy_fraction, additive_control=additive_control)
-            for s in range(300)]
+                                  proxy_fraction=proxy_fraction, additive_control=additive_control,
+                                  proxy_weight=1.0) for s in range(300)]
     values = np.array([r.values for r in runs])
     assert not np.allclose(values[0], exact)  # it does sample
     standard_error_of_mean = values.std(0) / np.sqrt(len(runs))

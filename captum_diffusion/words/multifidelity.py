@@ -429,7 +429,7 @@ def multifidelity_shapley(
     proxy_cost: float | None = None,
     n_words: int | None = None,
     seed: int | None = 0,
-    proxy_weight: float | str = 1.0,
+    proxy_weight: float | str = "fit",
     proxy_fraction: float | str = "auto",
     additive_control: bool = True,
     until_top_k: int | None = None,
@@ -459,9 +459,9 @@ def multifidelity_shapley(
     seed : int or None
         Seed of the sampler (which pairs are drawn).
     proxy_weight : float or "fit"
-        ``beta``: 1.0 (default, unbiased: ``phi(v) = phi(p) + phi(v - p)``) or ``"fit"`` (least squares of the
-        full pair differences on the proxy's: a better control when the proxy's scale differs; slightly biased
-        for few pairs).
+        ``beta``: ``"fit"`` (default: least squares of the full pair differences on the proxy's, the best control
+        for a proxy of another scale or a weak one, measured better on ShapesWorld in ``benchmarks/cost.md``;
+        biased by O(1/pairs)) or a number, e.g. 1.0 (exactly unbiased: ``phi(v) = phi(p) + phi(v - p)``).
     proxy_fraction : float in (0, 1] or "auto"
         Share of the pairs of each coalition size the proxy is played on. 1: every coalition (the proxy term is
         exact). Below 1 the proxy term is sampled too (two-phase sampling: the full game on a subset of the proxy's
