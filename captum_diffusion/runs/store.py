@@ -381,7 +381,8 @@ def _read_certainty(result: PromptRun, data: dict) -> None:
     """Set what ``result.json`` stored of the certainty (absent in older runs), then derive the rest."""
     for method, errors in (data.get("standard_errors") or {}).items():
         if method in result.values:
-            df = [np.inf if x is None else x for x in data.get("degrees_of_freedom", {}).get(method, [None] * len(errors))]
+            stored = data.get("degrees_of_freedom", {}).get(method, [None] * len(errors))
+            df = [np.inf if x is None else x for x in stored]
             result.set_standard_errors(method, [np.nan if x is None else x for x in errors], df,
                                        data.get("error_sources", {}).get(method, "estimator"))
     result.fill_standard_errors()
@@ -493,11 +494,26 @@ def _open(path: Path) -> PIL.Image.Image:
 
 
 def read_manifest(directory) -> dict | None:
-    """The run's manifest, or ``None`` when ``directory`` holds no run."""
+    """The run's manifest, or ``None`` when ``directory`` holds no run.
+
+    Raises
+    ------
+    captum_diffusion.runs.verify.DamagedRun
+        A ``ValueError`` naming the file, when ``manifest.json`` is truncated or not a manifest.
+    """
+    from captum_diffusion.runs.verify import DamagedRun
+
     path = Path(directory) / MANIFEST
     if not path.is_file():
         return None
-    return json.loads(path.read_text())
+    try:
+        manifest = json.loads(path.read_text())
+        if not isinstance(manifest, dict) or not isinstance(manifest.get("prompts"), list):
+            raise ValueError("no 'prompts' list")
+    except (OSError, ValueError) as error:
+        raise DamagedRun(f"{path} is damaged ({error}); rerun the same `diffusion-explain explain` command to "
+                         "rebuild it (its prompts and image cache are kept), or pass --force to replace it") from None
+    return manifest
 
 
 def load_run(directory, *, images: bool = True) -> Run:
@@ -515,16 +531,28 @@ def load_run(directory, *, images: bool = True) -> Run:
     -------
     Run
         Prompts still missing (an interrupted run) are left out; ``run.manifest["prompts"]`` lists every prompt
-        with its status.
+        with its status. The folder is verified first (:func:`captum_diffusion.runs.verify.verify_run`): a damaged
+        prompt is loaded with status ``"damaged"``, its error naming the files and what is wrong, and no values
+        (never as done); its manifest entry says ``"damaged"`` too.
+
+    Raises
+    ------
+    ValueError
+        When ``directory`` holds no run, or its ``manifest.json`` is damaged (naming it).
     """
+    from captum_diffusion.runs.verify import damaged_prompt, verify_run
+
     directory = Path(directory)
     manifest = read_manifest(directory)
     if manifest is None:
         raise ValueError(f"{str(directory)!r} holds no saved run (no {MANIFEST}); run `diffusion-explain explain "
                          f"... --out {directory}` first")
+    damaged = verify_run(directory).damaged_prompts()
     prompts = []
     for number, _ in enumerate(manifest["prompts"]):
         folder = prompt_dir(directory, number)
-        if (folder / RESULT).is_file():
+        if number in damaged:
+            prompts.append(damaged_prompt(manifest, number, damaged[number], folder))
+        elif (folder / RESULT).is_file():
             prompts.append(load_prompt(folder, images=images, number=number))
     return Run(directory, manifest, prompts)
