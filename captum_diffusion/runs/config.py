@@ -159,8 +159,8 @@ class RunConfig:
     words: tuple[str, ...] = _option((), f"word-attribution methods, several allowed: {', '.join(WORD_METHODS)} "
                                      f"(default: shap-exact up to {DEFAULT_EXACT_WORDS} words, shap-permutation "
                                      f"above; with --budget below 1, shap-multifidelity up to "
-                                     f"{MULTIFIDELITY_MAX_WORDS} words); add '{INTERACTIONS}' for the strongest word pairs in the report (exact "
-                                     "k-SII, from exact SHAP's sub-prompts)", metavar="METHOD")
+                                     f"{MULTIFIDELITY_MAX_WORDS} words); add '{INTERACTIONS}' for the strongest word "
+                                     "pairs in the report (exact k-SII, from exact SHAP's sub-prompts)", metavar="METHOD")
     attention: str | None = _option(None, "attention maps (default: daam where the pipeline is a UNet, SD3, FLUX or "
                                     "PixArt one)", choices=ATTENTION_METHODS)
     segments: str | None = _option(None, "segment-by-word table: slic, daam-kmeans or sam:CHECKPOINT (default: off)",

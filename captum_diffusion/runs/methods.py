@@ -15,15 +15,21 @@ A runner is called as ``runner(f, config, seed, payoff_at)`` and returns ``(valu
 - ``f``: the payoff of the prompt at the run's generation settings (a ``scoring.PromptScore``; a
   ``plan.RecordingPayoff`` while planning), callable on sub-prompts -> float64 ``(n,)``, with ``f.prompt``;
 - ``config``: the ``RunConfig``; ``seed``: the seed of the game;
-- ``payoff_at``: ``payoff_at(settings) -> f'``, the payoff of the same prompt and seed generated at other
-  settings (a ``generation.settings.GenerationSettings`` whose fields that are not ``None`` replace the run's,
-  e.g. ``GenerationSettings(num_inference_steps=4)`` for a cheap proxy game). Images asked for through it are
-  planned, deduplicated and cached like the others, keyed by their own settings. Most methods ignore it.
+- ``payoff_at``: a :class:`PayoffAt`, ``payoff_at(settings) -> f'``, the payoff of the same prompt and seed
+  generated at other settings (a ``generation.settings.GenerationSettings`` whose fields that are not ``None``
+  replace the run's, e.g. ``GenerationSettings(num_inference_steps=4)`` for a cheap proxy game), and
+  ``payoff_at.run_settings``, the run's own; ``None`` when the caller offers no other settings. Images asked for
+  through it are planned, deduplicated and cached like the others, keyed by their own settings. Most methods
+  ignore it.
+
+A runner may return a :class:`SeedEstimate` instead of the pair, to state more than the values: its standard
+errors (stored with the run, replacing the ones derived between seeds) and its cost in images (the manifest's cost
+accounting, ``runs.cost``).
 """
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
 import numpy as np
@@ -79,6 +85,56 @@ class WordMethod:
         return self.record if self.record is not None else self.run
 
 
+@dataclass(frozen=True)
+class SeedEstimate:
+    """What a runner found on one seed's game, when it says more than ``(values, f(""))``.
+
+    Parameters
+    ----------
+    values : numpy.ndarray
+        float64 ``(d,)``, one value per word, in the units of the payoff.
+    base : float
+        ``f("")``.
+    standard_errors : numpy.ndarray, optional
+        float64 ``(d,)``, the estimate's own standard errors for this seed's game (0 where exact); ``None``: not
+        stated (the run derives them between seeds).
+    degrees_of_freedom : float or numpy.ndarray
+        Of ``standard_errors``, scalar or ``(d,)``; ``inf``: normal intervals.
+    exact : bool
+        No sampling error for this seed.
+    cost : dict, optional
+        Images it used for this seed: ``full_images``, ``proxy_images``, ``exact_images`` and how they were
+        chosen (see ``runs.multifidelity.run``); ``None``: not counted per method.
+    """
+
+    values: np.ndarray
+    base: float
+    standard_errors: np.ndarray | None = None
+    degrees_of_freedom: object = np.inf
+    exact: bool = False
+    cost: dict | None = field(default=None, compare=False)
+
+
+class PayoffAt:
+    """A runner's ``payoff_at``: ``payoff_at(settings)`` is the payoff of the same prompt and seed at ``settings``
+    over the run's, and ``run_settings`` the run's own generation settings.
+
+    Parameters
+    ----------
+    at : callable
+        ``at(settings: GenerationSettings) -> payoff`` (sub-prompts -> float64 ``(n,)``).
+    run_settings : GenerationSettings or None
+        The run's settings, the model's defaults filled in where known (planning without a model leaves them
+        ``None``).
+    """
+
+    def __init__(self, at: Callable[["GenerationSettings"], object], run_settings: "GenerationSettings | None"):
+        self.at, self.run_settings = at, run_settings
+
+    def __call__(self, settings: "GenerationSettings"):
+        return self.at(settings)
+
+
 #: Every word-attribution method of a run, by name, in the order ``--words`` lists them.
 REGISTRY: dict[str, WordMethod] = {}
 
@@ -99,9 +155,8 @@ def get(name: str) -> WordMethod:
         raise ValueError(f"words: unknown word-attribution method {name!r}; valid: {list(REGISTRY)}") from None
 
 
-def word_values(method: str, f, config, seed: int,
-                payoff_at: Callable[["GenerationSettings"], object] | None = None) -> tuple[np.ndarray, float]:
-    """``(values (d,), f(""))`` of one word-attribution ``method`` on the game of ``f``.
+def word_estimate(method: str, f, config, seed: int, payoff_at: PayoffAt | None = None) -> SeedEstimate:
+    """What one word-attribution ``method`` finds on the game of ``f``, as a :class:`SeedEstimate`.
 
     Parameters
     ----------
@@ -110,26 +165,30 @@ def word_values(method: str, f, config, seed: int,
     f : callable
         The payoff (sub-prompts -> float64 ``(n,)``, with ``f.prompt``): a ``PromptScore`` or a ``RecordingPayoff``.
     config : RunConfig
-        The run's settings (``lime_samples``, ``max_evals``).
+        The run's settings (``lime_samples``, ``max_evals``, ``budget``, ...).
     seed : int
         Seed of the method's draws.
-    payoff_at : callable, optional
-        ``payoff_at(settings)``: the payoff at other generation settings (see the module docstring); ``None``
-        refuses methods that ask for one.
+    payoff_at : PayoffAt, optional
+        The payoff at other generation settings (see the module docstring); ``None``: none offered (a method that
+        would use a proxy game then does without).
 
     Returns
     -------
-    values : numpy.ndarray
-        float64 ``(d,)``, one value per word, in the units of ``f``.
-    base : float
-        ``f("")``.
+    SeedEstimate
+        Its values ``(d,)`` and ``f("")``, with standard errors and cost when the method states them.
     """
-    return get(method).run(f, config, seed, payoff_at or _no_other_settings)
+    found = get(method).run(f, config, seed, payoff_at)
+    if isinstance(found, SeedEstimate):
+        return found
+    values, base = found
+    return SeedEstimate(np.asarray(values, dtype=np.float64), float(base))
 
 
-def _no_other_settings(settings):
-    raise ValueError(f"this method asks for images at other generation settings ({settings}), which this caller "
-                     "does not provide (pass payoff_at)")
+def word_values(method: str, f, config, seed: int, payoff_at: PayoffAt | None = None) -> tuple[np.ndarray, float]:
+    """``(values (d,), f(""))`` of one word-attribution ``method`` on the game of ``f``: :func:`word_estimate`'s
+    values and base (same parameters)."""
+    estimate = word_estimate(method, f, config, seed, payoff_at)
+    return estimate.values, estimate.base
 
 
 def _empty(f) -> float:
@@ -241,6 +300,37 @@ _CAPTUM_WHY = {
 for _name in CAPTUM_METHODS:
     _seeded, _why = _CAPTUM_WHY[_name]
     register(WordMethod(f"captum-{_name}", _captum(_name), True, _why, seeded=_seeded, cost=_captum_cost(_name)))
+
+
+
+def _multifidelity(f, config, seed, payoff_at=None):
+    """``runs.multifidelity.run``: multi-fidelity Shapley values of ``f``'s game (proxy images for every
+    sub-prompt, full images for a few, with standard errors and cost)."""
+    from captum_diffusion.runs import multifidelity
+
+    return multifidelity.run(f, config, seed, payoff_at)
+
+
+def _multifidelity_record(f, config, seed, payoff_at=None):
+    from captum_diffusion.runs import multifidelity
+
+    multifidelity.record(f, config, seed, payoff_at)
+
+
+def _multifidelity_cost(d: int, config) -> int:
+    """Full images within the budget plus a proxy image per sub-prompt and the proxy's reference image (a prompt
+    too short for the budget gets exact values: ``2**d`` full images, fewer than that)."""
+    from captum_diffusion.runs.multifidelity import DEFAULT_BUDGET
+
+    budget = DEFAULT_BUDGET if getattr(config, "budget", None) is None else config.budget
+    return int(np.ceil(budget * 2**d)) + 2**d - 1
+
+
+register(WordMethod(
+    "shap-multifidelity", _multifidelity, True,
+    "the proxy's sub-prompts and the full pairs of the budget (with --until, of its first round) are drawn from the "
+    "seed whatever the payoffs; with --until the later rounds' full images depend on the payoffs and are generated "
+    "while explaining", seeded=True, cost=_multifidelity_cost, record=_multifidelity_record))
 
 # Views of the registry for older imports (taken once, at import: RunConfig, the plan and the runs read REGISTRY).
 #: Names of the registered methods, in order (``--words`` values besides ``interactions``).
