@@ -194,6 +194,20 @@ def test_bar_chart_groups_methods_per_word():
         report.bar_chart(LABELS, {"lime": [1.0, 2.0]})
 
 
+def test_bar_chart_draws_error_bars_where_known_in_readable_text():
+    halves = {"shap-exact": np.full(7, 0.03), "lime": np.full(7, np.nan)}
+    fig = report.bar_chart(LABELS, {"shap-exact": VALUES, "lime": VALUES / 2}, errors_by_method=halves)
+    ax = fig.axes[0]
+    from matplotlib.container import BarContainer
+
+    exact, lime = [c for c in ax.containers if isinstance(c, BarContainer)]
+    assert exact.errorbar is not None and lime.errorbar is None  # lime's errors are not known: no error bar
+    segments = exact.errorbar.lines[2][0].get_segments()
+    np.testing.assert_allclose([seg[1][0] - seg[0][0] for seg in segments], 0.06)
+    assert min(t.get_fontsize() for t in ax.get_yticklabels()) >= 12  # 12 pt at 100 dpi: about 17 px
+    plt.close(fig)
+
+
 def test_values_table_html_shows_every_method_and_efficiency_rows():
     html = report.values_table_html(LABELS, {"shap-exact": VALUES, "lime": VALUES * 0.5},
                                     {"shap-exact": BASE, "lime": 0.45})
@@ -386,7 +400,8 @@ def test_every_documented_report_name_is_importable():
                                          deletion_curve_figure, figure_data_uri, how_to_read_html, image_data_uri,
                                          interaction_pairs_html, page, segment_figure, segment_table_html,
                                          seed_agreement_html, subprompt_grid_html, values_table_html, waterfall,
-                                         word_text_html, write_page)
+                                         word_text_html, write_page, certainty_html, collapsed_html,
+                                         value_bars_html, waterfall_html, top_words_html, index_table_html)
 
     assert callable(page) and callable(write_page) and BASE_LABEL == 'f("") (empty prompt)'
     with pytest.raises(AttributeError, match="no attribute 'nothing'"):

@@ -1,11 +1,13 @@
 """Building blocks of the self-contained HTML report: plain Python / numpy / shap objects in, HTML out.
 
 Nothing here loads a model or touches the network, so a saved run can be re-rendered years later. Images are
-inlined as base64 PNG ``data:`` URIs; the page carries its CSS inline and loads no script, font or style from
-anywhere, so it opens from disk with no console errors. Fragments are ``str`` of HTML; :func:`page` puts them
-in one document and :func:`write_page` saves it atomically.
+inlined as base64 PNG ``data:`` URIs or linked as files beside the page; the page carries its CSS inline and loads
+no script, font or style from anywhere (the index page of a large run has a little inline script to sort and
+filter), so it opens from disk with no console errors. Fragments are ``str`` of HTML; :func:`page` puts them in one
+document and :func:`write_page` saves it atomically.
 
 Modules: ``document`` (the page, its CSS, writing it), ``sections`` (one HTML fragment per kind of section),
+``bars`` (bar charts with error bars and the waterfall, in HTML), ``index`` (the index page's sortable table),
 ``figures`` (matplotlib figures, returned, never shown), ``shap_text`` (the repair of ``shap.plots.text``'s HTML),
 ``inline`` (images as ``data:`` URIs) and ``common`` (captions, checks and colours they share). A new kind of
 section is a function in ``sections`` (its figure in ``figures``), exported here and called by
@@ -49,6 +51,12 @@ _EXPORTS = {
     "seed_agreement_html": "sections",
     "interaction_pairs_html": "sections",
     "how_to_read_html": "sections",
+    "certainty_html": "sections",
+    "collapsed_html": "sections",
+    "value_bars_html": "bars",
+    "waterfall_html": "bars",
+    "top_words_html": "index",
+    "index_table_html": "index",
     "anchor_id": "document",
     "page": "document",
     "write_page": "document",

@@ -59,7 +59,7 @@ def bar_chart(labels: Sequence[str], values_by_method: Mapping[str, object], bas
     for j, (method, vals) in enumerate(methods.items()):
         offset = (j - (k - 1) / 2) * height
         err = errors.get(method)
-        err = None if err is None else np.where(np.isfinite(err), err, 0.0)
+        err = None if err is None or not np.isfinite(err).any() else np.where(np.isfinite(err), err, 0.0)
         ax.barh(y + offset, vals, height=height * 0.95, label=method, color=palette[j % len(palette)], xerr=err,
                 error_kw=dict(ecolor="#222", elinewidth=1.2, capsize=3))
     ax.axvline(0.0, color="#444", linewidth=0.8)

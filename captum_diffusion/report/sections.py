@@ -108,7 +108,8 @@ def values_table_html(labels: Sequence[str], values_by_method: Mapping[str, obje
         return table_cell(methods[m][i], cmax[m], extra)
 
     head = "".join(f"<th>{escape(m)}</th>" for m in methods)
-    rows = [f"<tr><th>{escape(label)}</th>{''.join(cell(m, i) for m in methods)}</tr>" for i, label in enumerate(labels)]
+    rows = [f"<tr><th>{escape(label)}</th>{''.join(cell(m, i) for m in methods)}</tr>"
+            for i, label in enumerate(labels)]
     if base_values_by_method:
         bases = {str(m): b for m, b in base_values_by_method.items()}
 

@@ -287,7 +287,8 @@ def run_section(run: Run) -> str:
         "versions": ", ".join(f"{k} {v}" for k, v in manifest["versions"].items() if v),
     }
     body = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows.items())
-    command = f'<tr><th>command</th><td><code class="command">{html.escape(shlex.join(manifest["command"]))}</code></td></tr>'
+    command = (f'<tr><th>command</th><td><code class="command">{html.escape(shlex.join(manifest["command"]))}'
+               "</code></td></tr>")
     return f'<table class="values"><tbody>{body}{command}</tbody></table>'
 
 
