@@ -27,7 +27,7 @@ from pathlib import Path
 from captum_diffusion.files import atomic_write
 
 __all__ = ["CHECKSUMS", "Damage", "DamagedRun", "Verification", "settings_digest", "record_checksums",
-           "read_checksums", "prompt_damage", "content_damage", "verify_run", "sha256_file"]
+           "read_checksums", "settle_prompts", "prompt_damage", "content_damage", "verify_run", "sha256_file"]
 
 #: The checksum file, beside ``manifest.json``.
 CHECKSUMS = "checksums.json"
@@ -132,7 +132,7 @@ def read_checksums(directory) -> dict:
     return data
 
 
-def record_checksums(directory, numbers, settings: dict) -> None:
+def record_checksums(directory, numbers, settings: dict, *, replace: bool = False) -> None:
     """Record the sha256 of every file of the prompts ``numbers`` in :data:`CHECKSUMS` (atomically).
 
     Parameters
@@ -144,13 +144,15 @@ def record_checksums(directory, numbers, settings: dict) -> None:
     settings : dict
         The run's ``RunConfig.settings()``: its digest is recorded; prompts recorded under other settings are
         dropped.
+    replace : bool, optional
+        Drop every other prompt's checksums too (the file then lists exactly ``numbers``).
     """
     directory, digest = Path(directory), settings_digest(settings)
     try:
         data = read_checksums(directory)
     except DamagedRun:
         data = {"settings": None, "prompts": {}}
-    prompts = data["prompts"] if data.get("settings") == digest else {}
+    prompts = data["prompts"] if data.get("settings") == digest and not replace else {}
     for number in numbers:
         folder = directory / "prompts" / f"{number:03d}"
         prompts[f"{number:03d}"] = {p.relative_to(folder).as_posix(): sha256_file(p) for p in _prompt_files(folder)}
@@ -234,7 +236,8 @@ def verify_run(directory) -> Verification:
     try:
         manifest = read_manifest(directory)
     except DamagedRun as error:
-        report.damage.append(Damage("manifest.json", str(error).split(" is damaged ", 1)[-1]))
+        reason = str(error).split(" is damaged (", 1)[-1].split("); rerun", 1)[0]
+        report.damage.append(Damage("manifest.json", f"cannot be read ({reason})"))
         return report
     if manifest is None:
         raise ValueError(f"{str(directory)!r} holds no saved run (no manifest.json)")
@@ -435,3 +438,55 @@ def damaged_prompt(manifest: dict, number: int, damage: list[Damage], folder: Pa
         entry.update(status="damaged", error=error)
     return PromptRun(spec["prompt"], words, word_labels(words), list(spec["seeds"]), status="damaged", error=error,
                      number=number, folder=folder)
+
+
+def settle_prompts(directory, config) -> list[int]:
+    """Before a run resumes in ``directory``: the prompts still to explain, and ``checksums.json`` made exact.
+
+    A prompt is finished when its ``result.json`` says done and :func:`prompt_damage` finds nothing (against the
+    checksums recorded under ``config``'s settings, else by reading its files). A damaged prompt's folder is
+    removed, so that it is redone from the image cache; :data:`CHECKSUMS` is rewritten to list exactly the finished
+    prompts.
+
+    Parameters
+    ----------
+    directory : pathlib.Path
+        The run folder.
+    config : RunConfig
+        The run.
+
+    Returns
+    -------
+    list of int
+        The numbers of the prompts to explain, ascending.
+    """
+    import shutil
+
+    settings = config.settings()
+    try:
+        recorded = read_checksums(directory)
+    except DamagedRun:
+        recorded = {"settings": None, "prompts": {}}
+    if recorded.get("settings") != settings_digest(settings):
+        recorded = {"settings": None, "prompts": {}}
+    finished, pending = [], []
+    for number, spec in enumerate(config.prompts):
+        folder = Path(directory) / "prompts" / f"{number:03d}"
+        expected = recorded["prompts"].get(f"{number:03d}")
+        asked = {"prompt": spec.prompt, "seeds": list(config.seeds_for(spec))}
+        if _says_done(folder) and not prompt_damage(directory, number, asked, expected):
+            finished.append(number)
+            continue
+        pending.append(number)
+        if folder.exists():
+            shutil.rmtree(folder)
+    record_checksums(directory, finished, settings, replace=True)
+    return pending
+
+
+def _says_done(folder: Path) -> bool:
+    """Whether ``folder/result.json`` reads and says done."""
+    try:
+        return json.loads((folder / "result.json").read_text()).get("status") == "done"
+    except (OSError, ValueError, AttributeError):
+        return False
