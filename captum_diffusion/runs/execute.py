@@ -333,17 +333,16 @@ def _explain_wave(run: _Launch, numbers) -> dict:
     counts = {"images_generated": 0, "images_from_cache": 0}
     entries, deduplicated = {}, 0
     for number in numbers:
-        spec, begun, costs = config.prompts[number], time.perf_counter(), {}
+        spec, begun = config.prompts[number], time.perf_counter()
         try:
-            result = explain_prompt(spec, config, run.model, run.folder / "cache", counts, progress=run.show,
-                                    costs=costs)
+            result = explain_prompt(spec, config, run.model, run.folder / "cache", counts, progress=run.show)
         except Exception as error:  # noqa: BLE001 - one failing prompt must not lose the others
             words = split_words(spec.prompt)
             result = PromptRun(spec.prompt, words, word_labels(words), list(config.seeds_for(spec)),
                                status="failed", error=f"{type(error).__name__}: {error}")
         save_prompt(run.folder, number, result)
         entries[number] = {"status": result.status, "error": result.error,
-                           "seconds": round(time.perf_counter() - begun, 3), "cost": costs}
+                           "seconds": round(time.perf_counter() - begun, 3)}
         deduplicated += run.plan.prompts[number].deduplicated
     return {"entries": entries, "counts": counts, "deduplicated": deduplicated,
             "seconds": time.perf_counter() - tick}
@@ -406,10 +405,6 @@ def _add_wave(manifest: dict, records: list[dict], filled: dict, started: float)
     counts["images_planned"] += filled["total"]["planned"]
     counts["images_cached"] += filled["cached"]
     counts["images_recomputed"] += filled["total"]["recomputed"]
-    from captum_diffusion.runs.cost import add_timings, summarise
-
-    add_timings(manifest.setdefault("cost", {}), [record["fill"] for record in records])
-    summarise(manifest)  # full-image equivalents per prompt and in total (runs.cost)
     manifest["timings"]["seconds"] = round(time.perf_counter() - started, 3)
 
 
@@ -439,7 +434,6 @@ def _manifest(config: RunConfig, model, command, previous: dict | None) -> dict:
         "counts": {"images_generated": 0, "images_from_cache": 0, "prompts_resumed": 0},
         "timings": {"started": _now(), "finished": None, "seconds": 0.0},
         "history": history,
-        "cost": {} if previous is None else previous.get("cost", {}),
         "prompts": statuses,
     }
 
