@@ -381,8 +381,7 @@ def _read_certainty(result: PromptRun, data: dict) -> None:
     """Set what ``result.json`` stored of the certainty (absent in older runs), then derive the rest."""
     for method, errors in (data.get("standard_errors") or {}).items():
         if method in result.values:
-            stored = data.get("degrees_of_freedom", {}).get(method, [None] * len(errors))
-            df = [np.inf if x is None else x for x in stored]
+            df = [np.inf if x is None else x for x in data.get("degrees_of_freedom", {}).get(method, [None] * len(errors))]
             result.set_standard_errors(method, [np.nan if x is None else x for x in errors], df,
                                        data.get("error_sources", {}).get(method, "estimator"))
     result.fill_standard_errors()
