@@ -288,11 +288,12 @@ def _estimate(strata, full: _Payoffs, proxy: _Payoffs | None, n_words: int, beta
             per_seed += (s.size / s.n) * (weights.T @ residual)
         contributions = weights * residual.mean(1)[:, None]  # (n, d): per-pair term of the seed-averaged game
         residuals[s.k] = contributions
-        first_phase = s.n_proxy if proxy is not None else s.n  # pairs the estimate of this stratum rests on
-        if s.n >= 2 and (first_phase < s.size or s.n < first_phase):
-            part = s.size**2 * (1 / s.n - 1 / first_phase) * _cov(contributions, d)
-            if first_phase < s.size:
-                part += s.size**2 * (1 / first_phase - 1 / s.size) * _cov(weights * diffs[s.k].mean(1)[:, None], d)
+        if s.n >= 2 and s.n < s.size:
+            if proxy is None or s.n_proxy == s.size:  # one phase: the full game's pairs (around the controls)
+                part = s.size**2 * (1 / s.n - 1 / s.size) * _cov(contributions, d)
+            else:  # two phases: the proxy's pairs, and the full game's among them
+                part = (s.size**2 * (1 / s.n - 1 / s.n_proxy) * _cov(contributions, d)
+                        + s.size**2 * (1 / s.n_proxy - 1 / s.size) * _cov(weights * diffs[s.k].mean(1)[:, None], d))
             cov += part
             variance_parts.append(np.diag(part))
             df_parts.append(s.n - 1)
