@@ -10,6 +10,7 @@ resumes where it stopped: finished prompts are read back, and no image is genera
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import platform
 import shutil
@@ -25,17 +26,15 @@ from tqdm.auto import tqdm
 from captum_diffusion.runs.config import RunConfig
 from captum_diffusion.runs.methods import word_values  # noqa: F401 - its old home, kept importable
 from captum_diffusion.runs.prompt import explain_prompt
-from captum_diffusion.runs.lock import LOCK_FILES, take_lock
-from captum_diffusion.runs.store import (MANIFEST, RESULT, PromptRun, Run, load_run, read_manifest, save_prompt,
-                                         write_json)
-from captum_diffusion.runs.verify import DamagedRun, read_checksums, record_checksums, settings_digest, settle_prompts
+from captum_diffusion.runs.store import (MANIFEST, RESULT, PromptRun, Run, load_run, prompt_dir, read_manifest,
+                                         save_prompt, write_json)
 from captum_diffusion.words import split_words, word_labels
 
 #: Format of the saved run, in the manifest; bump when the layout changes.
 FORMAT = 1
 
 
-def check_output_folder(out, config: RunConfig, *, force: bool = False, resume: bool = False) -> tuple[Path, bool]:
+def check_output_folder(out, config: RunConfig, *, force: bool = False) -> tuple[Path, bool]:
     """Check the run folder before anything is written.
 
     Parameters
@@ -46,8 +45,6 @@ def check_output_folder(out, config: RunConfig, *, force: bool = False, resume: 
         The run; a folder holding a run with the same settings is resumed.
     force : bool
         Accept a folder holding another run or other files.
-    resume : bool
-        Require a run to resume (refuse a folder without one, and ``force``).
 
     Returns
     -------
@@ -59,25 +56,11 @@ def check_output_folder(out, config: RunConfig, *, force: bool = False, resume: 
     Raises
     ------
     ValueError
-        For another run's folder or other files (unless ``force``), a file, a folder that cannot be written, or
-        ``resume`` without a run to resume or with ``force``; nothing is created then. A damaged ``manifest.json``
-        is rebuilt when ``checksums.json`` shows the results were made with these settings (or there are none),
-        replaced with ``force``, else refused.
+        For another run's folder or other files (unless ``force``), or a folder that cannot be written; nothing
+        is created then.
     """
     folder = Path(out).expanduser().resolve()
-    if resume and force:
-        raise ValueError("--resume and --force contradict each other: --resume continues the run in --out, --force "
-                         "replaces its results; give one of them")
-    if folder.exists() and not folder.is_dir():
-        raise ValueError(f"--out {str(folder)!r} is a file, not a folder (--force replaces a run's results, never "
-                         "a file); choose a folder")
-    try:
-        manifest = read_manifest(folder)
-    except DamagedRun as damaged:
-        return folder, _rebuildable(folder, config, damaged, force)
-    if manifest is None and resume:
-        raise ValueError(f"--resume: --out {str(folder)!r} holds no run to resume (no {MANIFEST}); drop --resume to "
-                         "start one")
+    manifest = read_manifest(folder)
     if manifest is not None:
         if saved_settings(manifest) == config.settings():
             return folder, True
@@ -85,7 +68,7 @@ def check_output_folder(out, config: RunConfig, *, force: bool = False, resume: 
             raise ValueError(f"--out {str(folder)!r} holds a run with other settings; choose another folder, or "
                              "pass --force to replace its results (its image cache is kept: keys include the model)")
         return folder, False
-    if folder.exists() and any(p.name not in LOCK_FILES for p in folder.iterdir()) and not force:
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())) and not force:
         raise ValueError(f"--out {str(folder)!r} exists and is not an empty folder nor a saved run; choose another "
                          "folder (or --force to write into it)")
     probe = folder
@@ -94,21 +77,6 @@ def check_output_folder(out, config: RunConfig, *, force: bool = False, resume: 
     if not os.access(probe, os.W_OK | os.X_OK) or not probe.is_dir():
         raise ValueError(f"--out {str(folder)!r} cannot be written ({str(probe)!r} is not a writable folder)")
     return folder, False
-
-
-def _rebuildable(folder: Path, config: RunConfig, damaged: DamagedRun, force: bool) -> bool:
-    """For a folder whose ``manifest.json`` is damaged: whether its results are kept (rebuilt manifest, resumed);
-    ``False`` with ``force`` (replaced); ``ValueError`` when its results were made with other settings."""
-    if force:
-        return False
-    try:
-        recorded = read_checksums(folder).get("settings")
-    except DamagedRun:
-        recorded = None
-    if recorded == settings_digest(config.settings()) or not any(folder.glob(f"prompts/*/{RESULT}")):
-        return True
-    raise ValueError(f"{damaged}; its results were not recorded with this command's settings, so this command "
-                     "cannot rebuild it: rerun the command that made it, or pass --force to replace them") from None
 
 
 def saved_settings(manifest: dict) -> dict | None:
@@ -135,8 +103,7 @@ def versions() -> dict[str, str]:
 
 
 def explain_run(config: RunConfig, out, *, command: list[str] | None = None, force: bool = False,
-                progress: bool = True, report: bool = True, prompts_per_wave: int | None = None, state=None,
-                resume: bool = False) -> Run:
+                progress: bool = True, report: bool = True, prompts_per_wave: int | None = None, state=None) -> Run:
     """Explain every prompt of ``config`` and save the run in ``out`` (see ``captum_diffusion.runs.store``), on
     one process or on every process of an ``accelerate launch`` / ``torchrun`` job (the same code: one rank).
 
@@ -173,8 +140,6 @@ def explain_run(config: RunConfig, out, *, command: list[str] | None = None, for
         Prompts explained per wave (default: one per process).
     state : accelerate.PartialState, optional
         The processes (default: the current state).
-    resume : bool
-        Require a run with the same settings in ``out`` (``--resume``): refuse a folder without one.
 
     Returns
     -------
@@ -185,18 +150,13 @@ def explain_run(config: RunConfig, out, *, command: list[str] | None = None, for
 
     run = _Launch(config, Ranks(state), Path(out).expanduser().resolve(), time.perf_counter(),
                   prompts_per_wave or None, list(sys.argv if command is None else command), progress)
-    run.force, run.resume = force, resume
-    try:
-        _check_folder(run, out, force)
-        _load_model(run)
-        _write_manifest(run)
-        _plan(run)
-        _check_agreement(run)
-        _run_waves(run)
-        return _finish(run, report)
-    finally:
-        if run.lock is not None:
-            run.lock.release()
+    _check_folder(run, out, force)
+    _load_model(run)
+    _write_manifest(run)
+    _plan(run)
+    _check_agreement(run)
+    _run_waves(run)
+    return _finish(run, report)
 
 
 @dataclass
@@ -215,9 +175,6 @@ class _Launch:
     manifest: dict | None = None
     plan: object = None
     launch: dict = field(default_factory=dict)
-    force: bool = False
-    resume: bool = False
-    lock: object = None
 
     @property
     def show(self) -> bool:
@@ -229,21 +186,19 @@ def _check_folder(run: _Launch, out, force: bool) -> None:
     """Phase "check --out": the main process checks the folder (nothing is written when it raises)."""
     with run.ranks.phase("check --out") as phase:
         if run.ranks.is_main:
-            run.folder, phase.payload = check_output_folder(out, run.config, force=force, resume=run.resume)
+            run.folder, phase.payload = check_output_folder(out, run.config, force=force)
     run.resuming = phase.records[0]
 
 
 def _load_model(run: _Launch) -> None:
     """Phase "load the model": every process loads it, and refuses settings it cannot take."""
     from captum_diffusion.generation import TextToImage
-    from captum_diffusion.runs.limits import check_model
     from captum_diffusion.runs.models import load_model
 
     config = run.config
     with run.ranks.phase("load the model"):
         run.model = load_model(config.model, config.clip, device=run.ranks.device(config.device), dtype=config.dtype)
         TextToImage(run.model.pipeline, **run.model.generation_settings(config).keywords())
-        check_model(config, run.model)  # sizes and token limits: refused before the folder is written
 
 
 def _write_manifest(run: _Launch) -> None:
@@ -254,18 +209,17 @@ def _write_manifest(run: _Launch) -> None:
     config, folder, load_seconds = run.config, run.folder, time.perf_counter() - run.started
     with run.ranks.phase("write the manifest") as phase:
         if run.ranks.is_main:
-            run.lock = take_lock(folder, settings_digest(config.settings()), run.command)
-            run.resuming = check_output_folder(folder, config, force=run.force, resume=run.resume)[1]  # locked now
             if not run.resuming and (folder / "prompts").exists():
                 shutil.rmtree(folder / "prompts")
-            manifest = _manifest(config, run.model, run.command, _previous_manifest(folder) if run.resuming else None)
+            folder.mkdir(parents=True, exist_ok=True)
+            manifest = _manifest(config, run.model, run.command, read_manifest(folder) if run.resuming else None)
             manifest["launch"] = {"id": uuid.uuid4().hex, "processes": run.ranks.size,
                                   "prompts_per_wave": run.prompts_per_wave or run.ranks.size}
             manifest["timings"]["model_load_seconds"] = load_seconds
-            pending = settle_prompts(folder, config)  # damaged prompts are redone
+            pending = [n for n in range(len(config.prompts)) if not _finished(folder, n)]
             manifest["counts"]["prompts_resumed"] = len(config.prompts) - len(pending)
-            for number in range(len(config.prompts)):
-                manifest["prompts"][number]["status"] = "pending" if number in pending else "done"
+            for number in set(range(len(config.prompts))) - set(pending):
+                manifest["prompts"][number]["status"] = "done"
             write_json(folder / MANIFEST, manifest)
             run.manifest = manifest
             phase.payload = {"id": manifest["launch"]["id"], "pending": pending}
@@ -321,7 +275,6 @@ def _run_waves(run: _Launch) -> None:
                 phase.payload = _explain_wave(run, wave.prompts[ranks.rank::ranks.size]) | {"fill": filled["rank"]}
             if ranks.is_main:
                 _add_wave(run.manifest, phase.records, filled, run.started)
-                record_checksums(run.folder, wave.prompts, run.config.settings())
                 write_json(run.folder / MANIFEST, run.manifest)
             bar.update(len(wave.prompts))
 
@@ -333,16 +286,17 @@ def _explain_wave(run: _Launch, numbers) -> dict:
     counts = {"images_generated": 0, "images_from_cache": 0}
     entries, deduplicated = {}, 0
     for number in numbers:
-        spec, begun = config.prompts[number], time.perf_counter()
+        spec, begun, costs = config.prompts[number], time.perf_counter(), {}
         try:
-            result = explain_prompt(spec, config, run.model, run.folder / "cache", counts, progress=run.show)
+            result = explain_prompt(spec, config, run.model, run.folder / "cache", counts, progress=run.show,
+                                    costs=costs)
         except Exception as error:  # noqa: BLE001 - one failing prompt must not lose the others
             words = split_words(spec.prompt)
             result = PromptRun(spec.prompt, words, word_labels(words), list(config.seeds_for(spec)),
                                status="failed", error=f"{type(error).__name__}: {error}")
         save_prompt(run.folder, number, result)
         entries[number] = {"status": result.status, "error": result.error,
-                           "seconds": round(time.perf_counter() - begun, 3)}
+                           "seconds": round(time.perf_counter() - begun, 3), "cost": costs}
         deduplicated += run.plan.prompts[number].deduplicated
     return {"entries": entries, "counts": counts, "deduplicated": deduplicated,
             "seconds": time.perf_counter() - tick}
@@ -372,12 +326,12 @@ _RANK_COUNTS = ("prompts", "batches", "planned", "generated", "generated_while_e
                 "from_cache", "deduplicated", "fill_seconds", "fill_cpu_seconds", "explain_seconds")
 
 
-def _previous_manifest(folder: Path) -> dict | None:
-    """The manifest a resumed run continues (``None`` when damaged: it is rebuilt)."""
+def _finished(folder: Path, number: int) -> bool:
+    path = prompt_dir(folder, number) / RESULT
     try:
-        return read_manifest(folder)
-    except DamagedRun:
-        return None
+        return path.is_file() and json.loads(path.read_text()).get("status") == "done"
+    except (OSError, ValueError):
+        return False
 
 
 def _add_wave(manifest: dict, records: list[dict], filled: dict, started: float) -> None:
@@ -405,6 +359,10 @@ def _add_wave(manifest: dict, records: list[dict], filled: dict, started: float)
     counts["images_planned"] += filled["total"]["planned"]
     counts["images_cached"] += filled["cached"]
     counts["images_recomputed"] += filled["total"]["recomputed"]
+    from captum_diffusion.runs.cost import add_timings, summarise
+
+    add_timings(manifest.setdefault("cost", {}), [record["fill"] for record in records])
+    summarise(manifest)  # full-image equivalents per prompt and in total (runs.cost)
     manifest["timings"]["seconds"] = round(time.perf_counter() - started, 3)
 
 
@@ -434,6 +392,7 @@ def _manifest(config: RunConfig, model, command, previous: dict | None) -> dict:
         "counts": {"images_generated": 0, "images_from_cache": 0, "prompts_resumed": 0},
         "timings": {"started": _now(), "finished": None, "seconds": 0.0},
         "history": history,
+        "cost": {} if previous is None else previous.get("cost", {}),
         "prompts": statuses,
     }
 

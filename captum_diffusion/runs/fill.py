@@ -8,12 +8,19 @@ it) is made again whole, in the same batch, and only its missing images are stor
 from __future__ import annotations
 
 import heapq
+import json
 import time
 from pathlib import Path
 from typing import Sequence
 
 from captum_diffusion.runs.config import RunConfig
 from captum_diffusion.runs.plan import Batch, Plan, plan_run
+
+
+def settings_key(batch: Batch) -> str:
+    """The name of ``batch``'s generation settings in the fill counters' ``by_settings``: ``"run"`` for the run's
+    own, else the JSON of its overrides (e.g. ``'{"num_inference_steps": 2}'``)."""
+    return "run" if batch.settings is None else json.dumps(batch.settings.keywords(), sort_keys=True)
 
 
 def split_batches(costs: dict[int, int], n_ranks: int) -> list[list[int]]:
@@ -55,18 +62,23 @@ class _Filler:
     def run(self, share: Sequence[int], missing: dict[int, tuple[int, ...]]) -> dict:
         """Generate the batches of ``share`` whole (``TextToImage.regenerate``: a partly cached batch is made again
         in the same batch, so its images round as the cached ones did) and store their missing images; returns
-        this process's counters."""
+        this process's counters (``by_settings``: images made and seconds spent per :func:`settings_key`, the
+        measure of a proxy image's cost relative to a full one)."""
         from tqdm.auto import tqdm
 
-        counters = {"batches": 0, "planned": 0, "generated": 0, "recomputed": 0, "seconds": 0.0, "cpu_seconds": 0.0}
+        counters = {"batches": 0, "planned": 0, "generated": 0, "recomputed": 0, "seconds": 0.0, "cpu_seconds": 0.0,
+                    "by_settings": {}}
         tick, cpu = time.perf_counter(), time.process_time()
         order = sorted(share, key=lambda i: (self.plan.batches[i].seed, i))
         total = sum(len(missing[i]) for i in order)
         with tqdm(total=total, desc="generating", unit="image", disable=not self.progress or not total,
                   leave=False) as bar:
             for index in order:
-                batch = self.plan.batches[index]
+                batch, began = self.plan.batches[index], time.perf_counter()
                 stored = self.generator(batch).regenerate(batch.prompts)
+                made = counters["by_settings"].setdefault(settings_key(batch), {"images": 0, "seconds": 0.0})
+                made["images"] += len(batch)  # the whole batch is made again, its cached images too
+                made["seconds"] = round(made["seconds"] + time.perf_counter() - began, 3)
                 counters["batches"] += 1
                 counters["planned"] += len(missing[index])
                 counters["generated"] += len(stored)

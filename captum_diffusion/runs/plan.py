@@ -38,7 +38,7 @@ import numpy as np
 from captum_diffusion.generation import families
 from captum_diffusion.generation.settings import GenerationSettings
 from captum_diffusion.runs.config import PromptSpec, RunConfig
-from captum_diffusion.runs.methods import PLANNED_METHODS, REGISTRY, UNPLANNED_METHODS
+from captum_diffusion.runs.methods import PLANNED_METHODS, REGISTRY, UNPLANNED_METHODS, PayoffAt
 from captum_diffusion.words import split_words
 
 __all__ = ["Batch", "Plan", "PromptPlan", "RecordingPayoff", "Wave", "plan_prompts", "plan_run", "record",
@@ -93,9 +93,12 @@ class RecordingPayoff:
         return np.array([placeholder_value(p, self.salt) for p in prompts], dtype=np.float64)
 
 
-def record(prompt: str, methods: Sequence[str], config: RunConfig, seed: int, *,
-           salt: int = 0) -> dict[GenerationSettings | None, tuple[str, ...]]:
+def record(prompt: str, methods: Sequence[str], config: RunConfig, seed: int, *, salt: int = 0,
+           run_settings: GenerationSettings | None = None) -> dict[GenerationSettings | None, tuple[str, ...]]:
     """The sub-prompts the planned ``methods`` ask for on ``prompt`` at ``seed``, by generation settings.
+
+    ``run_settings``: the run's generation settings, the model's defaults filled in (what a method's
+    ``payoff_at.run_settings`` reads, e.g. to choose a proxy's steps); default ``config``'s alone.
 
     Returns
     -------
@@ -107,9 +110,10 @@ def record(prompt: str, methods: Sequence[str], config: RunConfig, seed: int, *,
     f = RecordingPayoff(prompt, salt=salt)
     others: dict[GenerationSettings, RecordingPayoff] = {}
 
-    def payoff_at(settings: GenerationSettings) -> RecordingPayoff:
+    def at(settings: GenerationSettings) -> RecordingPayoff:
         return others.setdefault(settings, RecordingPayoff(prompt, salt=salt))
 
+    payoff_at = PayoffAt(at, config.generation_settings() if run_settings is None else run_settings)
     for method in methods:
         if method in REGISTRY and REGISTRY[method].planned:
             REGISTRY[method].recorder()(f, config, seed, payoff_at)
@@ -306,17 +310,18 @@ def plan_run(config: RunConfig, *, model=None) -> Plan:
         (an explainer refusing it) are recorded the same way.
     """
     prompts = []
+    run_settings = config.generation_settings() if model is None else model.generation_settings(config)
     for number, spec in enumerate(config.prompts):
         methods = tuple(config.methods_for(len(split_words(spec.prompt))))
         plan = PromptPlan(number, spec.prompt, tuple(config.seeds_for(spec)), methods)
         plan.error = None if model is None else _too_long(model.pipeline, spec.prompt, config.max_sequence_length)
         if plan.error is None:  # with no planned method, the full prompt's image is still planned
-            _record_prompt(plan, config)
+            _record_prompt(plan, config, run_settings)
         prompts.append(plan)
     return Plan(config, prompts, _pack(prompts, config.batch_size))
 
 
-def _record_prompt(plan: PromptPlan, config: RunConfig) -> None:
+def _record_prompt(plan: PromptPlan, config: RunConfig, run_settings: GenerationSettings) -> None:
     """Fill ``plan.items`` / ``plan.items_at`` by recording its methods (once for all seeds unless one is seeded);
     an explainer refusing the prompt leaves them empty and sets ``plan.error``."""
     seeded = any(REGISTRY[m].seeded for m in plan.methods if REGISTRY[m].planned)
@@ -325,7 +330,7 @@ def _record_prompt(plan: PromptPlan, config: RunConfig) -> None:
         for seed in plan.seeds:
             key = seed if seeded else None
             if key not in recorded:
-                recorded[key] = record(plan.prompt, plan.methods, config, seed)
+                recorded[key] = record(plan.prompt, plan.methods, config, seed, run_settings=run_settings)
             for settings, items in recorded[key].items():
                 if settings is None:
                     plan.items[seed] = items

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from captum_diffusion.runs.config import PromptSpec, RunConfig
-from captum_diffusion.runs.methods import word_values
+from captum_diffusion.runs.methods import PayoffAt, word_estimate
 from captum_diffusion.runs.store import PromptRun, SubPrompt
 from captum_diffusion.words import split_words, word_labels
 
@@ -26,7 +26,7 @@ def subprompt_mask(words: list[str], subprompt: str) -> str:
 
 
 def explain_prompt(spec: PromptSpec, config: RunConfig, model, cache_dir: Path, counts: dict, *,
-                   progress: bool = True) -> PromptRun:
+                   progress: bool = True, costs: dict | None = None) -> PromptRun:
     """One prompt at every seed: word attributions by every method, the scored sub-prompts, attention maps and
     segments as configured.
 
@@ -44,28 +44,30 @@ def explain_prompt(spec: PromptSpec, config: RunConfig, model, cache_dir: Path, 
         The manifest's counts: ``images_generated`` / ``images_from_cache`` are increased here.
     progress : bool
         Progress bars.
+    costs : dict, optional
+        Filled with ``{method: its cost over the seeds}`` for the methods that count theirs
+        (``runs.multifidelity.seeds_cost``: full and proxy images, exact's images, why each seed stopped).
 
     Returns
     -------
     PromptRun
         ``values[method]`` and ``base_values[method]`` float64 ``(n_seeds, d)`` / ``(n_seeds,)``, ``payoffs``
-        ``(n_seeds,)``, images, scored sub-prompts, attention maps ``(n_seeds, n_words, H, W)`` and segments.
+        ``(n_seeds,)``, images, scored sub-prompts, attention maps ``(n_seeds, n_words, H, W)`` and segments;
+        ``standard_errors[method]`` where the method states them (``runs.multifidelity.combine_seeds``).
     """
     words = split_words(spec.prompt)
     methods = config.methods_for(len(words))
     result = PromptRun(spec.prompt, words, word_labels(words), list(config.seeds_for(spec)),
                        payoff=f"cosine similarity ({type(model.scorer).__name__}) between each sub-prompt's image and "
                               "the full prompt's image, same seed and settings")
-    values, base_values = {m: [] for m in methods}, {m: [] for m in methods}
+    estimates = {m: [] for m in methods}
     payoffs, maps, segments, tables = [], [], [], []
     for seed in result.seeds:
         games = _Games(spec.prompt, config, model, cache_dir, seed, progress)
         generator, f = games.generator, games.f
         image = generator([f.prompt])[0]  # first: a prompt over a token limit is refused naming it, not a sub-prompt
         for method in methods:
-            row, base = word_values(method, f, config, seed, games.at)
-            values[method].append(row)
-            base_values[method].append(base)
+            estimates[method].append(word_estimate(method, f, config, seed, PayoffAt(games.at, games.settings)))
         payoffs.append(float(f([f.prompt])[0]))
         result.images.append(image)
         scored = sorted(f.scores.items(), key=lambda item: subprompt_mask(words, item[0]))
@@ -79,13 +81,27 @@ def explain_prompt(spec: PromptSpec, config: RunConfig, model, cache_dir: Path, 
             segments.append(seed_segments)
             tables.append(table)
         games.count(counts)
-    result.values = {m: np.array(v, dtype=np.float64) for m, v in values.items()}
-    result.base_values = {m: np.array(v, dtype=np.float64) for m, v in base_values.items()}
+    _add_estimates(result, estimates, costs)
     result.payoffs = np.array(payoffs, dtype=np.float64)
     result.attention = np.stack(maps).astype(np.float32) if maps else None
     if config.segments is not None:
         result.segments, result.segment_tables = segments, tables
     return result
+
+
+def _add_estimates(result: PromptRun, estimates: dict, costs: dict | None) -> None:
+    """Set ``result``'s values and base values from each method's per-seed estimates, its standard errors where
+    the method states them, and its cost in ``costs`` where it counts it."""
+    from captum_diffusion.runs.multifidelity import combine_seeds, seeds_cost
+
+    result.values = {m: np.array([e.values for e in found], dtype=np.float64) for m, found in estimates.items()}
+    result.base_values = {m: np.array([e.base for e in found], dtype=np.float64) for m, found in estimates.items()}
+    for method, found in estimates.items():
+        if found and all(e.standard_errors is not None for e in found):
+            errors, df, source = combine_seeds(found)
+            result.set_standard_errors(method, errors, df, source)
+        if costs is not None and found and all(e.cost is not None for e in found):
+            costs[method] = seeds_cost(found)
 
 
 class _Games:
