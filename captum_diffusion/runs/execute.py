@@ -10,7 +10,6 @@ resumes where it stopped: finished prompts are read back, and no image is genera
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import platform
 import shutil
@@ -26,15 +25,17 @@ from tqdm.auto import tqdm
 from captum_diffusion.runs.config import RunConfig
 from captum_diffusion.runs.methods import word_values  # noqa: F401 - its old home, kept importable
 from captum_diffusion.runs.prompt import explain_prompt
-from captum_diffusion.runs.store import (MANIFEST, RESULT, PromptRun, Run, load_run, prompt_dir, read_manifest,
-                                         save_prompt, write_json)
+from captum_diffusion.runs.lock import LOCK_FILES, take_lock
+from captum_diffusion.runs.store import (MANIFEST, RESULT, PromptRun, Run, load_run, read_manifest, save_prompt,
+                                         write_json)
+from captum_diffusion.runs.verify import DamagedRun, read_checksums, record_checksums, settings_digest, settle_prompts
 from captum_diffusion.words import split_words, word_labels
 
 #: Format of the saved run, in the manifest; bump when the layout changes.
 FORMAT = 1
 
 
-def check_output_folder(out, config: RunConfig, *, force: bool = False) -> tuple[Path, bool]:
+def check_output_folder(out, config: RunConfig, *, force: bool = False, resume: bool = False) -> tuple[Path, bool]:
     """Check the run folder before anything is written.
 
     Parameters
@@ -45,6 +46,8 @@ def check_output_folder(out, config: RunConfig, *, force: bool = False) -> tuple
         The run; a folder holding a run with the same settings is resumed.
     force : bool
         Accept a folder holding another run or other files.
+    resume : bool
+        Require a run to resume (refuse a folder without one, and ``force``).
 
     Returns
     -------
@@ -56,11 +59,25 @@ def check_output_folder(out, config: RunConfig, *, force: bool = False) -> tuple
     Raises
     ------
     ValueError
-        For another run's folder or other files (unless ``force``), or a folder that cannot be written; nothing
-        is created then.
+        For another run's folder or other files (unless ``force``), a file, a folder that cannot be written, or
+        ``resume`` without a run to resume or with ``force``; nothing is created then. A damaged ``manifest.json``
+        is rebuilt when ``checksums.json`` shows the results were made with these settings (or there are none),
+        replaced with ``force``, else refused.
     """
     folder = Path(out).expanduser().resolve()
-    manifest = read_manifest(folder)
+    if resume and force:
+        raise ValueError("--resume and --force contradict each other: --resume continues the run in --out, --force "
+                         "replaces its results; give one of them")
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"--out {str(folder)!r} is a file, not a folder (--force replaces a run's results, never "
+                         "a file); choose a folder")
+    try:
+        manifest = read_manifest(folder)
+    except DamagedRun as damaged:
+        return folder, _rebuildable(folder, config, damaged, force)
+    if manifest is None and resume:
+        raise ValueError(f"--resume: --out {str(folder)!r} holds no run to resume (no {MANIFEST}); drop --resume to "
+                         "start one")
     if manifest is not None:
         if saved_settings(manifest) == config.settings():
             return folder, True
@@ -68,7 +85,7 @@ def check_output_folder(out, config: RunConfig, *, force: bool = False) -> tuple
             raise ValueError(f"--out {str(folder)!r} holds a run with other settings; choose another folder, or "
                              "pass --force to replace its results (its image cache is kept: keys include the model)")
         return folder, False
-    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())) and not force:
+    if folder.exists() and any(p.name not in LOCK_FILES for p in folder.iterdir()) and not force:
         raise ValueError(f"--out {str(folder)!r} exists and is not an empty folder nor a saved run; choose another "
                          "folder (or --force to write into it)")
     probe = folder
@@ -77,6 +94,21 @@ def check_output_folder(out, config: RunConfig, *, force: bool = False) -> tuple
     if not os.access(probe, os.W_OK | os.X_OK) or not probe.is_dir():
         raise ValueError(f"--out {str(folder)!r} cannot be written ({str(probe)!r} is not a writable folder)")
     return folder, False
+
+
+def _rebuildable(folder: Path, config: RunConfig, damaged: DamagedRun, force: bool) -> bool:
+    """For a folder whose ``manifest.json`` is damaged: whether its results are kept (rebuilt manifest, resumed);
+    ``False`` with ``force`` (replaced); ``ValueError`` when its results were made with other settings."""
+    if force:
+        return False
+    try:
+        recorded = read_checksums(folder).get("settings")
+    except DamagedRun:
+        recorded = None
+    if recorded == settings_digest(config.settings()) or not any(folder.glob(f"prompts/*/{RESULT}")):
+        return True
+    raise ValueError(f"{damaged}; its results were not recorded with this command's settings, so this command "
+                     "cannot rebuild it: rerun the command that made it, or pass --force to replace them") from None
 
 
 def saved_settings(manifest: dict) -> dict | None:
@@ -103,7 +135,8 @@ def versions() -> dict[str, str]:
 
 
 def explain_run(config: RunConfig, out, *, command: list[str] | None = None, force: bool = False,
-                progress: bool = True, report: bool = True, prompts_per_wave: int | None = None, state=None) -> Run:
+                progress: bool = True, report: bool = True, prompts_per_wave: int | None = None, state=None,
+                resume: bool = False) -> Run:
     """Explain every prompt of ``config`` and save the run in ``out`` (see ``captum_diffusion.runs.store``), on
     one process or on every process of an ``accelerate launch`` / ``torchrun`` job (the same code: one rank).
 
@@ -140,6 +173,8 @@ def explain_run(config: RunConfig, out, *, command: list[str] | None = None, for
         Prompts explained per wave (default: one per process).
     state : accelerate.PartialState, optional
         The processes (default: the current state).
+    resume : bool
+        Require a run with the same settings in ``out`` (``--resume``): refuse a folder without one.
 
     Returns
     -------
@@ -150,13 +185,18 @@ def explain_run(config: RunConfig, out, *, command: list[str] | None = None, for
 
     run = _Launch(config, Ranks(state), Path(out).expanduser().resolve(), time.perf_counter(),
                   prompts_per_wave or None, list(sys.argv if command is None else command), progress)
-    _check_folder(run, out, force)
-    _load_model(run)
-    _write_manifest(run)
-    _plan(run)
-    _check_agreement(run)
-    _run_waves(run)
-    return _finish(run, report)
+    run.force, run.resume = force, resume
+    try:
+        _check_folder(run, out, force)
+        _load_model(run)
+        _write_manifest(run)
+        _plan(run)
+        _check_agreement(run)
+        _run_waves(run)
+        return _finish(run, report)
+    finally:
+        if run.lock is not None:
+            run.lock.release()
 
 
 @dataclass
@@ -175,6 +215,9 @@ class _Launch:
     manifest: dict | None = None
     plan: object = None
     launch: dict = field(default_factory=dict)
+    force: bool = False
+    resume: bool = False
+    lock: object = None
 
     @property
     def show(self) -> bool:
@@ -186,19 +229,21 @@ def _check_folder(run: _Launch, out, force: bool) -> None:
     """Phase "check --out": the main process checks the folder (nothing is written when it raises)."""
     with run.ranks.phase("check --out") as phase:
         if run.ranks.is_main:
-            run.folder, phase.payload = check_output_folder(out, run.config, force=force)
+            run.folder, phase.payload = check_output_folder(out, run.config, force=force, resume=run.resume)
     run.resuming = phase.records[0]
 
 
 def _load_model(run: _Launch) -> None:
     """Phase "load the model": every process loads it, and refuses settings it cannot take."""
     from captum_diffusion.generation import TextToImage
+    from captum_diffusion.runs.limits import check_model
     from captum_diffusion.runs.models import load_model
 
     config = run.config
     with run.ranks.phase("load the model"):
         run.model = load_model(config.model, config.clip, device=run.ranks.device(config.device), dtype=config.dtype)
         TextToImage(run.model.pipeline, **run.model.generation_settings(config).keywords())
+        check_model(config, run.model)  # sizes and token limits: refused before the folder is written
 
 
 def _write_manifest(run: _Launch) -> None:
@@ -209,17 +254,18 @@ def _write_manifest(run: _Launch) -> None:
     config, folder, load_seconds = run.config, run.folder, time.perf_counter() - run.started
     with run.ranks.phase("write the manifest") as phase:
         if run.ranks.is_main:
+            run.lock = take_lock(folder, settings_digest(config.settings()), run.command)
+            run.resuming = check_output_folder(folder, config, force=run.force, resume=run.resume)[1]  # locked now
             if not run.resuming and (folder / "prompts").exists():
                 shutil.rmtree(folder / "prompts")
-            folder.mkdir(parents=True, exist_ok=True)
-            manifest = _manifest(config, run.model, run.command, read_manifest(folder) if run.resuming else None)
+            manifest = _manifest(config, run.model, run.command, _previous_manifest(folder) if run.resuming else None)
             manifest["launch"] = {"id": uuid.uuid4().hex, "processes": run.ranks.size,
                                   "prompts_per_wave": run.prompts_per_wave or run.ranks.size}
             manifest["timings"]["model_load_seconds"] = load_seconds
-            pending = [n for n in range(len(config.prompts)) if not _finished(folder, n)]
+            pending = settle_prompts(folder, config)  # damaged prompts are redone
             manifest["counts"]["prompts_resumed"] = len(config.prompts) - len(pending)
-            for number in set(range(len(config.prompts))) - set(pending):
-                manifest["prompts"][number]["status"] = "done"
+            for number in range(len(config.prompts)):
+                manifest["prompts"][number]["status"] = "pending" if number in pending else "done"
             write_json(folder / MANIFEST, manifest)
             run.manifest = manifest
             phase.payload = {"id": manifest["launch"]["id"], "pending": pending}
@@ -275,6 +321,7 @@ def _run_waves(run: _Launch) -> None:
                 phase.payload = _explain_wave(run, wave.prompts[ranks.rank::ranks.size]) | {"fill": filled["rank"]}
             if ranks.is_main:
                 _add_wave(run.manifest, phase.records, filled, run.started)
+                record_checksums(run.folder, wave.prompts, run.config.settings())
                 write_json(run.folder / MANIFEST, run.manifest)
             bar.update(len(wave.prompts))
 
@@ -326,12 +373,12 @@ _RANK_COUNTS = ("prompts", "batches", "planned", "generated", "generated_while_e
                 "from_cache", "deduplicated", "fill_seconds", "fill_cpu_seconds", "explain_seconds")
 
 
-def _finished(folder: Path, number: int) -> bool:
-    path = prompt_dir(folder, number) / RESULT
+def _previous_manifest(folder: Path) -> dict | None:
+    """The manifest a resumed run continues (``None`` when damaged: it is rebuilt)."""
     try:
-        return path.is_file() and json.loads(path.read_text()).get("status") == "done"
-    except (OSError, ValueError):
-        return False
+        return read_manifest(folder)
+    except DamagedRun:
+        return None
 
 
 def _add_wave(manifest: dict, records: list[dict], filled: dict, started: float) -> None:
