@@ -470,6 +470,30 @@ def test_standard_errors_between_seeds_are_saved_and_reloaded(tmp_path):
     assert back.intervals("lime").shape == (VALUES.size, 2)
 
 
+def test_an_estimate_object_stores_its_errors_degrees_of_freedom_and_covariance(tmp_path):
+    """What the multi-fidelity estimator returns (ShapleyEstimate: .standard_errors, .degrees_of_freedom,
+    .covariance) is stored whole, reloads equal, and its covariance decides the separation of two words."""
+    from types import SimpleNamespace
+
+    from captum_diffusion.runs.store import load_prompt, prompt_dir, save_prompt
+    from captum_diffusion.words.certainty import certainty_statement
+
+    result = _prompt_run(VALUES[None, :], methods=("shap-multifidelity",))
+    errors = np.full(7, 0.08)
+    covariance = np.full((7, 7), 0.0064 * 0.99) + np.eye(7) * 0.0064 * 0.01  # errors shared across words
+    estimate = SimpleNamespace(standard_errors=errors, degrees_of_freedom=np.full(7, 12.0), covariance=covariance)
+    save_prompt(tmp_path, 0, result, standard_errors={"shap-multifidelity": estimate})
+    back = load_prompt(prompt_dir(tmp_path, 0), images=False)
+    np.testing.assert_array_equal(back.covariances["shap-multifidelity"], covariance)
+    np.testing.assert_array_equal(back.degrees_of_freedom["shap-multifidelity"], np.full(7, 12.0))
+    assert back.error_sources["shap-multifidelity"] == "estimator"
+    sentence = back.certainty("shap-multifidelity")
+    assert sentence == certainty_statement(VALUES, errors, LABELS, k=3, degrees_of_freedom=np.full(7, 12.0),
+                                           covariance=covariance)
+    assert "certain at 95%" in sentence and "not certain" not in sentence  # independent errors would not separate
+    assert "not certain" in certainty_statement(VALUES, errors, LABELS, k=3, degrees_of_freedom=np.full(7, 12.0))
+
+
 def test_one_seed_is_exact_for_that_seed_or_of_unknown_error():
     result = _prompt_run(VALUES[None, :], seeds=[5])
     np.testing.assert_array_equal(result.intervals("shap-exact"), np.stack([VALUES, VALUES], 1))

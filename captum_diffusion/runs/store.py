@@ -9,7 +9,8 @@ Layout of ``DIR``::
     cache/                        the image cache (lossless PNG + JSON): a resumed run generates nothing twice
     prompts/NNN/result.json       prompt, words, labels, seeds, per-method values per seed, base values, payoffs,
                                   per-method standard errors of the seed-averaged values (``null`` = not known),
-                                  their degrees of freedom (``null`` = normal) and where they come from
+                                  their degrees of freedom (``null`` = normal), where they come from and the
+                                  estimator's error covariance where it gave one
     prompts/NNN/image-seed-S.png  the full prompt's image at seed S
     prompts/NNN/subprompts/seed-S/<mask>.png   every sub-prompt image scored; <mask> is one 0/1 digit per word
                                   (1 = kept), so file names sort in mask order; result.json's "subprompts" maps
@@ -116,8 +117,9 @@ class PromptRun:
 
     Certainty: ``standard_errors[method]`` float64 ``(n_words,)`` (payoff units; NaN = not known) of the
     seed-averaged values ``values[method].mean(0)``, ``degrees_of_freedom[method]`` ``(n_words,)`` (``inf``: normal
-    intervals) and ``error_sources[method]`` (a key of :data:`ERROR_SOURCES`); :meth:`intervals` and
-    :meth:`certainty` read them. ``number`` is the prompt's place in the run and ``folder`` its saved folder (set by
+    intervals) and ``error_sources[method]`` (a key of :data:`ERROR_SOURCES`); ``covariances[method]`` ``(n_words,
+    n_words)``, where the method's estimator gave one (values estimated from the same images err together: the
+    separation of two words uses it); :meth:`intervals` and :meth:`certainty` read them. ``number`` is the prompt's place in the run and ``folder`` its saved folder (set by
     :func:`load_run`).
     """
 
@@ -141,6 +143,7 @@ class PromptRun:
     standard_errors: dict[str, np.ndarray] = field(default_factory=dict)
     degrees_of_freedom: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     error_sources: dict[str, str] = field(default_factory=dict)
+    covariances: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     number: int | None = field(default=None, compare=False)
     folder: Path | None = field(default=None, repr=False, compare=False)
     _sentences: dict = field(default_factory=dict, init=False, repr=False, compare=False)
@@ -155,7 +158,7 @@ class PromptRun:
         return method
 
     def set_standard_errors(self, method: str, standard_errors, degrees_of_freedom=np.inf,
-                            source: str = "estimator") -> None:
+                            source: str = "estimator", covariance=None) -> None:
         """Store a method's own standard errors; they replace the derived ones.
 
         Parameters
@@ -164,16 +167,19 @@ class PromptRun:
             A method of :attr:`values`.
         standard_errors : array_like or object
             float ``(n_words,)``, payoff units, ``>= 0`` or NaN (not known); or an object with
-            ``.standard_errors`` and ``.degrees_of_freedom`` (a ``words.multifidelity.ShapleyEstimate``), whose
-            degrees of freedom are then used.
+            ``.standard_errors``, ``.degrees_of_freedom`` and ``.covariance`` (a
+            ``words.multifidelity.ShapleyEstimate``), whose degrees of freedom and covariance are then used.
         degrees_of_freedom : float or array_like, optional
             ``(n_words,)`` or a scalar; ``inf``: normal intervals.
         source : str, optional
             A key of :data:`ERROR_SOURCES`.
+        covariance : array_like, optional
+            float ``(n_words, n_words)``: the covariance of the estimation errors; ``None``: independent errors.
         """
         self._method(method)
         if hasattr(standard_errors, "standard_errors"):
             degrees_of_freedom = getattr(standard_errors, "degrees_of_freedom", np.inf)
+            covariance = getattr(standard_errors, "covariance", None)
             standard_errors = standard_errors.standard_errors
         d = len(self.words)
         errors = np.array(checks.numeric_array(standard_errors, "standard_errors", finite=False), dtype=np.float64)
@@ -185,6 +191,12 @@ class PromptRun:
         df = np.broadcast_to(np.asarray(degrees_of_freedom, dtype=np.float64), (d,)).copy()
         self.standard_errors[method], self.degrees_of_freedom[method] = errors, df
         self.error_sources[method] = source
+        self.covariances.pop(method, None)
+        if covariance is not None:
+            covariance = np.array(checks.numeric_array(covariance, "covariance"), dtype=np.float64)
+            if covariance.shape != (d, d):
+                raise ValueError(f"covariance of {method!r} must be ({d}, {d}), got shape {covariance.shape}")
+            self.covariances[method] = covariance
         self._sentences.clear()
 
     def fill_standard_errors(self) -> None:
@@ -262,7 +274,7 @@ class PromptRun:
             return "one word: nothing to rank"
         k = min(checks.positive_int(k, "k"), mean.size - 1)
         return certainty_statement(mean, errors, self.labels, k=k, level=level, degrees_of_freedom=df,
-                                   exact=source == "seeds" and method in EXACT_METHODS, n_seeds=len(self.seeds))
+                                   covariance=self.covariances.get(method), exact=source == "seeds" and method in EXACT_METHODS, n_seeds=len(self.seeds))
 
     def explanation(self, method: str, seed: int | None = None):
         """The ``shap.Explanation`` of ``method`` at ``seed`` (one of ``seeds``), or averaged over the seeds
@@ -370,20 +382,23 @@ def _nullable(array) -> list:
 
 def _certainty_json(result: PromptRun) -> dict:
     """``result.json``'s certainty entries: standard errors (``null`` = not known), degrees of freedom (``null`` =
-    normal) and sources, per method."""
+    normal), sources and the covariances an estimator gave, per method."""
     result.fill_standard_errors()
     return {"standard_errors": {m: _nullable(v) for m, v in result.standard_errors.items()},
             "degrees_of_freedom": {m: _nullable(v) for m, v in result.degrees_of_freedom.items()},
-            "error_sources": dict(result.error_sources)}
+            "error_sources": dict(result.error_sources),
+            "covariances": {m: v.tolist() for m, v in result.covariances.items()}}
 
 
 def _read_certainty(result: PromptRun, data: dict) -> None:
     """Set what ``result.json`` stored of the certainty (absent in older runs), then derive the rest."""
     for method, errors in (data.get("standard_errors") or {}).items():
         if method in result.values:
-            df = [np.inf if x is None else x for x in data.get("degrees_of_freedom", {}).get(method, [None] * len(errors))]
+            stored = data.get("degrees_of_freedom", {}).get(method, [None] * len(errors))
+            df = [np.inf if x is None else x for x in stored]
             result.set_standard_errors(method, [np.nan if x is None else x for x in errors], df,
-                                       data.get("error_sources", {}).get(method, "estimator"))
+                                       data.get("error_sources", {}).get(method, "estimator"),
+                                       data.get("covariances", {}).get(method))
     result.fill_standard_errors()
 
 
