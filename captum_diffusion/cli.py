@@ -5,15 +5,22 @@
     diffusion-explain report outputs/demo        # re-render report.html from the saved run, no model needed
     diffusion-explain show outputs/demo          # a table: prompt, top words, values
 
-Bad input (a missing model folder, an unknown method, a broken prompt file line, an unwritable --out) prints one
-line and exits with code 2, before anything is written.
+Bad input (a missing model folder, an unknown method, a broken prompt file line, an unwritable --out, settings the
+model cannot take) prints one line and exits with code 2, before anything is written. A full disk prints one line
+and exits with code 3 (nothing written is lost: rerun the same command to resume). ``diffusion-explain verify DIR``
+exits 1 when a saved run is damaged; ``show`` and ``report`` then name the damage and exit 1 too.
 """
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 
 EXIT_USAGE = 2
+#: Exit code of a full disk (or quota): one line naming what was being written and how to resume.
+EXIT_DISK_FULL = 3
+#: Exit code of ``verify`` / ``show`` / ``report`` on a damaged run (and of ``explain`` when a prompt failed).
+EXIT_DAMAGED = 1
 
 
 def _explain_parser(sub) -> None:
@@ -112,9 +119,22 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("directory", metavar="DIR")
     show = sub.add_parser("show", help="print a table of a saved run: prompt, top words, values")
     show.add_argument("directory", metavar="DIR")
-    show.add_argument("--top", type=int, default=3, help="words shown per prompt (default 3)")
+    show.add_argument("--top", type=_argument_type(_positive_top), default=3, help="words shown per prompt (default 3)")
+    verify = sub.add_parser("verify", help="check a saved run's files against their recorded sha256 and shapes; "
+                                           "exit 1 on damage")
+    verify.add_argument("directory", metavar="DIR")
     add_cache_parser(sub)
     return parser
+
+
+def _positive_top(text: str) -> int:
+    """``show --top``: a positive number of words."""
+    from captum_diffusion import checks
+
+    try:
+        return checks.positive_int(int(text), "--top")
+    except ValueError:
+        raise ValueError(f"--top must be a positive int, got {text!r}") from None
 
 
 def config_from_args(args: argparse.Namespace):
@@ -160,14 +180,29 @@ def quiet_libraries() -> None:
 
 
 def show(directory, top: int = 3) -> str:
-    """A plain-text table of a saved run: prompt, status, its ``top`` words by seed-averaged value (first method)."""
-    from captum_diffusion.runs.store import load_run
+    """A plain-text table of a saved run: prompt, status, its ``top`` words by seed-averaged value (each method).
 
-    run = load_run(directory)
-    done = {p.prompt: p for p in run.prompts}
+    Parameters
+    ----------
+    directory : str, os.PathLike or Run
+        A saved run's folder, or the loaded run.
+    top : int
+        Words shown per prompt and method, ``>= 1``.
+
+    Returns
+    -------
+    str
+        One row per prompt and method; a damaged, failed or pending prompt shows its status and error instead.
+    """
+    from captum_diffusion import checks
+    from captum_diffusion.runs.store import Run, load_run
+
+    top = checks.positive_int(top, "top")
+    run = directory if isinstance(directory, Run) else load_run(directory)
+    done = {p.number: p for p in run.prompts}
     rows = [("prompt", "status", "method", "top words (value)")]
-    for entry in run.manifest["prompts"]:
-        result = done.get(entry["prompt"])
+    for number, entry in enumerate(run.manifest["prompts"]):
+        result = done.get(number)
         if result is None or result.status != "done":
             rows.append((entry["prompt"], entry["status"], "", entry.get("error") or ""))
             continue
@@ -190,18 +225,53 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "report":
             from captum_diffusion.runs import load_run, write_report
 
-            print(write_report(load_run(args.directory)))
-            return 0
+            run = load_run(args.directory)
+            print(write_report(run))
+            return _damage_note(run)
+        if args.command == "verify":
+            from captum_diffusion.runs.verify import verify_run
+
+            found = verify_run(args.directory)
+            print(found.summary())
+            return 0 if found.ok else EXIT_DAMAGED
         if args.command == "cache":
             from captum_diffusion.cli_cache import run_cache_command
 
             print(run_cache_command(args))
             return 0
-        print(show(args.directory, args.top))
-        return 0
+        from captum_diffusion.runs.store import load_run
+
+        run = load_run(args.directory)
+        print(show(run, args.top))
+        return _damage_note(run)
     except (ValueError, FileNotFoundError) as error:
         print(f"diffusion-explain: error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        print(f"diffusion-explain: error: {disk_full_message(error, args)}", file=sys.stderr)
+        return EXIT_DISK_FULL
+
+
+def disk_full_message(error: OSError, args: argparse.Namespace) -> str:
+    """One line for a full disk: the folder, the file being written, and how to go on without losing anything."""
+    folder = getattr(args, "out", None) or getattr(args, "directory", None) or "the run folder"
+    writing = f"writing {error.filename}" if error.filename else "writing"
+    if args.command == "explain":
+        then = "free space, then rerun the same command: it resumes, and nothing already written is lost"
+    else:
+        then = "the previous files are intact; free space, then rerun the command"
+    return f"no space left on the device ({errno.errorcode.get(error.errno, error.errno)}) {writing} in {folder}: {then}"
+
+
+def _damage_note(run) -> int:
+    """Name the damaged prompts of a loaded run on stderr; the exit code (0, or 1 when any is damaged)."""
+    damaged = [p for p in run.prompts if p.status == "damaged"]
+    for result in damaged:
+        print(f"diffusion-explain: prompt {result.number} ({result.prompt!r}) is {result.error}; rerun its "
+              "`explain` command to redo it from the cache", file=sys.stderr)
+    return EXIT_DAMAGED if damaged else 0
 
 
 def _explain(args: argparse.Namespace, argv: list[str]) -> int:
@@ -222,14 +292,20 @@ def _explain(args: argparse.Namespace, argv: list[str]) -> int:
 
     try:  # one process, or each process of `accelerate launch ... -m captum_diffusion explain ...`
         run = explain_run(config, out, command=["diffusion-explain", *argv], force=args.force,
-                          progress=not args.quiet)
+                          progress=not args.quiet, resume=args.resume)
     except OtherRankFailed as stopped:  # another process failed and printed its error
         return stopped.exit_code
     finally:
         leave_process_group()
     failed = [p["prompt"] for p in run.manifest["prompts"] if p["status"] == "failed"]
+    resumed = run.manifest["counts"].get("prompts_resumed", 0)
     if not args.quiet and is_main_rank():
+        if resumed:
+            print(f"resumed the run in {run.directory}: {resumed} of {len(run.manifest['prompts'])} prompt(s) were "
+                  "already done")
         print(f"saved {len(run.prompts)} prompt(s) to {run.directory} (report: {run.directory / 'report.html'})")
+    elif is_main_rank():  # --quiet: the report's path alone
+        print(run.directory / "report.html")
     for prompt in failed if is_main_rank() else ():
         print(f"diffusion-explain: prompt {prompt!r} failed; see {run.directory / 'manifest.json'}", file=sys.stderr)
     return 1 if failed else 0

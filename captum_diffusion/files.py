@@ -124,7 +124,12 @@ def atomic_write(path, content: Content) -> Path:
     elif not callable(content):
         raise TypeError(f"content must be bytes or a function that writes into a binary file, got "
                         f"{type(content).__name__}")
-    temporary = write_temporary(path, content)
+    try:
+        temporary = write_temporary(path, content)
+    except OSError as error:  # a full disk fails in write() or fsync(), which name no file: name the one meant
+        if error.filename is None:
+            error.filename = str(path)
+        raise
     try:
         os.replace(temporary, path)
     except BaseException:
