@@ -305,7 +305,8 @@ def read_prompt_file(path) -> list[PromptSpec]:
     ----------
     path : str or Path
         One prompt per line, or JSON lines ``{"prompt": ..., "seed": 0 | [0, 1], "words": [...]}`` (read by
-        :meth:`PromptSpec.from_mapping`); blank lines and lines starting with ``#`` are skipped.
+        :meth:`PromptSpec.from_mapping`); blank lines and lines starting with ``#`` are skipped. A UTF-8 byte order
+        mark is dropped. A JSON array line (``["a red circle", "a blue square"]``) is refused: one prompt per line.
 
     Returns
     -------
@@ -318,7 +319,7 @@ def read_prompt_file(path) -> list[PromptSpec]:
     """
     path = Path(path)
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
     except (OSError, UnicodeDecodeError) as error:
         raise ValueError(f"--prompts {str(path)!r} cannot be read: {error}") from None
     specs = []
@@ -327,12 +328,30 @@ def read_prompt_file(path) -> list[PromptSpec]:
         if not text or text.startswith("#"):
             continue
         try:
+            _refuse_json_array(text)
             specs.append(PromptSpec.from_mapping(json.loads(text) if text.startswith("{") else text))
         except (ValueError, TypeError) as error:
             raise ValueError(f"{path}:{number}: {error}") from None
     if not specs:
         raise ValueError(f"--prompts {str(path)!r} holds no prompt")
     return specs
+
+
+def _refuse_json_array(text: str) -> None:
+    """``ValueError`` for a prompt-file line that is a JSON array (one prompt per line, not a list of prompts)."""
+    if text.startswith("["):
+        try:
+            entries = json.loads(text)
+        except ValueError:
+            return  # a plain prompt that starts with "["
+        if isinstance(entries, list):
+            raise ValueError(f"a JSON array of {len(entries)} entries is not one prompt; write one prompt (or one "
+                             "JSON object) per line")
+
+
+#: Types of the keys of a TOML file that are not ``RunConfig`` fields (those are checked by ``RunConfig``).
+FILE_KEY_TYPES = {"out": (str, "a string (a folder)"), "prompts_file": (str, "a string (a file)"),
+                  "prompts": (list, "a list of prompts (strings or tables)")}
 
 
 #: Options a TOML file may set (the CLI's long option names, with "-" as "_"), and "prompts".
@@ -355,15 +374,21 @@ def read_config_file(path) -> dict[str, Any]:
     Raises
     ------
     ValueError
-        For an unreadable file or an unknown key (naming it and the valid ones).
+        For an unreadable file, an unknown key (naming it and the valid ones), or ``out``, ``prompts_file`` or
+        ``prompts`` of the wrong type (naming the key and the type expected; the run's options are checked by
+        ``RunConfig``, naming the option).
     """
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(path.read_text(encoding="utf-8-sig"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
         raise ValueError(f"--config {str(path)!r} cannot be read: {error}") from None
     data = {key.replace("-", "_"): value for key, value in data.items()}
     unknown = sorted(set(data) - CONFIG_KEYS)
     if unknown:
         raise ValueError(f"--config {str(path)!r}: unknown key(s) {unknown}; valid keys are {sorted(CONFIG_KEYS)}")
+    for key, (kind, expected) in FILE_KEY_TYPES.items():
+        if key in data and not isinstance(data[key], kind):
+            raise ValueError(f"--config {str(path)!r}: {key} must be {expected}, got {type(data[key]).__name__} "
+                             f"{data[key]!r}")
     return data
