@@ -44,7 +44,8 @@ def test_a_run_is_logged_to_a_local_file_store(gan_run, tmp_path, monkeypatch):
     assert metrics["word.red.mean"] == pytest.approx(next(r["mean"] for r in summary.words if r["word"] == "red"))
     assert metrics["prompts_done"] == 2 and 0 <= metrics["seed_agreement.percent_ranks_aligned"] <= 100
     files = {f.path for f in client.list_artifacts(run_id, "run")}
-    assert files == {"run/manifest.json", "run/prompts"}  # the image cache is left out
+    assert {"run/manifest.json", "run/prompts"} <= files
+    assert not {"run/cache", "run/.lock"} & files  # the image cache and the lock file are left out
     inner = {f.path for f in client.list_artifacts(run_id, "run/prompts/000")}
     assert "run/prompts/000/result.json" in inner and "run/prompts/000/image-seed-0.png" in inner
     assert logged.info.status == "FINISHED"

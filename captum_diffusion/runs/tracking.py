@@ -9,7 +9,7 @@ What is logged, in one MLflow run of the experiment ``diffusion-explain``:
   and word class's mean value across prompts, ``word.<w>.mean`` / ``class.<c>.mean``, how many are neglected, the mean
   seed agreement) and the run's counts and time;
 - artifacts: the run folder under ``run/`` (manifest, report, per-prompt results and images), without its image
-  cache (``cache/``: it only speeds up a resumed run and can be large).
+  cache (``cache/``: it only speeds up a resumed run and can be large) and hidden files (a lock).
 
 It needs the ``mlflow`` client (the ``mlflow`` extra: ``pip install 'diffusion-explain[mlflow]'``). The default URI
 is the local file store ``./mlruns``, so it works offline (``mlflow ui --backend-store-uri ./mlruns`` shows it);
@@ -33,7 +33,7 @@ __all__ = ["DEFAULT_TRACKING_URI", "EXPERIMENT", "tracking_uri", "run_params", "
 DEFAULT_TRACKING_URI = "./mlruns"
 #: The MLflow experiment runs are logged to.
 EXPERIMENT = "diffusion-explain"
-#: The run folder's entries not logged as artifacts.
+#: The run folder's entries not logged as artifacts (hidden entries, such as a lock file, are skipped too).
 SKIPPED = ("cache",)
 
 
@@ -125,9 +125,9 @@ def _file_store_allowed(uri: str):
 
 
 def _log_artifacts(client, run_id: str, directory: Path) -> None:
-    """The run folder under ``run/``, without :data:`SKIPPED` entries."""
+    """The run folder under ``run/``, without :data:`SKIPPED` and hidden entries."""
     for entry in sorted(directory.iterdir()):
-        if entry.name in SKIPPED:
+        if entry.name in SKIPPED or entry.name.startswith("."):
             continue
         if entry.is_dir():
             client.log_artifacts(run_id, str(entry), f"run/{entry.name}")
