@@ -259,13 +259,18 @@ def prompt_section(result: PromptRun, *, interactions: bool = False, faithfulnes
     return "".join(parts)
 
 
+def _has_grid(result: PromptRun) -> bool:
+    """Whether the first seed kept any sub-prompt image (read from memory or named in the run's files)."""
+    return bool(result.subprompts) and any(e.image is not None or e.file for e in result.subprompts[0])
+
+
 def reading_keys(results, *, interactions: bool = False, faithfulness: bool = False) -> list[str]:
     """The ``report.how_to_read_html`` sections that the prompts ``results`` show (none it does not)."""
     done = [r for r in results if r is not None and r.status == "done"]
     keys = ["payoff", "base", "values", "certainty"]
     if any(len(r.methods) > 1 for r in done):
         keys.append("methods")
-    wanted = {"subprompts": any(_grid_entries(r, Media()) for r in done) if done else False,
+    wanted = {"subprompts": any(_has_grid(r) for r in done),
               "attention": any(r.attention is not None for r in done),
               "segments": any(r.segments is not None for r in done),
               "pairs": interactions and bool(done), "deletion": faithfulness and bool(done),
