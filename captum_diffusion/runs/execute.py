@@ -237,6 +237,7 @@ def _load_model(run: _Launch) -> None:
     """Phase "load the model": every process loads it, and refuses settings it cannot take."""
     from captum_diffusion.generation import TextToImage
     from captum_diffusion.runs.limits import check_model
+    from captum_diffusion.runs import multifidelity
     from captum_diffusion.runs.models import load_model
 
     config = run.config
@@ -244,6 +245,7 @@ def _load_model(run: _Launch) -> None:
         run.model = load_model(config.model, config.clip, device=run.ranks.device(config.device), dtype=config.dtype)
         TextToImage(run.model.pipeline, **run.model.generation_settings(config).keywords())
         check_model(config, run.model)  # sizes and token limits: refused before the folder is written
+        multifidelity.check_model(config, run.model)  # the proxy's settings (--proxy-steps / --proxy-size)
 
 
 def _write_manifest(run: _Launch) -> None:

@@ -255,3 +255,28 @@ def seeds_cost(estimates) -> dict:
     first = costs[0]
     return summed | {key: first[key] for key in ("planned_proxy_cost", "proxy_cost_source", "proxy_settings",
                                                  "budget")} | {"stopped": [c["stopped"] for c in costs]}
+
+
+def uses(config) -> bool:
+    """Whether ``config`` may run shap-multifidelity on some prompt (named in ``--words``, or the default with
+    ``--budget`` below 1)."""
+    chosen = [m for m in config.words if m != "interactions"]
+    return NAME in chosen or (not chosen and config.budget is not None and config.budget < 1)
+
+
+def check_model(config, model) -> None:
+    """Refuse, after the model is loaded and before the run folder is written, a proxy the model cannot make or
+    that is not cheaper: :func:`proxy_for` on the run's settings (the model's defaults filled in), and the proxy's
+    settings given to a ``TextToImage`` (sizes the pipeline refuses). ``ValueError`` naming the flag."""
+    if not uses(config):
+        return
+    from captum_diffusion.generation import TextToImage
+
+    run_settings = model.generation_settings(config)
+    settings, _, _ = proxy_for(config, run_settings)
+    if settings is not None:
+        try:
+            TextToImage(model.pipeline, **run_settings.replace(**settings.keywords()).keywords())
+        except (ValueError, TypeError) as error:
+            raise ValueError(f"{NAME}: the proxy's settings (--proxy-steps / --proxy-size) cannot be generated: "
+                             f"{error}") from None
