@@ -98,7 +98,8 @@ def value_bars_html(labels: Sequence[str], values_by_method: Mapping[str, object
             if half is not None and np.isfinite(half) and half > 0:
                 err = scale.span(v[i] - half, v[i] + half, "err", "", f"{100 * level:g}% interval",
                                  f' data-low="{v[i] - half:.6g}" data-high="{v[i] + half:.6g}"')
-            rows.append(f'<div class="bar-row"><span class="bar-method">{escape(m)}</span><span class="track">'
+            rows.append(f'<div class="bar-row"><span class="bar-method" title="{escape(m)}">{escape(m)}</span>'
+                        '<span class="track">'
                         f'{scale.zero()}{bar}{err}</span>'
                         f'<span class="bar-value">{_value_text(v[i], half)}</span></div>')
         groups.append(f'<div class="bar-group"><div class="bar-word">{escape(label)}</div>{"".join(rows)}</div>')

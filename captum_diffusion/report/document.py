@@ -78,7 +78,7 @@ footer { color: #777; font-size: 12px; text-align: center; margin-top: 8px; }
 .bar-group { margin: 2px 0 6px; }
 .bar-word { font-weight: 600; }
 .bar-row { display: flex; align-items: center; gap: 8px; height: 20px; }
-.bar-method { flex: 0 0 150px; font-size: 13px; color: #444; overflow: hidden; text-overflow: ellipsis;
+.bar-method { flex: 0 0 185px; font-size: 13px; color: #444; overflow: hidden; text-overflow: ellipsis;
               white-space: nowrap; }
 .track { position: relative; flex: 1 1 auto; height: 16px; background: #f4f5f7; }
 .track .bar { position: absolute; top: 2px; height: 12px; }
