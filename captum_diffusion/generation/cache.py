@@ -31,6 +31,18 @@ microsecond window remains in which one of them could use an image that another 
 for over 10 minutes between steps 1 and 2 may find its temporary file cleaned up (its disk cache then turns off,
 as below); a process whose disk cache is off no longer coordinates with the others.
 
+Ownership: a writable ``ImageCache`` marks its folder with ``CACHEDIR.TAG`` (the Cache Directory Tagging
+convention, which backup tools also honour). :meth:`ImageCache.prune` removes files only from a folder so marked,
+or from an older cache recognised by its structure (only two-character sub-folders holding ``<key>.png`` /
+``<key>.json`` files, keys of 64 hex digits starting with the sub-folder's name, and the cache's temporary files); that folder is
+then marked. A folder holding anything else is refused, so a user's file named like an entry is never pruned.
+
+Trust model: the cache detects accidents (truncated, swapped, half-written or bit-flipped files: each entry's
+pixel hash is checked on every read), not tampering. Whoever can write the folder can replace an image *and* its
+recorded pixel hash, and the cache then serves the new image; keep the cache where only trusted users write. A run
+folder records the sha256 of every file it wrote (``checksums.json``), so a saved run's images are checked again
+by ``diffusion-explain verify``.
+
 If writing fails (a full disk, a folder made read-only), ``put`` warns once and turns the disk cache off for this
 ``ImageCache``: images stay in memory and the run goes on. Filesystems without hard links (FAT, some FUSE or SMB
 mounts) publish by check-then-rename, which is safe for one writer at a time only.
@@ -192,6 +204,8 @@ class ImageCache:
         self.max_in_memory = checks.optional_positive_int(max_in_memory, "max_in_memory")
         self.disk_error: OSError | None = None  # why writing to disk was turned off, if it was
         self._memory: collections.OrderedDict[str, PIL.Image.Image] = collections.OrderedDict()
+        if self.directory is not None and not self.read_only and owned_cache(self.directory):
+            mark_cache(self.directory)
         if self.directory is not None and not self.read_only and self.directory not in _CLEANED:
             self.remove_stale_temporaries()
             _CLEANED.add(self.directory)
@@ -378,18 +392,26 @@ class ImageCache:
         and ``older_than`` (seconds or a ``timedelta``, by the time the entry was written) select entries; both
         given: entries matching both. With ``max_bytes`` the selected entries (all when nothing else is given) are
         removed oldest first only until the entries on disk total at most ``max_bytes``. At least one argument is
-        required."""
+        required. ``older_than`` may also be a duration such as ``"30d"`` (:func:`parse_duration`). Only a folder
+        the cache marked as its own, or an older cache recognised by its structure, is pruned (module docstring);
+        another folder raises ``ValueError``."""
         if self.read_only:
             raise ValueError("this ImageCache is read-only")
         if identity is not None and (not isinstance(identity, str) or not identity):
             raise ValueError(f"identity must be a non-empty str (a part of the generator identity), got {identity!r}")
         if isinstance(older_than, datetime.timedelta):
             older_than = older_than.total_seconds()
+        elif isinstance(older_than, str):  # "30d", as the command line takes it
+            older_than = parse_duration(older_than)
         older_than = checks.optional_finite_number(older_than, "older_than", low=0.0)
         max_bytes = None if max_bytes is None else checks.int_at_least(max_bytes, 0, "max_bytes")
         if identity is None and older_than is None and max_bytes is None:
             raise ValueError("prune needs identity (--model), older_than (--older-than) or max_bytes (--max-size); "
                              "to remove everything, delete the folder")
+        if not owned_cache(self.directory):
+            raise ValueError(f"{str(self.directory)!r} is not an image cache: it has no {MARKER} and holds files a "
+                             "cache does not write; prune removes only a cache's own entries")
+        mark_cache(self.directory)
         entries = sorted(self.entries(), key=lambda e: e.mtime)
         cutoff = time.time() - (older_than or 0.0)
         chosen = [e for e in entries if (identity is None or identity in (e.identity or ""))
@@ -408,6 +430,56 @@ class ImageCache:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(path)
         return chosen
+
+
+#: The marker file of a cache folder (the Cache Directory Tagging convention) and its required first line.
+MARKER = "CACHEDIR.TAG"
+MARKER_SIGNATURE = "Signature: 8a477f597d28d172789f06886806bc55"
+
+
+def _entry_folder_is_own(folder: os.DirEntry) -> bool:
+    """Whether a two-character sub-folder holds only entry files named after it and temporary files."""
+    with os.scandir(folder.path) as found:
+        for item in found:
+            stem, _, suffix = item.name.rpartition(".")
+            own = (item.is_file(follow_symlinks=False) and suffix in ("png", "json") and stem.startswith(folder.name)
+                   and re.fullmatch("[0-9a-f]{64}", stem) is not None)
+            if not own and temporary_owner(item.name) is None:
+                return False
+    return True
+
+
+def owned_cache(directory) -> bool:
+    """Whether ``directory`` is an image cache: marked with :data:`MARKER`, or shaped like one (module docstring;
+    an empty folder counts)."""
+    directory = Path(directory)
+    try:
+        if (directory / MARKER).read_text(errors="replace").startswith(MARKER_SIGNATURE):
+            return True
+    except OSError:
+        pass
+    try:
+        with os.scandir(directory) as found:
+            for item in found:
+                if item.name == MARKER or temporary_owner(item.name) is not None:
+                    continue
+                if not (len(item.name) == 2 and item.is_dir(follow_symlinks=False) and _entry_folder_is_own(item)):
+                    return False
+    except OSError:
+        return False
+    return True
+
+
+def mark_cache(directory) -> None:
+    """Write :data:`MARKER` into ``directory`` unless it is there (a failure to write it is ignored: the cache still
+    works, and :func:`owned_cache` recognises its structure)."""
+    path = Path(directory) / MARKER
+    if path.exists():
+        return
+    with contextlib.suppress(OSError):
+        atomic_write(path, (f"{MARKER_SIGNATURE}\n# This file marks an image cache of diffusion-explain "
+                            "(captum_diffusion.generation.cache); `diffusion-explain cache prune` only prunes folders "
+                            "that hold it.\n").encode())
 
 
 # ------------------------------------------------------------------------------------ the `cache` command

@@ -26,7 +26,7 @@ class PromptScore:
     sub-prompt, so ``f(prompt)`` scores the reference image against itself. An explainer given this ``f`` with a
     prompt of other words (``explain_prompt("a blue square", f)``) raises ``ValueError``: that would be another game.
 
-    A score that is NaN raises ``ValueError`` naming the sub-prompt(s), so no explainer averages a NaN silently.
+    A score that is NaN or inf raises ``ValueError`` naming the sub-prompt(s), so no explainer averages a NaN silently.
     Scores are remembered per sub-prompt (images are cached by the generator), so shap, lime and captum
     explaining the same ``PromptScore`` play exactly the same game. New sub-prompts are generated and scored
     ``chunk_size`` at a time, so at most that many images are held at once.
@@ -71,9 +71,10 @@ class PromptScore:
         new = [p for p in dict.fromkeys(prompts) if p not in self._scores]
         for chunk in batches(new, self.chunk_size):  # bounded memory: images of one chunk at a time
             values = self._score(chunk)
-            bad = [p for p, v in zip(chunk, values) if np.isnan(v)]
+            bad = [p for p, v in zip(chunk, values) if not np.isfinite(v)]
             if bad:
-                raise ValueError(f"scorer returned NaN for sub-prompt(s) {bad[:5]}{' ...' if len(bad) > 5 else ''}")
+                raise ValueError(f"scorer returned NaN or inf for sub-prompt(s) {bad[:5]}"
+                                 f"{' ...' if len(bad) > 5 else ''}")
             self._scores.update(zip(chunk, values.tolist()))
         return np.array([self._scores[p] for p in prompts], dtype=np.float64)
 
