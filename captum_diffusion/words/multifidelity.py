@@ -19,7 +19,15 @@ estimated from a few full images by a stratified, paired sampler, which suits a 
 - the estimate of a stratum's contribution is the Horvitz-Thompson total over the sampled pairs (unbiased for
   any budget; centring the pair differences on their stratum mean was measured to bias small samples), and its
   sampling variance is the stratified without-replacement formula, so a stratum evaluated completely has none.
-  When the budget covers every coalition the result is the exact Shapley value.
+  When the budget covers every coalition the result is the exact Shapley value;
+- *additive control* (``additive_control=True``): an additive game fitted to one half of the sampled pairs (with an
+  offset per size) is subtracted from the other half's and its Shapley value, known exactly, added; the halves
+  swap (cross-fitting keeps the estimate unbiased). What is additive then costs no sampling error, which is
+  KernelSHAP's strength, and the standard error is that of the residuals.
+
+Measured on ShapesWorld (``benchmarks/cost.md``): its few-step proxies correlate weakly with the full game (payoff
+r = 0.24-0.93), so there the sampler without a proxy (``proxy=None``) is the better use of a budget; a proxy pays
+only when it correlates closely with the full game and costs little.
 
 When the budget cannot pay the proxy on every coalition (``proxy_fraction < 1``), the proxy term is sampled too:
 the proxy plays a share of each stratum's pairs and the full game a subset of those (two-phase sampling, the
@@ -31,15 +39,16 @@ and the standard error adds the between-seed variance of the per-seed values (th
 expected value over seeds) to the sampling variance (the uncertainty about the seed-averaged game's value).
 
 Cost is counted in *full-image equivalents*: full images plus proxy images times their measured cost ratio
-(``proxy_cost``, e.g. 0.22 for 2 of 10 DPM-Solver steps on ShapesWorld), against exact's ``2**d * n_seeds``.
+(``proxy_cost``, e.g. 0.26 for 2 of 10 DPM-Solver steps on ShapesWorld, measured), against exact's ``2**d * n_seeds``.
 
     from captum_diffusion.words.multifidelity import multifidelity_shapley
 
-    result = multifidelity_shapley(full_game, proxy_game, budget=0.25, proxy_cost=0.22, seed=0)
+    result = multifidelity_shapley(full_game, proxy_game, budget=0.5, proxy_cost=0.16, seed=0)
     result.values, result.standard_errors, result.intervals()        # (d,), (d,), (d, 2)
     result.cost.full_image_equivalents, result.cost.fraction_of_exact
     result.statement(word_labels(words))                            # "top-3 words (...) certain at 95% ..."
-    multifidelity_shapley(full_game, proxy_game, 0.5, proxy_cost=0.22, until_top_k=3).stopped
+    multifidelity_shapley(full_game, None, 0.25, until_top_k=3).stopped   # "top-3 separated at 95%" or
+                                                                           # "budget spent"
 """
 from __future__ import annotations
 
