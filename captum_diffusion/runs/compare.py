@@ -242,7 +242,8 @@ def _thumbnail_html(directory: str, index: int, seed: int, name: str, size: int 
         image = image.convert("RGB")
         image.thumbnail((size, size))
         scale = max(1, size // max(image.size))  # small images (ShapesWorld's 64 px) are shown larger
-        return img_tag(image_data_uri(image), f"{name}, seed {seed}", width=image.size[0] * scale)
+        tag = img_tag(image_data_uri(image), f"{name}, seed {seed}", width=image.size[0] * scale)
+    return f'<span style="display:inline-block;border:1px solid #ccc;margin-right:6px">{tag}</span>'
 
 
 def _prompt_html(comparison: Comparison, entry: PromptComparison, names: tuple[str, str]) -> str:
@@ -279,8 +280,8 @@ def _overall_html(comparison: Comparison, names: tuple[str, str]) -> str:
         if prompts:
             lines.append(f"Left out, {label}: " + ", ".join(html.escape(repr(p)) for p in prompts) + ".")
     for entry in comparison.seeds_left_out:
-        lines.append(f"Seeds left out of {html.escape(repr(entry['prompt']))}: A {entry['only_a']}, "
-                     f"B {entry['only_b']}.")
+        only = [f"only in {run}: {seeds}" for run, seeds in (("A", entry["only_a"]), ("B", entry["only_b"])) if seeds]
+        lines.append(f"Seeds left out of {html.escape(repr(entry['prompt']))}: {'; '.join(only)}.")
     moved = "".join(f"<tr><td>{html.escape(row['word'])}</td><td>{row['prompts']}</td><td>{row['mean_change']:+.3f}"
                     f"</td><td>{row['mean_abs_change']:.3f}</td></tr>" for row in overall["moved"])
     table = ("<table class=\"values\"><thead><tr><th>word</th><th>prompts</th><th>mean change (B &minus; A)</th>"
