@@ -240,8 +240,9 @@ def prompt_section(result: PromptRun, *, interactions: bool = False, faithfulnes
         image), the seed agreement when there are several seeds, and :func:`images_html`; for a failed prompt its
         error.
     """
-    if result.status != "done":
-        return f'<p class="error">This prompt failed: <code>{html.escape(result.error or "unknown error")}</code></p>'
+    if result.status != "done":  # failed, or damaged on disk (runs.verify): never shown as done
+        said = "is damaged (rerun its command to redo it)" if result.status == "damaged" else "failed"
+        return f'<p class="error">This prompt {said}: <code>{html.escape(result.error or "unknown error")}</code></p>'
     method = main_method(result)
     parts = [values_html(result, method, media)]
     if interactions or faithfulness:
