@@ -8,6 +8,10 @@
 - ``prompt``: one prompt explained at every seed from the cache;
 - ``execute``: ``explain_run``, the run's phases; ``distributed``: the processes and their meeting points;
 - ``store``: the saved folder and ``load_run``; ``render``: the HTML report of a saved run.
+- across a saved run and between runs: ``summary`` (``summarize``: word and class values across prompts, what the
+  model neglects, the least seed-stable prompts), ``compare`` (``compare_runs`` / ``write_comparison``: two runs of
+  the same prompts), ``export`` (``export_run`` / ``read_table``: one long table, parquet or CSV; ``Run.to_pandas``)
+  and ``tracking`` (``log_run``: an MLflow run).
 
 The command line (``captum_diffusion.cli``) is a thin layer over these.
 """
@@ -27,6 +31,14 @@ _EXPORTS = {
     "plan_run": "plan",
     "fill_cache": "fill",
     "WordMethod": "methods",
+    "summarize": "summary",
+    "Summary": "summary",
+    "compare_runs": "compare",
+    "write_comparison": "compare",
+    "Comparison": "compare",
+    "export_run": "export",
+    "read_table": "export",
+    "log_run": "tracking",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -29,7 +29,7 @@ MOVED_WORDS = 3
 class PromptComparison:
     """One shared prompt compared.
 
-    Attributes
+    Parameters
     ----------
     prompt : str
         Its text.
@@ -66,7 +66,7 @@ class PromptComparison:
 class Comparison:
     """Two runs compared (:func:`compare_runs`).
 
-    Attributes
+    Parameters
     ----------
     run_a, run_b : str
         The runs' folders.
@@ -117,14 +117,29 @@ class Comparison:
                 "rmse": {"mean": stat(errors, np.mean), "max": stat(errors, np.max)}, "moved": moved}
 
     def to_dict(self) -> dict:
-        """JSON-able: every attribute, plus ``overall``."""
+        """The comparison as JSON-able data.
+
+        Returns
+        -------
+        dict
+            Every field, plus ``overall``.
+        """
         return {**asdict(self), "overall": self.overall}
 
 
 def payoff_identity(run) -> dict:
-    """What a run's payoff is: the scorer (class, spec, text template) and the payoff's description.
+    """What a run's payoff is; two runs are comparable when these are equal.
 
-    Two runs are comparable when these are equal (:func:`compare_runs` refuses others unless forced).
+    Parameters
+    ----------
+    run : Run
+        A loaded run.
+
+    Returns
+    -------
+    dict
+        ``scorer``: the manifest's scorer (class, spec, text template); ``payoff``: the explained prompts' payoff
+        descriptions, sorted.
     """
     scorer = dict(run.manifest.get("scorer") or {})
     described = sorted({result.payoff for result in run.prompts if result.status == "done"})
@@ -133,11 +148,11 @@ def payoff_identity(run) -> dict:
 
 def _explained(run) -> dict:
     """Explained prompts by text (the first, where a text repeats), with their place in the run."""
+    from captum_diffusion.runs.summary import explained_prompts
+
     found = {}
-    for position, result in enumerate(run.prompts):
-        if result.status == "done" and result.prompt not in found:
-            number = result.number if getattr(result, "number", None) is not None else position
-            found[result.prompt] = (number, result)
+    for number, result in explained_prompts(run):
+        found.setdefault(result.prompt, (number, result))
     return found
 
 

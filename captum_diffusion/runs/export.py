@@ -72,11 +72,10 @@ def run_table(run):
     """
     import pandas as pd
 
+    from captum_diffusion.runs.summary import explained_prompts
+
     columns: dict[str, list] = {name: [] for name in COLUMNS}
-    for position, result in enumerate(run.prompts):
-        if result.status != "done":
-            continue
-        index = result.number if getattr(result, "number", None) is not None else position
+    for index, result in explained_prompts(run):
         for name, cells in _rows(result, index).items():
             columns[name].extend(cells)
     return pd.DataFrame({name: pd.Series(cells, dtype=_dtype(name)) for name, cells in columns.items()})

@@ -31,7 +31,7 @@ import numpy as np
 from captum_diffusion import checks
 
 __all__ = ["Summary", "summarize", "read_word_classes", "default_word_classes", "word_key", "value_statistics",
-           "TEST"]
+           "explained_prompts", "prompt_word_values", "least_seed_agreement", "summary_method", "TEST"]
 
 #: The test behind the ``status`` column, as one sentence (shown with every summary).
 TEST = ("neglected: the {level:.0%} Student t interval of the mean across prompts lies inside ±{margin:.3g}; used: "
@@ -41,7 +41,18 @@ TEST = ("neglected: the {level:.0%} Student t interval of the mean across prompt
 
 
 def word_key(word: str) -> str:
-    """The key a word is matched by across prompts and classes: lower case, surrounding punctuation stripped."""
+    """The key a word is matched by across prompts and classes.
+
+    Parameters
+    ----------
+    word : str
+        A word of a prompt or of a class.
+
+    Returns
+    -------
+    str
+        ``word`` in lower case with surrounding punctuation stripped (kept when nothing else is left).
+    """
     key = str(word).lower().strip(string.punctuation)
     return key or str(word).lower()
 
@@ -89,8 +100,19 @@ def read_word_classes(path) -> dict[str, tuple[str, ...]]:
 
 
 def default_word_classes(run) -> dict[str, tuple[str, ...]]:
-    """The classes a run ships: ShapesWorld's (:data:`captum_diffusion.shapes_world.word_classes.WORD_CLASSES`) for
-    the embedded models, else none."""
+    """The word classes a run's model ships.
+
+    Parameters
+    ----------
+    run : Run
+        A loaded run.
+
+    Returns
+    -------
+    dict of str to tuple of str
+        ShapesWorld's (:data:`captum_diffusion.shapes_world.word_classes.WORD_CLASSES`) for the embedded models,
+        else empty.
+    """
     spec = str(run.manifest.get("model", {}).get("spec") or run.manifest.get("config", {}).get("model", ""))
     if spec.startswith("shapes-world"):
         from captum_diffusion.shapes_world.word_classes import WORD_CLASSES
@@ -145,7 +167,7 @@ def value_statistics(values, margin: float, level: float = 0.95) -> dict:
 class Summary:
     """What :func:`summarize` found across a run's prompts.
 
-    Attributes
+    Parameters
     ----------
     method : str
         The word-attribution method summarised.
@@ -154,8 +176,8 @@ class Summary:
     level, margin : float
         The test's confidence level and zero band (payoff units); :attr:`test` states the test in words.
     words, classes : list of dict
-        One row per word (``word``) or class (``word_class``, its ``words``), sorted by mean, largest first:
-        :func:`value_statistics`' keys plus ``n_occurrences`` (words) and, for classes, the words seen.
+        One row per word (``word``) or class (``word_class``, and ``words``: its words seen), sorted by mean,
+        largest first, with :func:`value_statistics`' keys (``n_prompts`` counts the prompts).
     unstable : list of dict
         The prompts with the least seed agreement, least first: ``prompt_index``, ``prompt``, ``n_seeds``,
         ``percent_ranks_aligned`` (0..100, mean over seed pairs), ``same_top``. Empty when every prompt has one seed.
@@ -180,18 +202,73 @@ class Summary:
         return [row for row in self.words + self.classes if row["status"] == "neglected"]
 
     def to_dict(self) -> dict:
-        """JSON-able: every attribute, plus ``test``."""
+        """The summary as JSON-able data.
+
+        Returns
+        -------
+        dict
+            Every field, plus ``test``.
+        """
         return dict(method=self.method, n_prompts=self.n_prompts, level=self.level, margin=self.margin,
                     test=self.test, words=self.words, classes=self.classes, unstable=self.unstable)
 
     def to_text(self) -> str:
-        """Plain-text tables: words, classes, the neglected ones, the least stable prompts, and the test."""
+        """The summary as plain text, for a terminal.
+
+        Returns
+        -------
+        str
+            Aligned tables of words, classes and the neglected ones, the least stable prompts, and the test.
+        """
         parts = [f"{self.n_prompts} prompt(s), method {self.method}",
                  "words (value across the prompts that contain them, payoff units):",
                  _text_table(self.words, "word"), "word classes:", _text_table(self.classes, "word_class"),
                  "neglected:", _text_table(self.neglected, "name") if self.neglected else "  none",
                  "least seed agreement:", _unstable_text(self.unstable), "test: " + self.test]
         return "\n".join(parts)
+
+    def to_html(self) -> str:
+        """The summary as an HTML fragment, for a report section.
+
+        Returns
+        -------
+        str
+            Tables of words, classes and neglected ones, the least stable prompts, then the test.
+        """
+        from html import escape
+
+        tables = [("Words", _html_table(self.words, "word")), ("Word classes", _html_table(self.classes, "word_class")),
+                  ("Neglected", _html_table(self.neglected, "name"))]
+        unstable = "".join(f"<li>#{row['prompt_index']} {escape(row['prompt'])}: {row['percent_ranks_aligned']:.0f}% "
+                           f"ranks aligned over {row['n_seeds']} seeds</li>" for row in self.unstable)
+        parts = [f"<p>{self.n_prompts} prompt(s), method {escape(self.method)}; values in payoff units across the "
+                 "prompts that contain each word.</p>"]
+        parts += [f"<h3>{title}</h3>{table}" for title, table in tables]
+        parts.append("<h3>Least seed agreement</h3>" + (f"<ul>{unstable}</ul>" if unstable else
+                                                         "<p>One seed per prompt: not measured.</p>"))
+        return "".join(parts) + f"<p><small>Test: {escape(self.test)}</small></p>"
+
+
+def _rows(rows: list[dict], key: str) -> list[tuple[str, ...]]:
+    """Rows of :func:`value_statistics` as text cells: name, prompts, mean, std, interval, p, status."""
+    return [(str(row.get("word", row.get("word_class"))) if key == "name" else str(row[key]), str(row["n_prompts"]),
+             _cell(row["mean"]), _cell(row["std"], ".3f"),
+             "-" if row["low"] is None else f"[{row['low']:+.3f}, {row['high']:+.3f}]",
+             _cell(row["p_value"], ".2g"), row["status"]) for row in rows]
+
+
+def _header(key: str) -> tuple[str, ...]:
+    return (key.replace("_", " "), "prompts", "mean", "std", "interval", "p", "status")
+
+
+def _html_table(rows: list[dict], key: str) -> str:
+    from html import escape
+
+    if not rows:
+        return "<p>None.</p>"
+    head = "".join(f"<th>{escape(c)}</th>" for c in _header(key))
+    body = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in cells) + "</tr>" for cells in _rows(rows, key))
+    return f'<table class="values"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
 def _cell(value, spec: str = "+.3f") -> str:
@@ -202,12 +279,8 @@ def _text_table(rows: list[dict], key: str) -> str:
     """Rows of :func:`value_statistics` as aligned text; ``key`` names the first column."""
     if not rows:
         return "  none"
-    header = (key.replace("_", " "), "prompts", "mean", "std", "interval", "p", "status")
-    lines = [header] + [(row.get(key, row.get("word", row.get("word_class"))), str(row["n_prompts"]),
-                         _cell(row["mean"]), _cell(row["std"], ".3f"),
-                         "-" if row["low"] is None else f"[{row['low']:+.3f}, {row['high']:+.3f}]",
-                         _cell(row["p_value"], ".2g"), row["status"]) for row in rows]
-    widths = [max(len(line[k]) for line in lines) for k in range(len(header))]
+    lines = [_header(key)] + _rows(rows, key)
+    widths = [max(len(line[k]) for line in lines) for k in range(len(lines[0]))]
     return "\n".join("  " + "  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines)
 
 
@@ -219,8 +292,38 @@ def _unstable_text(rows: list[dict]) -> str:
                      for row in rows)
 
 
+def explained_prompts(run) -> list[tuple[int, object]]:
+    """The explained prompts of a run, with their numbers.
+
+    Parameters
+    ----------
+    run : Run
+        A loaded run.
+
+    Returns
+    -------
+    list of tuple of (int, PromptRun)
+        ``(number, result)`` per prompt whose status is ``"done"``, in run order; ``number`` is the prompt's place in
+        the run (``PromptRun.number``, else its place among the loaded prompts).
+    """
+    return [(result.number if getattr(result, "number", None) is not None else position, result)
+            for position, result in enumerate(run.prompts) if result.status == "done"]
+
+
 def summary_method(run, method: str | None = None) -> str:
-    """``method`` (checked), or the first method every explained prompt of ``run`` has.
+    """The method to summarise.
+
+    Parameters
+    ----------
+    run : Run
+        A loaded run.
+    method : str, optional
+        A method's name, checked; ``None``: the first method every explained prompt has.
+
+    Returns
+    -------
+    str
+        The method.
 
     Raises
     ------
@@ -241,6 +344,13 @@ def summary_method(run, method: str | None = None) -> str:
 def prompt_word_values(run, method: str) -> list[tuple[int, str, dict[str, float]]]:
     """Each explained prompt's seed-averaged word values, keyed by :func:`word_key`.
 
+    Parameters
+    ----------
+    run : Run
+        A loaded run.
+    method : str
+        A method run on every explained prompt.
+
     Returns
     -------
     list of tuple
@@ -248,15 +358,11 @@ def prompt_word_values(run, method: str) -> list[tuple[int, str, dict[str, float
         occurrences).
     """
     rows = []
-    for position, result in enumerate(run.prompts):
-        if result.status != "done":
-            continue
-        mean = result.values[method].mean(0)
+    for number, result in explained_prompts(run):
         grouped: dict[str, list[float]] = {}
-        for word, value in zip(result.words, mean):
+        for word, value in zip(result.words, result.values[method].mean(0)):
             grouped.setdefault(word_key(word), []).append(float(value))
-        index = result.number if getattr(result, "number", None) is not None else position
-        rows.append((index, result.prompt, {word: float(np.mean(v)) for word, v in grouped.items()}))
+        rows.append((number, result.prompt, {word: float(np.mean(v)) for word, v in grouped.items()}))
     return rows
 
 
@@ -285,17 +391,32 @@ def _class_rows(per_prompt, classes: dict, margin: float, level: float) -> list[
 
 
 def least_seed_agreement(run, method: str, k: int = 5) -> list[dict]:
-    """The ``k`` prompts whose word ranking agrees least across seeds (:func:`captum_diffusion.metrics.
-    seed_agreement`'s mean percent of ranks aligned over seed pairs, 0..100); prompts with one seed are skipped."""
+    """The prompts whose word ranking agrees least across seeds.
+
+    Parameters
+    ----------
+    run : Run
+        A loaded run.
+    method : str
+        A method run on every explained prompt.
+    k : int, optional
+        How many prompts.
+
+    Returns
+    -------
+    list of dict
+        At most ``k`` rows, least agreement first: ``prompt_index``, ``prompt``, ``n_seeds``, ``same_top`` and
+        ``percent_ranks_aligned`` (0..100: :func:`captum_diffusion.metrics.seed_agreement`'s mean over seed pairs).
+        Prompts with one seed are skipped.
+    """
     from captum_diffusion.metrics.agreement import seed_agreement
 
     rows = []
-    for position, result in enumerate(run.prompts):
-        if result.status != "done" or len(result.seeds) < 2:
+    for number, result in explained_prompts(run):
+        if len(result.seeds) < 2:
             continue
         agreement = seed_agreement(result.values[method], result.labels)
-        rows.append(dict(prompt_index=result.number if getattr(result, "number", None) is not None else position,
-                         prompt=result.prompt, n_seeds=len(result.seeds), same_top=agreement["same_top"],
+        rows.append(dict(prompt_index=number, prompt=result.prompt, n_seeds=len(result.seeds), same_top=agreement["same_top"],
                          percent_ranks_aligned=agreement["percent_ranks_aligned"]["mean"]))
     return sorted(rows, key=lambda row: (row["percent_ranks_aligned"], row["same_top"]))[:k]
 

@@ -38,8 +38,24 @@ SKIPPED = ("cache",)
 
 
 def tracking_uri(uri: str | os.PathLike | None = None) -> str:
-    """The tracking URI: ``uri`` as given when it has a scheme (``http://``, ``sqlite://``, ``file:``), else the
-    local folder ``uri`` (default :data:`DEFAULT_TRACKING_URI`) as an absolute ``file:`` URI."""
+    """The tracking URI of ``--mlflow [URI]``.
+
+    Parameters
+    ----------
+    uri : str or os.PathLike, optional
+        A URI with a scheme (``http://``, ``sqlite://``, ``file:``), or a local folder; default
+        :data:`DEFAULT_TRACKING_URI`.
+
+    Returns
+    -------
+    str
+        ``uri`` as given when it has a scheme, else the folder as an absolute ``file:`` URI.
+
+    Raises
+    ------
+    ValueError
+        For an empty ``uri``, naming ``--mlflow``.
+    """
     uri = DEFAULT_TRACKING_URI if uri is None else uri
     if not isinstance(uri, (str, os.PathLike)) or not str(uri).strip():
         raise ValueError(f"--mlflow must be a tracking URI or a folder, got {uri!r}")
@@ -50,7 +66,19 @@ def tracking_uri(uri: str | os.PathLike | None = None) -> str:
 
 
 def run_params(run) -> dict[str, str]:
-    """The run's settings as MLflow params (str values; see the module docstring)."""
+    """The run's settings as MLflow params.
+
+    Parameters
+    ----------
+    run : Run
+        A loaded run.
+
+    Returns
+    -------
+    dict of str to str
+        The manifest's ``config`` but the prompts (lists joined by spaces), ``model.spec`` / ``model.class``,
+        ``scorer.spec`` / ``scorer.class`` and ``n_prompts``.
+    """
     manifest = run.manifest
     params = {}
     for key, value in (manifest.get("config") or {}).items():
