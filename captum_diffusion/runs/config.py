@@ -40,6 +40,13 @@ SEGMENTERS = ("slic", "daam-kmeans", "sam:CHECKPOINT")
 #: of ``shap_adapters.text.AUTO_EXACT_WORDS`` (no sampler reached 90% ranks aligned below half the images at 10-12
 #: words; benchmarks/estimators.py), which is :data:`MAX_EXACT_WORDS` (``words.game``).
 DEFAULT_EXACT_WORDS = MAX_EXACT_WORDS
+#: ``--threads`` when neither it nor ``OMP_NUM_THREADS`` is given, on one process: torch's CPU threads. One,
+#: measured by ``benchmarks/overhead.py threads`` (ShapesWorld, batches of 8, 1 and 2 threads interleaved on 2 shared
+#: cores): see the README's "Threads".
+DEFAULT_THREADS = 1
+#: Fields that change how fast a run goes, not its results: left out of :meth:`RunConfig.settings`, so a run resumes
+#: under other values (the manifest records them in ``launch``).
+RUNTIME_FIELDS = ("threads",)
 #: Keys a JSON-lines prompt entry or a TOML ``prompts`` table may hold.
 PROMPT_KEYS = ("prompt", "seed", "seeds", "words")
 
@@ -133,7 +140,7 @@ class RunConfig:
     prompts : tuple of PromptSpec
         The prompts (strings are made ``PromptSpec``).
     model, clip, device, dtype, seeds, steps, guidance, size, max_sequence_length, words, attention, segments,
-    lime_samples, max_evals, batch_size, faithfulness
+    lime_samples, max_evals, batch_size, threads, faithfulness
         See each field's ``help``. ``size`` is pixels, square (one int) or ``(height, width)``; ``words=()`` means
         exact SHAP up to :data:`DEFAULT_EXACT_WORDS` words, else permutation sampling. ``"interactions"`` among
         ``words`` and ``faithfulness`` read every sub-prompt's payoff, so exact SHAP runs too (up to
@@ -166,6 +173,9 @@ class RunConfig:
     lime_samples: int = _option(200, "lime's perturbation samples (default 200)")
     max_evals: int | None = _option(None, "budget of the sampling methods (default: each library's)")
     batch_size: int = _option(8, "images per pipeline call (default 8)")
+    threads: int | None = _option(None, "torch CPU threads of each process (default: OMP_NUM_THREADS when set, one "
+                                  f"per process under a launcher, else {DEFAULT_THREADS}, measured by "
+                                  "benchmarks/overhead.py); not a setting of the results: a run resumes with any")
     faithfulness: bool = _option(False, "show the deletion curve of the word ranking beside random orders in the "
                                  "report (from exact SHAP's sub-prompts, no extra image)")
 
@@ -203,6 +213,7 @@ class RunConfig:
         set_("lime_samples", checks.int_at_least(self.lime_samples, 2, "lime_samples"))
         set_("max_evals", checks.optional_positive_int(self.max_evals, "max_evals"))
         set_("batch_size", checks.positive_int(self.batch_size, "batch_size"))
+        set_("threads", checks.optional_positive_int(self.threads, "threads"))
         if not isinstance(self.faithfulness, bool):
             raise TypeError(f"faithfulness must be a bool, got {type(self.faithfulness).__name__} "
                             f"{self.faithfulness!r}")
@@ -268,10 +279,12 @@ class RunConfig:
         Returns
         -------
         dict
-            The fields, tuples as lists, each prompt as ``{"prompt": ..., "seeds": [...], "words": [...]}`` without
+            The fields but :data:`RUNTIME_FIELDS`, tuples as lists, each prompt as ``{"prompt": ..., "seeds": [...], "words": [...]}`` without
             its ``None`` entries.
         """
         data = dataclasses.asdict(self)
+        for name in RUNTIME_FIELDS:
+            del data[name]
         data["prompts"] = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in p.items() if v is not None}
                            for p in data["prompts"]]
         return json.loads(json.dumps(data))

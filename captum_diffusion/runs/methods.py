@@ -34,7 +34,6 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from captum_diffusion.words.attribution import METHODS as CAPTUM_METHODS
 from captum_diffusion.words.game import MAX_EXACT_WORDS, WordGame
 
 if TYPE_CHECKING:  # pragma: no cover - annotations only
@@ -242,6 +241,20 @@ def _lime(f, config, seed, payoff_at=None):
 
 
 # ----------------------------------------------------------------------------------------------------- captum
+def captum_methods() -> dict:
+    """``words.attribution.METHODS``, captum's attribution classes by name, imported on first use (importing captum
+    takes seconds, and a run without a captum method never needs it)."""
+    from captum_diffusion.words.attribution import METHODS
+
+    return METHODS
+
+
+def __getattr__(name: str):
+    if name == "CAPTUM_METHODS":  # the name this module imported eagerly before
+        return captum_methods()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def _captum_samples(name: str, d: int, config) -> dict:
     """``n_samples`` for captum's sampled methods from ``max_evals`` (``{}``: captum's default)."""
     if config.max_evals is None or name not in ("shapley_sampling", "kernel_shap", "lime"):
@@ -254,7 +267,7 @@ def _captum(name: str) -> Runner:
         from captum_diffusion.words import WordAttribution
 
         options = _captum_samples(name, len(f.prompt.split()), config)
-        values = WordAttribution(CAPTUM_METHODS[name](f), seed=seed, progress=False).attribute(f.prompt, **options)
+        values = WordAttribution(captum_methods()[name](f), seed=seed, progress=False).attribute(f.prompt, **options)
         return np.asarray(values, dtype=np.float64).reshape(-1), _empty(f)
 
     run.__name__ = run.__qualname__ = f"captum_{name}"
@@ -270,7 +283,7 @@ def _captum_cost(name: str) -> Callable[[int, object], int]:
             return 2**d
         samples = _captum_samples(name, d, config).get("n_samples")
         if samples is None:
-            samples = inspect.signature(CAPTUM_METHODS[name].attribute).parameters["n_samples"].default
+            samples = inspect.signature(captum_methods()[name].attribute).parameters["n_samples"].default
         walked = samples * d if name == "shapley_sampling" else samples  # a permutation walks d prefixes
         return min(2**d, walked + 2)
 
@@ -297,7 +310,7 @@ _CAPTUM_WHY = {
     "kernel_shap": (True, f"coalitions {_SEEDED_RNG}; the fit never chooses samples"),
     "lime": (True, f"perturbations {_SEEDED_RNG}; the fit never chooses samples"),
 }
-for _name in CAPTUM_METHODS:
+for _name in _CAPTUM_WHY:  # the names of words.attribution.METHODS (captum is imported when one runs)
     _seeded, _why = _CAPTUM_WHY[_name]
     register(WordMethod(f"captum-{_name}", _captum(_name), True, _why, seeded=_seeded, cost=_captum_cost(_name)))
 
