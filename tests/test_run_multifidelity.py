@@ -101,6 +101,10 @@ def test_planning_records_what_does_not_depend_on_the_payoffs():
     assert len(plan.items[0]) == 2 + 2 * 9 and len(adaptive.items[0]) == 2 + 2 * 4
     assert set(adaptive.items[0]) < set(plan.items[0])
     assert [len(p) for p in adaptive.items_at.values()] == [31]
+    # 6 words at 0.25: the proxy (62 images at 1/4) leaves too little for two full pairs per size, so the full
+    # game is sampled alone: 16 of its 64 sub-prompts, no proxy image
+    cheap = plan_prompts(["a small red circle above squares"], **(options | {"budget": 0.25})).prompts[0]
+    assert len(cheap.items[0]) == 16 and sum(len(p) for p in cheap.items_at.values()) == 0
 
 
 @pytest.mark.parametrize("arguments, message", [

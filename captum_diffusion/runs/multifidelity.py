@@ -16,8 +16,9 @@ Choices made here (documented in the flags' help):
   ratio times the pixels ratio (an estimate: a proxy image also pays the fixed cost of decoding and scoring); the
   manifest reports the ratio measured on this run's own generations (``runs.cost``).
 - **Budget**: ``--budget`` (default :data:`DEFAULT_BUDGET`) is the fraction of exact's ``2**d`` images per seed,
-  in full-image equivalents. A prompt too short for the budget to pay the proxy plus two full pairs per coalition
-  size gets exact values (every sub-prompt in full, exact's cost), and the manifest says so.
+  in full-image equivalents. When it cannot pay the proxy plus two full pairs per coalition size, the full game
+  is sampled alone (no proxy image); when it cannot pay even that (short prompts), the values are exact (every
+  sub-prompt in full, exact's cost). The manifest says which, per prompt and seed (``stopped``).
 - **Planning**: the proxy's sub-prompts and the full pairs of the first allocation are drawn from the seed
   whatever the payoffs, so they are planned; with ``--until top-K`` the later rounds' full images depend on the
   payoffs and are generated while explaining (:func:`record` plans the requests that do not change with the
@@ -141,7 +142,6 @@ def run(f, config, seed: int, payoff_at=None):
     """
     from captum_diffusion.runs.methods import SeedEstimate
     from captum_diffusion.words import WordGame
-    from captum_diffusion.words.multifidelity import multifidelity_shapley
 
     game = WordGame(f, f.prompt)
     d = game.n_words
@@ -153,15 +153,7 @@ def run(f, config, seed: int, payoff_at=None):
     budget = DEFAULT_BUDGET if config.budget is None else config.budget
     top_k = parse_until(config.until)
     top_k = top_k if top_k is not None and top_k < d else None
-    try:
-        estimate = multifidelity_shapley(game, proxy, budget, proxy_cost=cost if proxy is not None else None,
-                                         seed=seed, until_top_k=top_k)
-        stopped = estimate.stopped
-    except ValueError as error:
-        if "too small" not in str(error):
-            raise
-        estimate = multifidelity_shapley(game, None, 1.0, seed=seed)  # every sub-prompt in full: exact's cost
-        stopped = f"exact: budget {budget:g} is too small for {d} words ({error})"
+    estimate, stopped = _within_budget(game, proxy, budget, cost, seed, top_k)
     proxy_images = estimate.cost.proxy_images + (1 if estimate.cost.proxy_images else 0)
     return SeedEstimate(
         values=np.asarray(estimate.values, dtype=np.float64), base=float(f([""])[0]),
@@ -171,6 +163,29 @@ def run(f, config, seed: int, payoff_at=None):
               "exact_images": 2**d, "planned_proxy_cost": float(cost), "proxy_cost_source": source,
               "proxy_settings": None if settings is None else settings.keywords(), "budget": budget,
               "stopped": stopped})
+
+
+def _within_budget(game, proxy, budget: float, cost: float, seed: int, top_k: int | None):
+    """``(ShapleyEstimate, why it stopped)`` within ``budget``: with the proxy; when the budget cannot pay the
+    proxy and two full pairs per coalition size, the full game's stratified paired sampler alone; when it cannot
+    pay even that, exact values (every sub-prompt in full: exact's cost)."""
+    from captum_diffusion.words.multifidelity import multifidelity_shapley
+
+    attempts = ([(proxy, cost)] if proxy is not None else []) + [(None, None)]
+    reasons = []
+    for game_proxy, proxy_cost in attempts:
+        try:
+            estimate = multifidelity_shapley(game, game_proxy, budget, proxy_cost=proxy_cost, seed=seed,
+                                             until_top_k=top_k)
+        except ValueError as error:
+            if "too small" not in str(error):
+                raise
+            reasons.append(str(error))
+            continue
+        note = "" if not reasons else f" (without the proxy: {reasons[0]})"
+        return estimate, estimate.stopped + note
+    estimate = multifidelity_shapley(game, None, 1.0, seed=seed)
+    return estimate, f"exact: budget {budget:g} is too small for {game.n_words} words ({reasons[-1]})"
 
 
 def record(f, config, seed: int, payoff_at=None) -> None:
