@@ -189,13 +189,17 @@ class ImageCache:
     failure turns the disk cache off with one warning instead of losing the run. The first ``ImageCache`` of a
     process that opens a folder removes the temporary files that killed writers left there.
 
-    Args:
-        directory: where to persist images (created if missing; a relative path is made absolute once, here);
-            ``None`` keeps them in memory only. A directory that cannot be created or written raises
-            ``ValueError`` here, before any generation; so does ``""``.
-        max_in_memory: keep at most this many images in memory, dropping the least recently used (they are
-            reloaded from ``directory`` when there is one, else generated again); ``None``: no limit.
-        read_only: only read ``directory`` (it must exist): nothing is written, removed or cleaned up there.
+    Parameters
+    ----------
+    directory : str or os.PathLike, optional
+        Where to persist images (created if missing; a relative path is made absolute once, here); ``None``
+        keeps them in memory only. A directory that cannot be created or written raises ``ValueError`` here,
+        before any generation; so does ``""``.
+    max_in_memory : int, optional
+        Keep at most this many images in memory, dropping the least recently used (they are reloaded from
+        ``directory`` when there is one, else generated again); ``None``: no limit.
+    read_only : bool
+        Only read ``directory`` (it must exist): nothing is written, removed or cleaned up there.
     """
 
     def __init__(self, directory=None, max_in_memory: int | None = None, *, read_only: bool = False):
