@@ -66,6 +66,14 @@ def test_a_small_run_stays_one_self_contained_file(tmp_path):
     assert "<script" not in page and 'src="data:image/png;base64,' in page
     assert not re.search(r'<img src="(?!data:)', page)  # every image inlined
     assert page.count('<section id="prompt-') == 3
+    # rendered from the files alone (load_run(..., images=False), what a large run needs): the same page
+    again = write_report(load_run(directory, images=False), tmp_path / "again.html").read_text()
+    assert _without_ids(again) == _without_ids(page)
+
+
+def _without_ids(page: str) -> str:
+    """The page without shap's random element ids (``_tp_...`` / ``_fb_...`` / ``_fs_...``)."""
+    return re.sub(r"_(tp|fb|fs)_[a-z]+", "_id", page)
 
 
 @pytest.mark.skipif(not browser_available(), reason="chromium and/or chromedriver are not installed")
