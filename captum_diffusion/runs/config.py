@@ -18,6 +18,7 @@ from captum_diffusion import checks
 from captum_diffusion.runs.methods import REGISTRY, WORD_METHODS
 from captum_diffusion.words import split_words
 from captum_diffusion.words.game import MAX_EXACT_WORDS
+from captum_diffusion.words.multifidelity import MAX_WORDS as MULTIFIDELITY_MAX_WORDS
 
 __all__ = ["PromptSpec", "RunConfig", "read_prompt_file", "read_config_file", "parse_size", "CONFIG_KEYS",
            "WORD_METHODS", "MAX_EXACT_WORDS", "DEFAULT_EXACT_WORDS"]
@@ -164,8 +165,10 @@ class RunConfig:
                                               "pipeline's own: 256, 512, 300)")
     words: tuple[str, ...] = _option((), f"word-attribution methods, several allowed: {', '.join(WORD_METHODS)} "
                                      f"(default: shap-exact up to {DEFAULT_EXACT_WORDS} words, shap-permutation "
-                                     f"above); add '{INTERACTIONS}' for the strongest word pairs in the report (exact "
-                                     "k-SII, from exact SHAP's sub-prompts)", metavar="METHOD")
+                                     f"above; with --budget below 1, shap-multifidelity up to "
+                                     f"{MULTIFIDELITY_MAX_WORDS} words); add '{INTERACTIONS}' for the strongest word "
+                                     "pairs in the report (exact k-SII, from exact SHAP's sub-prompts)",
+                                     metavar="METHOD")
     attention: str | None = _option(None, "attention maps (default: daam where the pipeline is a UNet, SD3, FLUX or "
                                     "PixArt one)", choices=ATTENTION_METHODS)
     segments: str | None = _option(None, "segment-by-word table: slic, daam-kmeans or sam:CHECKPOINT (default: off)",
@@ -178,6 +181,20 @@ class RunConfig:
                                   "benchmarks/overhead.py); not a setting of the results: a run resumes with any")
     faithfulness: bool = _option(False, "show the deletion curve of the word ranking beside random orders in the "
                                  "report (from exact SHAP's sub-prompts, no extra image)")
+    budget: float | None = _option(None, "shap-multifidelity: the share of exact SHAP's cost (2**d full images per "
+                                   "seed) it may spend, in full-image equivalents, in (0, 1] (default 0.5); given "
+                                   "below 1 without --words, shap-multifidelity is the default method. A prompt too "
+                                   "short for the budget gets exact values (the manifest shows each prompt's cost)")
+    until: str | None = _option(None, "shap-multifidelity, adaptive: 'top-K' adds full images where they separate "
+                                "the top K words best and stops once they are separated at level 0.95, or when "
+                                "--budget is spent (default: spend the budget)", metavar="top-K")
+    proxy_steps: int | None = _option(None, "shap-multifidelity: denoising steps of the cheap proxy images (default: "
+                                      "a quarter of the run's steps, rounded, at least 1)")
+    proxy_size: tuple[int, int] | None = _option(None, "shap-multifidelity: size of the proxy images in pixels, N or "
+                                                 "HxW (default: the run's)", type=parse_size)
+    proxy_cost: float | None = _option(None, "shap-multifidelity: a proxy image's time relative to a full one, used "
+                                       "to spend the budget, in (0, 1] (default: steps ratio x pixels ratio, an "
+                                       "estimate; the manifest reports the ratio measured in the run)")
 
     def __post_init__(self):
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 - frozen dataclass
@@ -217,9 +234,40 @@ class RunConfig:
         if not isinstance(self.faithfulness, bool):
             raise TypeError(f"faithfulness must be a bool, got {type(self.faithfulness).__name__} "
                             f"{self.faithfulness!r}")
+        self._check_multifidelity()
         from captum_diffusion.runs.limits import check_config
 
         check_config(self)  # what cannot run (too many words for exact SHAP, too few samples, ...): refused now
+
+    def _check_multifidelity(self) -> None:
+        """``--budget``, ``--until`` and the proxy's options: valid values, given only when shap-multifidelity runs
+        (``ValueError`` naming the flag)."""
+        from captum_diffusion.runs.multifidelity import NAME, parse_until, uses
+
+        set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 - frozen dataclass
+        if self.budget is not None:
+            set_("budget", checks.finite_number(self.budget, "budget (--budget)", low=0.0, high=1.0, low_open=True))
+        parse_until(self.until)
+        set_("proxy_steps", checks.optional_positive_int(self.proxy_steps, "proxy_steps (--proxy-steps)"))
+        if self.proxy_size is not None:
+            size = (self.proxy_size,) * 2 if not isinstance(self.proxy_size, (tuple, list)) else tuple(self.proxy_size)
+            if len(size) != 2:
+                raise ValueError(f"proxy_size (--proxy-size) must be N or HxW in pixels, got {self.proxy_size!r}")
+            set_("proxy_size", tuple(checks.positive_int(s, "proxy_size (--proxy-size)") for s in size))
+        if self.proxy_cost is not None:
+            set_("proxy_cost", checks.finite_number(self.proxy_cost, "proxy_cost (--proxy-cost)", low=0.0, high=1.0,
+                                                    low_open=True))
+        chosen = [m for m in self.words if m != INTERACTIONS]
+        flags = [flag for flag, value in (("--until", self.until), ("--proxy-steps", self.proxy_steps),
+                                          ("--proxy-size", self.proxy_size), ("--proxy-cost", self.proxy_cost),
+                                          ("--budget", self.budget if chosen else None)) if value is not None]
+        if flags and not uses(self):
+            raise ValueError(f"{', '.join(flags)} set {NAME}, which this run does not use: add {NAME} to --words "
+                             "(or give --budget below 1 without --words)")
+        if (self.proxy_steps is not None and self.steps is not None and self.proxy_size is None
+                and self.proxy_steps >= self.steps):
+            raise ValueError(f"proxy_steps (--proxy-steps) must be below steps (--steps {self.steps}) for a cheaper "
+                             f"proxy, got {self.proxy_steps}")
 
     def methods_for(self, n_words: int) -> tuple[str, ...]:
         """The word-attribution methods run on a prompt of ``n_words`` words.
@@ -239,6 +287,8 @@ class RunConfig:
         methods = tuple(m for m in self.words if m != INTERACTIONS)
         # pairs and deletion curves read every sub-prompt's payoff: exact SHAP scores them all
         every_subprompt = (INTERACTIONS in self.words or self.faithfulness) and n_words <= MAX_EXACT_WORDS
+        if not methods and self.budget is not None and self.budget < 1 and n_words <= MULTIFIDELITY_MAX_WORDS:
+            methods = ("shap-multifidelity",)
         if not methods:
             return ("shap-exact",) if n_words <= DEFAULT_EXACT_WORDS or every_subprompt else ("shap-permutation",)
         if every_subprompt and "shap-exact" not in methods:

@@ -45,15 +45,14 @@ def explain_prompt(spec: PromptSpec, config: RunConfig, model, cache_dir: Path, 
     progress : bool
         Progress bars.
     costs : dict, optional
-        Filled with ``{method: its cost over the seeds}`` for the methods that count theirs
-        (``runs.multifidelity.seeds_cost``: full and proxy images, exact's images, why each seed stopped).
+        Filled with ``{method: its images over the seeds}`` where the method counts them (``runs.cost``).
 
     Returns
     -------
     PromptRun
         ``values[method]`` and ``base_values[method]`` float64 ``(n_seeds, d)`` / ``(n_seeds,)``, ``payoffs``
-        ``(n_seeds,)``, images, scored sub-prompts, attention maps ``(n_seeds, n_words, H, W)`` and segments;
-        ``standard_errors[method]`` where the method states them (``runs.multifidelity.combine_seeds``).
+        ``(n_seeds,)``, images, scored sub-prompts, attention maps ``(n_seeds, n_words, H, W)``, segments, and
+        ``standard_errors[method]`` where the method states them.
     """
     words = split_words(spec.prompt)
     methods = config.methods_for(len(words))
