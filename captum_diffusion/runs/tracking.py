@@ -27,7 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["DEFAULT_TRACKING_URI", "EXPERIMENT", "tracking_uri", "run_params", "run_metrics", "log_run"]
+__all__ = ["DEFAULT_TRACKING_URI", "EXPERIMENT", "tracking_uri", "check_tracking", "run_params", "run_metrics",
+           "log_run"]
 
 #: ``--mlflow`` with no URI: a file store in the current folder.
 DEFAULT_TRACKING_URI = "./mlruns"
@@ -63,6 +64,34 @@ def tracking_uri(uri: str | os.PathLike | None = None) -> str:
     if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", text) and not re.match(r"^[A-Za-z]:[\\/]", text):
         return text
     return Path(text).expanduser().resolve().as_uri()
+
+
+def check_tracking(uri: str | os.PathLike | None = None) -> str:
+    """Check, before a run starts, that it can be logged: the URI is valid and the mlflow client is installed.
+
+    Parameters
+    ----------
+    uri : str or os.PathLike, optional
+        As for :func:`tracking_uri`.
+
+    Returns
+    -------
+    str
+        The tracking URI (:func:`tracking_uri`).
+
+    Raises
+    ------
+    ValueError
+        For an empty ``uri``.
+    ImportError
+        When ``mlflow`` is not installed (naming the extra to install).
+    """
+    import importlib.util
+
+    uri = tracking_uri(uri)
+    if importlib.util.find_spec("mlflow") is None:
+        raise ImportError("--mlflow needs the mlflow client: pip install 'diffusion-explain[mlflow]'")
+    return uri
 
 
 def run_params(run) -> dict[str, str]:
