@@ -2,6 +2,8 @@
 
 - ``config``: what a run is asked to do (``RunConfig``, prompt files, TOML); the CLI's options are its fields;
 - ``methods``: the word-attribution methods, one registry (runner, planned or not and why, seeded, cost);
+- ``multifidelity``: ``shap-multifidelity`` (cheap proxy images for every sub-prompt, full images for a few, with
+  standard errors); ``cost``: the manifest's cost in full-image equivalents beside exact's;
 - ``models``: the model and scorer a run loads, and the generation settings they give;
 - ``plan``: the images a run needs, deduplicated and packed in batches (each with its generation settings);
 - ``fill``: filling the image cache with the plan, split between the processes;
