@@ -133,7 +133,7 @@ def payoff_identity(run) -> dict:
     Parameters
     ----------
     run : Run
-        A loaded run.
+        One of the runs to compare.
 
     Returns
     -------

@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import string
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -105,7 +105,7 @@ def default_word_classes(run) -> dict[str, tuple[str, ...]]:
     Parameters
     ----------
     run : Run
-        A loaded run.
+        The run; its manifest names the model.
 
     Returns
     -------
@@ -187,9 +187,9 @@ class Summary:
     n_prompts: int
     level: float
     margin: float
-    words: list[dict] = field(default_factory=list)
-    classes: list[dict] = field(default_factory=list)
-    unstable: list[dict] = field(default_factory=list)
+    words: list[dict]
+    classes: list[dict]
+    unstable: list[dict]
 
     @property
     def test(self) -> str:
@@ -298,7 +298,7 @@ def explained_prompts(run) -> list[tuple[int, object]]:
     Parameters
     ----------
     run : Run
-        A loaded run.
+        A loaded run, whole or partial (an interrupted run leaves prompts out).
 
     Returns
     -------
@@ -396,9 +396,9 @@ def least_seed_agreement(run, method: str, k: int = 5) -> list[dict]:
     Parameters
     ----------
     run : Run
-        A loaded run.
+        A loaded run; prompts with one seed are skipped.
     method : str
-        A method run on every explained prompt.
+        The method whose rankings are compared between seeds.
     k : int, optional
         How many prompts.
 

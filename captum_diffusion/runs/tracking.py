@@ -100,7 +100,7 @@ def run_params(run) -> dict[str, str]:
     Parameters
     ----------
     run : Run
-        A loaded run.
+        The run whose manifest is read.
 
     Returns
     -------
