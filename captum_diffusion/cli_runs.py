@@ -52,6 +52,11 @@ def run_run_command(args: argparse.Namespace) -> str:
     -------
     str
         The summary's tables (or JSON), or the path of the page / table written.
+
+    Raises
+    ------
+    ValueError
+        For bad input (naming the option), or ``--format parquet`` without pyarrow.
     """
     if args.command == "summary":
         from captum_diffusion.runs.summary import summarize
@@ -69,4 +74,7 @@ def run_run_command(args: argparse.Namespace) -> str:
                 f"{len(comparison.only_b)} only in B\n{page}")
     from captum_diffusion.runs.export import export_run
 
-    return str(export_run(args.directory, args.out, format=args.format))
+    try:
+        return str(export_run(args.directory, args.out, format=args.format))
+    except ImportError as error:  # parquet without pyarrow: the user's choice of --format, exit code 2
+        raise ValueError(str(error)) from None
