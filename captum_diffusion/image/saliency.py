@@ -6,7 +6,7 @@ returns them with the image, the words and their scores as a :class:`SaliencyRes
 convention: ``attribute`` gives captum's tensor, ``explain`` the rich result). The scorer is any
 ``protocols.GradientScorer``: transformers CLIP (``CLIPSimilarity``) or open_clip (``OpenCLIPSimilarity``).
 
-- ``"saliency"``: ``captum.attr.Saliency`` (|gradient|), channels summed.
+- ``"saliency"``: ``captum.attr.Saliency`` (the absolute gradient), channels summed.
 - ``"integrated_gradients"``: ``captum.attr.IntegratedGradients`` from a constant baseline image, channels summed
   (signed; completeness: the map sums to the similarity change from the baseline).
 - ``"smoothgrad"``: ``captum.attr.NoiseTunnel(Saliency)`` with ``nt_type="smoothgrad"``.

@@ -23,6 +23,7 @@ from captum_diffusion.shapes_world.world import (ALL_PROMPTS, COLOURS, FUNCTION_
                                                  IMAGE_SIZE, PAIR_PROMPTS, POSITION_PROMPTS, POSITIONS, SHAPES,
                                                  SINGLE_PROMPTS, TRAIN_PROMPTS, VOCABULARY, DetectedObject,
                                                  ObjectSpec, Rendering, analyse, parse_prompt, render)
+from captum_diffusion.generation.settings import GenerationSettings
 from captum_diffusion.shapes_world.gan import GAN_DIR, gan_weights_available, load_shapes_world_gan
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -37,24 +38,28 @@ TEXT_TEMPLATE = "a {} and a"
 
 
 @dataclass(frozen=True)
-class GenerationSettings:
-    """Default generation settings of the shipped model: DPM-Solver++ steps, guidance scale, seed, size."""
+class ShapesWorldSettings(GenerationSettings):
+    """Default generation settings of the shipped model: the core ``GenerationSettings`` (DPM-Solver++ steps,
+    guidance scale, size in pixels) with the shipped model's values, plus the image seed."""
 
     num_inference_steps: int = 10
     guidance_scale: float = 5.0
-    seed: int = 0
     height: int = IMAGE_SIZE
     width: int = IMAGE_SIZE
+    seed: int = 0
 
     def pipeline_kwargs(self) -> dict:
-        """Keyword arguments for ``pipeline(prompt, **kwargs)`` (everything but the seed)."""
-        return dict(num_inference_steps=self.num_inference_steps, guidance_scale=self.guidance_scale,
-                    height=self.height, width=self.width)
+        """Keyword arguments for ``pipeline(prompt, **kwargs)`` (everything but the seed and unset settings)."""
+        return self.keywords()
+
+    def keywords(self) -> dict:
+        """The pipeline keywords that are set (the seed is not one)."""
+        return {name: value for name, value in super().keywords().items() if name != "seed"}
 
 
-DEFAULT_GENERATION = GenerationSettings()
+DEFAULT_GENERATION = ShapesWorldSettings()
 #: Default generation settings of the shipped transformer (flow-matching Euler steps, guidance scale).
-TRANSFORMER_GENERATION = GenerationSettings(num_inference_steps=20, guidance_scale=5.0)
+TRANSFORMER_GENERATION = ShapesWorldSettings(num_inference_steps=20, guidance_scale=5.0)
 #: Each family's default generation settings.
 FAMILY_GENERATION = {"unet": DEFAULT_GENERATION, "transformer": TRANSFORMER_GENERATION}
 
@@ -133,7 +138,7 @@ def load_shapes_world_scorer(device=None, dtype=None, *, model=None, processor=N
 
 __all__ = [
     "ALL_PROMPTS", "COLOURS", "CLIP_DIR", "DEFAULT_GENERATION", "DetectedObject", "FUNCTION_WORDS",
-    "FAMILY_DIRS", "FAMILY_GENERATION", "GenerationSettings", "HELD_OUT_PROMPTS", "IMAGE_SIZE", "ObjectSpec", "PAIR_PROMPTS", "PIPELINE_DIR",
+    "FAMILY_DIRS", "FAMILY_GENERATION", "ShapesWorldSettings", "HELD_OUT_PROMPTS", "IMAGE_SIZE", "ObjectSpec", "PAIR_PROMPTS", "PIPELINE_DIR",
     "POSITION_PROMPTS", "POSITIONS", "Rendering", "SHAPES", "SINGLE_PROMPTS", "TEXT_TEMPLATE", "TRAIN_PROMPTS", "TRANSFORMER_DIR", "TRANSFORMER_GENERATION", "VOCABULARY",
     "analyse", "load_shapes_world", "load_shapes_world_scorer", "parse_prompt", "render", "weights_available",
     "GAN_DIR", "gan_weights_available", "load_shapes_world_gan",

@@ -39,7 +39,7 @@ and the standard error adds the between-seed variance of the per-seed values (th
 expected value over seeds) to the sampling variance (the uncertainty about the seed-averaged game's value).
 
 Cost is counted in *full-image equivalents*: full images plus proxy images times their measured cost ratio
-(``proxy_cost``, e.g. 0.26 for 2 of 10 DPM-Solver steps on ShapesWorld, measured), against exact's ``2**d * n_seeds``.
+(``proxy_cost``, e.g. 0.26 for 2 of 10 DPM-Solver steps on ShapesWorld, measured), against exact's ``2**d * n_seeds``::
 
     from captum_diffusion.words.multifidelity import multifidelity_shapley
 
@@ -47,8 +47,7 @@ Cost is counted in *full-image equivalents*: full images plus proxy images times
     result.values, result.standard_errors, result.intervals()        # (d,), (d,), (d, 2)
     result.cost.full_image_equivalents, result.cost.fraction_of_exact
     result.statement(word_labels(words))                            # "top-3 words (...) certain at 95% ..."
-    multifidelity_shapley(full_game, None, 0.25, until_top_k=3).stopped   # "top-3 separated at 95%" or
-                                                                           # "budget spent"
+    multifidelity_shapley(full_game, None, 0.25, until_top_k=3).stopped   # "top-3 separated at 95%", ...
 """
 from __future__ import annotations
 
