@@ -254,7 +254,8 @@ def test_killed_run_resumes_to_the_same_results(tmp_path):
     subprocess.run([*command, "--out", str(killed)], check=True, capture_output=True)
     fresh = tmp_path / "fresh"
     quiet = subprocess.run([*command, "--out", str(fresh)], check=True, capture_output=True, text=True)
-    assert quiet.stdout == quiet.stderr == ""                 # --quiet: no bars, no loading messages, no warnings
+    assert quiet.stdout == f"{fresh / 'report.html'}\n"       # --quiet: the report's path alone
+    assert quiet.stderr == ""                                  # no bars, no loading messages, no warnings
     resumed, reference = load_run(killed), load_run(fresh)
     generated = resumed.manifest["counts"]["images_generated"]
     assert generated + on_disk == reference.manifest["counts"]["images_generated"] == unique
@@ -306,8 +307,8 @@ def test_report_of_a_saved_run_in_chromium(saved):
 
 
 def test_max_sequence_length_sets_the_t5_limit_of_a_run(tmp_path, capsys):
-    """--max-sequence-length reaches generation and the token check of a T5 pipeline (a prompt over it fails
-    naming the whole prompt, the others are explained); a pipeline without T5 refuses it before writing anything."""
+    """--max-sequence-length reaches generation and the token check of a T5 pipeline (a prompt over it is refused
+    before anything is written, naming the whole prompt); a pipeline without T5 refuses it before writing too."""
     from captum_diffusion.testing import tiny_clip, tiny_pixart
 
     tiny_pixart().save_pretrained(tmp_path / "pixart")
@@ -316,14 +317,14 @@ def test_max_sequence_length_sets_the_t5_limit_of_a_run(tmp_path, capsys):
     processor.save_pretrained(tmp_path / "clip")
     short, long = "a red circle", "a red circle and a blue square"  # 4 and 9 T5 tokens with the end token
     out = tmp_path / "run"
-    assert main(["explain", short, long, "--model", str(tmp_path / "pixart"), "--clip", str(tmp_path / "clip"),
-                 "--max-sequence-length", "6", "--attention", "none", "--steps", "2", "--size", "32",
-                 "--out", str(out), "--quiet"]) == 1
-    manifest = json.loads((out / MANIFEST).read_text())
-    assert manifest["config"]["max_sequence_length"] == 6
-    done, failed = manifest["prompts"]
-    assert done["status"] == "done" and failed["status"] == "failed"
-    assert f"prompt {long!r} is 9 tokens long" in failed["error"] and "at most 6 (max_sequence_length)" in failed["error"]
+    pixart = ["--model", str(tmp_path / "pixart"), "--clip", str(tmp_path / "clip"), "--max-sequence-length", "6",
+              "--attention", "none", "--steps", "2", "--size", "32", "--out", str(out), "--quiet"]
+    capsys.readouterr()
+    assert main(["explain", short, long, *pixart]) == 2 and not out.exists()
+    error = capsys.readouterr().err
+    assert f"prompt {long!r} is 9 tokens long" in error and "at most 6 (max_sequence_length)" in error
+    assert main(["explain", short, *pixart]) == 0
+    assert json.loads((out / MANIFEST).read_text())["config"]["max_sequence_length"] == 6
     assert load_run(out)[0].values["shap-exact"].shape == (1, 3)
     unet_out = tmp_path / "unet"
     assert main(["explain", short, "--max-sequence-length", "20", "--out", str(unet_out), "--quiet"]) == 2
