@@ -13,6 +13,7 @@ is mostly between-seed variance from 4 seeds).
 """
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import numpy as np
@@ -23,16 +24,22 @@ from captum_diffusion import checks
 def quantile(level: float = 0.95, degrees_of_freedom=np.inf) -> np.ndarray:
     """Two-sided critical value of a ``level`` interval: normal where ``degrees_of_freedom`` is ``inf``, Student
     t elsewhere. ``degrees_of_freedom``: scalar or array (positive); returns an array of its shape."""
-    from scipy import stats
-
     level = checks.finite_number(level, "level", low=0.0, high=1.0, low_open=True)
     if level >= 1.0:
         raise ValueError(f"level must lie in (0, 1), got {level!r}")
     df = np.asarray(degrees_of_freedom, dtype=np.float64)
     if np.any(~(df > 0)):
         raise ValueError(f"degrees_of_freedom must be positive (inf for a normal interval), got {degrees_of_freedom}")
+    unique, where = np.unique(df, return_inverse=True)  # few distinct dfs: scipy's ppf is slow per call
+    return np.array([_critical_value(level, float(v)) for v in unique])[where].reshape(df.shape)
+
+
+@functools.lru_cache(maxsize=1024)
+def _critical_value(level: float, degrees_of_freedom: float) -> float:
+    from scipy import stats
+
     upper = 0.5 + level / 2
-    return np.where(np.isinf(df), stats.norm.ppf(upper), stats.t.ppf(upper, np.where(np.isinf(df), 1.0, df)))
+    return float(stats.norm.ppf(upper) if np.isinf(degrees_of_freedom) else stats.t.ppf(upper, degrees_of_freedom))
 
 
 def _estimate(values, standard_errors, degrees_of_freedom=np.inf) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
