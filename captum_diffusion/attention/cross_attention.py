@@ -85,6 +85,14 @@ class UNetFamily(CrossAttentionFamily):
     denoiser_attribute = "unet"
     text_key_kinds = ("CLIP",)
     text_argument_position = 2  # unet(sample, timestep, encoder_hidden_states)
+    size_explanation = "diffusers' UNet pipelines check multiples of 8, and of its vae_scale_factor"
+
+    def size_multiple(self) -> int | None:
+        """Multiples of 8 (diffusers' Stable Diffusion pipelines refuse others in ``check_inputs``) and of the VAE
+        factor."""
+        import math
+
+        return math.lcm(8, self.vae_scale_factor or 8)
 
     @classmethod
     def matches(cls, pipeline) -> bool:
