@@ -275,9 +275,10 @@ def _damage_note(run) -> int:
 
 
 def _explain(args: argparse.Namespace, argv: list[str]) -> int:
-    """``diffusion-explain explain``: validate, run on this process (one of a launched job or alone), summarise."""
-    if args.quiet:
-        quiet_libraries()
+    """``diffusion-explain explain``: validate, run on this process (one of a launched job or alone), summarise.
+
+    Bad input is refused before diffusers, transformers or the model are imported (reading the options imports
+    neither), so it costs a fraction of a second."""
     from captum_diffusion.runs.distributed import OtherRankFailed, is_main_rank, leave_process_group
 
     try:
@@ -288,11 +289,13 @@ def _explain(args: argparse.Namespace, argv: list[str]) -> int:
         if isinstance(error, TypeError):  # a wrong type in --config: still the user's input
             raise ValueError(str(error)) from None
         raise
-    from captum_diffusion.runs.execute import explain_run
+    if args.quiet:
+        quiet_libraries()
+    from captum_diffusion.runs.execute import explain_run, seconds_since_process_start
 
     try:  # one process, or each process of `accelerate launch ... -m captum_diffusion explain ...`
         run = explain_run(config, out, command=["diffusion-explain", *argv], force=args.force,
-                          progress=not args.quiet, resume=args.resume)
+                          progress=not args.quiet, resume=args.resume, startup_seconds=seconds_since_process_start())
     except OtherRankFailed as stopped:  # another process failed and printed its error
         return stopped.exit_code
     finally:

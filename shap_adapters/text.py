@@ -13,6 +13,7 @@ Use :class:`WordPartitionMasker` (words grouped by adjacency) for ``algorithm="p
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal, Sequence
 
 import numpy as np
@@ -30,6 +31,61 @@ from captum_diffusion.words.game import MAX_EXACT_WORDS  # largest prompt (in wo
 AUTO_EXACT_WORDS = MAX_EXACT_WORDS
 
 ALGORITHMS = ("auto", "exact", "permutation", "partition")
+
+
+def cache_shap_compilation(cache_dir=None) -> Path | None:
+    """Keep shap's numba-compiled helpers on disk, so a new process loads them instead of compiling them again.
+
+    shap compiles a few ``@njit`` functions (its masked model, tabular masker, exact explainer and links) on first
+    use in every process, about 10 s of CPU per cold run, because they are declared without ``cache=True``. This
+    turns numba's own on-disk cache on for every numba function of the imported shap modules, in a per-user folder.
+    numba keys each entry by the source file's content hash and the machine, so a shap upgrade or another CPU
+    compiles afresh. Functions taking shap's ``link`` (a numba function passed as an argument) are left out: numba
+    types that argument by its identity, so their entry would never match in a new process and each process would
+    add one to the folder. It is called once, when this module is imported; anything that fails leaves shap as it
+    is.
+
+    Parameters
+    ----------
+    cache_dir : str or Path, optional
+        The folder (default: ``$NUMBA_CACHE_DIR`` when set, else ``$XDG_CACHE_HOME/diffusion-explain/numba``,
+        i.e. ``~/.cache/diffusion-explain/numba``).
+
+    Returns
+    -------
+    Path or None
+        The folder the compiled functions are kept in, or ``None`` when caching could not be turned on (numba
+        missing or changed, an unwritable folder): shap then compiles in each process, as without this.
+    """
+    import inspect
+    import os
+    import sys
+
+    try:
+        from numba.core import config as numba_config
+        from numba.core.dispatcher import Dispatcher
+
+        folder = Path(cache_dir or os.environ.get("NUMBA_CACHE_DIR")
+                      or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "diffusion-explain"
+                      / "numba").expanduser()
+        folder.mkdir(parents=True, exist_ok=True)
+        dispatchers = {id(obj): obj for name, module in list(sys.modules.items())
+                       if (name == "shap" or name.startswith("shap.")) and module is not None
+                       for obj in list(vars(module).values()) if isinstance(obj, Dispatcher)}
+        before, numba_config.CACHE_DIR = numba_config.CACHE_DIR, str(folder)
+        try:  # numba's locator reads CACHE_DIR when the cache is made; other numba users keep their setting
+            for dispatcher in dispatchers.values():
+                if "link" not in inspect.signature(dispatcher.py_func).parameters:
+                    dispatcher.enable_caching()
+        finally:
+            numba_config.CACHE_DIR = before
+        return folder
+    except Exception:  # noqa: BLE001 - a speed-up only: shap works the same without it
+        return None
+
+
+#: Where shap's compiled helpers are kept (:func:`cache_shap_compilation`); ``None`` when they are not.
+SHAP_COMPILATION_CACHE = cache_shap_compilation()
 
 
 def word_clustering(n_words: int) -> np.ndarray:

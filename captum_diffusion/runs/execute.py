@@ -16,6 +16,7 @@ import shutil
 import sys
 import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -136,7 +137,7 @@ def versions() -> dict[str, str]:
 
 def explain_run(config: RunConfig, out, *, command: list[str] | None = None, force: bool = False,
                 progress: bool = True, report: bool = True, prompts_per_wave: int | None = None, state=None,
-                resume: bool = False) -> Run:
+                resume: bool = False, startup_seconds: float | None = None) -> Run:
     """Explain every prompt of ``config`` and save the run in ``out`` (see ``captum_diffusion.runs.store``), on
     one process or on every process of an ``accelerate launch`` / ``torchrun`` job (the same code: one rank).
 
@@ -175,6 +176,9 @@ def explain_run(config: RunConfig, out, *, command: list[str] | None = None, for
         The processes (default: the current state).
     resume : bool
         Require a run with the same settings in ``out`` (``--resume``): refuse a folder without one.
+    startup_seconds : float, optional
+        Seconds from the process's start to this call (imports, reading the options), for the manifest's
+        breakdown (the CLI passes :func:`seconds_since_process_start`); ``None`` from the API.
 
     Returns
     -------
@@ -185,18 +189,27 @@ def explain_run(config: RunConfig, out, *, command: list[str] | None = None, for
 
     run = _Launch(config, Ranks(state), Path(out).expanduser().resolve(), time.perf_counter(),
                   prompts_per_wave or None, list(sys.argv if command is None else command), progress)
-    run.force, run.resume = force, resume
+    run.force, run.resume, run.breakdown = force, resume, {"startup": startup_seconds}
     try:
-        _check_folder(run, out, force)
-        _load_model(run)
-        _write_manifest(run)
-        _plan(run)
-        _check_agreement(run)
-        _run_waves(run)
-        return _finish(run, report)
+        return _phases(run, out, report)
     finally:
         if run.lock is not None:
             run.lock.release()
+
+
+def _phases(run: "_Launch", out, report: bool) -> Run:
+    """The phases of :func:`explain_run` in order, on this process, each timed into ``run.breakdown``."""
+    run.threads = apply_threads(run.config.threads, run.ranks.size)
+    with _timed(run, "load"):
+        _check_folder(run, out, run.force)
+        _load_model(run)
+    with _timed(run, "write"):
+        _write_manifest(run)
+    with _timed(run, "plan"):
+        _plan(run)
+        _check_agreement(run)
+    _run_waves(run)
+    return _finish(run, report)
 
 
 @dataclass
@@ -218,6 +231,8 @@ class _Launch:
     force: bool = False
     resume: bool = False
     lock: object = None
+    breakdown: dict = field(default_factory=dict)
+    threads: dict = field(default_factory=dict)
 
     @property
     def show(self) -> bool:
@@ -262,7 +277,7 @@ def _write_manifest(run: _Launch) -> None:
                 shutil.rmtree(folder / "prompts")
             manifest = _manifest(config, run.model, run.command, _previous_manifest(folder) if run.resuming else None)
             manifest["launch"] = {"id": uuid.uuid4().hex, "processes": run.ranks.size,
-                                  "prompts_per_wave": run.prompts_per_wave or run.ranks.size}
+                                  "prompts_per_wave": run.prompts_per_wave or run.ranks.size, "threads": run.threads}
             manifest["timings"]["model_load_seconds"] = load_seconds
             pending = settle_prompts(folder, config)  # damaged prompts are redone
             manifest["counts"]["prompts_resumed"] = len(config.prompts) - len(pending)
@@ -317,9 +332,10 @@ def _run_waves(run: _Launch) -> None:
     with tqdm(total=n_prompts, initial=n_prompts - len(pending), desc="prompts", unit="prompt",
               disable=not run.show) as bar:
         for wave in waves:
-            filled = fill_cache(run.plan, run.folder / "cache", model=run.model, batches=wave.batches, ranks=ranks,
-                                progress=run.show)
-            with ranks.phase("explain") as phase:
+            with _timed(run, "generate"):
+                filled = fill_cache(run.plan, run.folder / "cache", model=run.model, batches=wave.batches,
+                                    ranks=ranks, progress=run.show)
+            with _timed(run, "explain"), ranks.phase("explain") as phase:
                 phase.payload = _explain_wave(run, wave.prompts[ranks.rank::ranks.size]) | {"fill": filled["rank"]}
             if ranks.is_main:
                 _add_wave(run.manifest, phase.records, filled, run.started)
@@ -353,17 +369,23 @@ def _explain_wave(run: _Launch, numbers) -> dict:
 
 def _finish(run: _Launch, report: bool) -> Run:
     """Phase "report": the main process closes the manifest, loads the run and writes ``report.html``."""
-    loaded = None
+    loaded, tick = None, time.perf_counter()
     with run.ranks.phase("report"):
         if run.ranks.is_main:
-            run.manifest["timings"]["finished"] = _now()
-            run.manifest["timings"]["seconds"] = round(time.perf_counter() - run.started, 3)
+            timings = run.manifest["timings"]
+            timings["finished"] = _now()
+            timings["seconds"] = round(time.perf_counter() - run.started, 3)
+            timings["breakdown"] = breakdown(run.breakdown, time.perf_counter() - run.started)
             write_json(run.folder / MANIFEST, run.manifest)
             loaded = load_run(run.folder)
             if report:
                 from captum_diffusion.runs.render import write_report
 
                 write_report(loaded)
+            run.breakdown["write"] = run.breakdown.get("write", 0.0) + time.perf_counter() - tick
+            elapsed = time.perf_counter() - run.started
+            timings["seconds"], timings["breakdown"] = round(elapsed, 3), breakdown(run.breakdown, elapsed)
+            write_json(run.folder / MANIFEST, run.manifest)  # again, with the report's time
     return loaded if loaded is not None else Run(run.folder, read_manifest(run.folder), [])
 
 
@@ -413,6 +435,98 @@ def _add_wave(manifest: dict, records: list[dict], filled: dict, started: float)
     add_timings(manifest.setdefault("cost", {}), [record["fill"] for record in records])
     summarise(manifest)  # full-image equivalents per prompt and in total (runs.cost)
     manifest["timings"]["seconds"] = round(time.perf_counter() - started, 3)
+
+
+@contextmanager
+def _timed(run: _Launch, part: str):
+    """Add the seconds spent in the ``with`` block to ``run.breakdown[part]``."""
+    tick = time.perf_counter()
+    try:
+        yield
+    finally:
+        run.breakdown[part] = run.breakdown.get(part, 0.0) + time.perf_counter() - tick
+
+
+#: The parts of a run's time in the manifest's ``timings["breakdown"]``, in order.
+BREAKDOWN = ("startup", "load", "plan", "generate", "explain", "write")
+
+
+def breakdown(parts: dict, run_seconds: float) -> dict:
+    """Where a launch's time went, as the manifest records it (``timings["breakdown"]``, seconds).
+
+    Parameters
+    ----------
+    parts : dict
+        Seconds by part of :data:`BREAKDOWN` (``startup`` may be ``None``: unknown, the run started from the API).
+    run_seconds : float
+        Seconds from the start of :func:`explain_run` to now.
+
+    Returns
+    -------
+    dict
+        ``startup`` (process start to :func:`explain_run`, imports included), ``load`` (checking ``--out``,
+        importing and loading the model and scorer), ``plan``, ``generate`` (filling the image cache with the
+        planned images), ``explain`` (scoring, explainers, attention maps, images the plan could not foresee, each
+        prompt's folder), ``write`` (the manifest and the report), ``other`` (the rest: waiting for other
+        processes, progress bars), ``total`` (``startup`` + the run), all rounded to milliseconds; one process's
+        view (the main one's).
+    """
+    found = {part: (None if parts.get(part) is None else round(parts[part], 3)) for part in BREAKDOWN}
+    counted = sum(value for part, value in found.items() if value is not None and part != "startup")
+    found["other"] = round(max(run_seconds - counted, 0.0), 3)
+    found["total"] = round(run_seconds + (parts.get("startup") or 0.0), 3)
+    return found
+
+
+def seconds_since_process_start() -> float | None:
+    """Seconds since this process started (Linux: ``/proc/self/stat``, 10 ms resolution); ``None`` elsewhere.
+
+    Returns
+    -------
+    float or None
+        The process's age, interpreter start-up and imports included.
+    """
+    try:
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        started = int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22 of stat(5): start time after boot, ticks
+        return max(time.clock_gettime(time.CLOCK_BOOTTIME) - started, 0.0)
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+
+
+def apply_threads(threads: int | None, processes: int = 1) -> dict:
+    """Set torch's CPU threads for a run and say where the number came from (the manifest's ``launch.threads``).
+
+    Parameters
+    ----------
+    threads : int, optional
+        ``--threads``; ``None``: ``OMP_NUM_THREADS`` when set (torch reads it), else one thread per process under a
+        launcher (``processes > 1``), else :data:`runs.config.DEFAULT_THREADS` (at most the CPUs available).
+    processes : int
+        Processes of the run (``runs.distributed.Ranks.size``).
+
+    Returns
+    -------
+    dict
+        ``{"torch": threads torch now uses, "source": "--threads" | "OMP_NUM_THREADS" | "one per process" |
+        "default", "cpus": CPUs this process may run on}``.
+    """
+    import torch
+
+    from captum_diffusion.runs.config import DEFAULT_THREADS
+
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if threads is not None:
+        chosen, source = threads, "--threads"
+    elif os.environ.get("OMP_NUM_THREADS"):
+        chosen, source = None, "OMP_NUM_THREADS"
+    elif processes > 1:
+        chosen, source = 1, "one per process"
+    else:
+        chosen, source = min(DEFAULT_THREADS, cpus), "default"
+    if chosen is not None:
+        torch.set_num_threads(chosen)
+    return {"torch": torch.get_num_threads(), "source": source, "cpus": cpus}
 
 
 def _now() -> str:
