@@ -159,8 +159,10 @@ def test_prompt_score_bad_input(generator, clip):
     def nan_for_second(images, reference):
         return np.array([0.5, np.nan, 0.5][: len(images)])
 
-    with pytest.raises(ValueError, match=r"NaN for sub-prompt\(s\) \['red'\]"):
+    with pytest.raises(ValueError, match=r"NaN or inf for sub-prompt\(s\) \['red'\]"):
         PromptScore(generator, nan_for_second, "a red circle")(["", "red", "circle"])
+    with pytest.raises(ValueError, match=r"NaN or inf for sub-prompt\(s\) \['circle'\]"):  # inf, as NaN
+        PromptScore(generator, lambda images, ref: np.full(len(images), np.inf), "a red circle")(["circle"])
     with pytest.raises(ValueError, match=r"shape \(2, 2\)"):
         PromptScore(generator, lambda images, ref: np.zeros((2, 2)), "a red circle")(["", "red"])
     with pytest.raises(ValueError, match="reference"):
