@@ -147,7 +147,7 @@ def test_proxy_settings_and_their_estimated_cost():
         0.3, "--proxy-cost")
     with pytest.raises(ValueError, match="pass --steps or --proxy-steps"):
         proxy_for(config, GenerationSettings())
-    assert (default_proxy_steps(1), default_proxy_steps(10), default_proxy_steps(50)) == (1, 3, 13)
+    assert (default_proxy_steps(1), default_proxy_steps(10), default_proxy_steps(50)) == (1, 2, 12)
     assert parse_until("top-3") == 3 and parse_until(None) is None
 
 

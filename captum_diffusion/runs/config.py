@@ -189,7 +189,7 @@ class RunConfig:
                                 "the top K words best and stops once they are separated at level 0.95, or when "
                                 "--budget is spent (default: spend the budget)", metavar="top-K")
     proxy_steps: int | None = _option(None, "shap-multifidelity: denoising steps of the cheap proxy images (default: "
-                                      "a quarter of the run's steps, rounded, at least 1)")
+                                      "a quarter of the run's steps, rounded down, at least 1)")
     proxy_size: tuple[int, int] | None = _option(None, "shap-multifidelity: size of the proxy images in pixels, N or "
                                                  "HxW (default: the run's)", type=parse_size)
     proxy_cost: float | None = _option(None, "shap-multifidelity: a proxy image's time relative to a full one, used "

@@ -11,7 +11,7 @@ Choices made here (documented in the flags' help):
   seed are stored like every method's; the standard error of their mean (:func:`combine_seeds`) adds the
   between-seed variance of the estimates to their sampling variance (conservative: the spread between seeds
   already holds part of the sampling noise).
-- **Proxy**: ``--proxy-steps`` defaults to a quarter of the run's steps (rounded, at least 1); ``--proxy-size``
+- **Proxy**: ``--proxy-steps`` defaults to a quarter of the run's steps (rounded down, at least 1); ``--proxy-size``
   defaults to the run's size. The cost ratio that spends the budget is ``--proxy-cost`` when given, else the steps
   ratio times the pixels ratio (an estimate: a proxy image also pays the fixed cost of decoding and scoring); the
   manifest reports the ratio measured on this run's own generations (``runs.cost``).
@@ -37,7 +37,7 @@ if TYPE_CHECKING:  # pragma: no cover - annotations only
 #: ``--budget`` of shap-multifidelity when not given: half of exact's cost (with a quarter-steps proxy, the least
 #: budget that pays the proxy and two full pairs per coalition size from 6 words on).
 DEFAULT_BUDGET = 0.5
-#: ``--proxy-steps`` when not given: this fraction of the run's steps (rounded, at least 1).
+#: ``--proxy-steps`` when not given: this fraction of the run's steps (rounded down, at least 1).
 DEFAULT_PROXY_STEPS_FRACTION = 0.25
 #: The name of the method in ``runs.methods.REGISTRY``.
 NAME = "shap-multifidelity"
@@ -56,8 +56,9 @@ def parse_until(text) -> int | None:
 
 
 def default_proxy_steps(steps: int) -> int:
-    """A quarter of ``steps``, rounded half up, at least 1."""
-    return max(1, int(steps * DEFAULT_PROXY_STEPS_FRACTION + 0.5))
+    """A quarter of ``steps``, rounded down, at least 1 (10 steps: 2; rounding 2.5 up made a 6-word prompt's proxy
+    too dear for the default budget)."""
+    return max(1, int(steps * DEFAULT_PROXY_STEPS_FRACTION))
 
 
 def proxy_for(config, run_settings: "GenerationSettings | None") -> tuple["GenerationSettings | None", float, str]:
