@@ -25,7 +25,10 @@ EXIT_DAMAGED = 1
 
 def _explain_parser(sub) -> None:
     """Add the ``explain`` subcommand: the prompts, one option per ``RunConfig`` field (:func:`add_config_options`),
-    and the options of the run itself (``--out``, ``--config``, ``--quiet``, ``--resume``, ``--force``)."""
+    and the options of the run itself (``--out``, ``--config``, ``--quiet``, ``--resume``, ``--force``,
+    ``--mlflow``)."""
+    from captum_diffusion.runs.tracking import DEFAULT_TRACKING_URI
+
     p = sub.add_parser("explain", help="explain prompts and save the run (manifest, values, maps, images, report)",
                        description="Explain which words of each prompt shaped the image, where each word lives "
                                    "(DAAM), and optionally which segments answer to which word. Options may also "
@@ -40,6 +43,9 @@ def _explain_parser(sub) -> None:
     p.add_argument("--resume", action="store_true", help="resume the run in --out (the default when it holds a run "
                                                          "with the same settings)")
     p.add_argument("--force", action="store_true", help="replace the results of a run with other settings in --out")
+    p.add_argument("--mlflow", nargs="?", const=DEFAULT_TRACKING_URI, metavar="TRACKING_URI",
+                   help="log the run to MLflow: settings as params, summary figures as metrics, the folder as "
+                        f"artifacts (default URI: {DEFAULT_TRACKING_URI}, a local file store; needs the mlflow extra)")
 
 
 def config_options() -> list[tuple[str, dict]]:
@@ -108,8 +114,10 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``diffusion-explain`` parser: ``explain``, ``report``, ``show`` and ``cache``."""
+    """The ``diffusion-explain`` parser: ``explain``, ``report``, ``show``, ``verify``, ``cache``, ``summary``,
+    ``compare`` and ``export``."""
     from captum_diffusion.cli_cache import add_cache_parser
+    from captum_diffusion.cli_runs import add_run_parsers
 
     parser = argparse.ArgumentParser(prog="diffusion-explain", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -124,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
                                            "exit 1 on damage")
     verify.add_argument("directory", metavar="DIR")
     add_cache_parser(sub)
+    add_run_parsers(sub)
     return parser
 
 
@@ -239,6 +248,11 @@ def main(argv: list[str] | None = None) -> int:
 
             print(run_cache_command(args))
             return 0
+        if args.command in ("summary", "compare", "export"):
+            from captum_diffusion.cli_runs import run_run_command
+
+            print(run_run_command(args))
+            return 0
         from captum_diffusion.runs.store import load_run
 
         run = load_run(args.directory)
@@ -283,6 +297,7 @@ def _explain(args: argparse.Namespace, argv: list[str]) -> int:
 
     try:
         config, out = config_from_args(args)
+        _check_mlflow(args)
     except (TypeError, ValueError, FileNotFoundError) as error:
         if not is_main_rank():  # every process of a launched job read the same input: rank 0 reports it
             return EXIT_USAGE
@@ -311,7 +326,25 @@ def _explain(args: argparse.Namespace, argv: list[str]) -> int:
         print(run.directory / "report.html")
     for prompt in failed if is_main_rank() else ():
         print(f"diffusion-explain: prompt {prompt!r} failed; see {run.directory / 'manifest.json'}", file=sys.stderr)
+    if args.mlflow is not None and is_main_rank():
+        from captum_diffusion.runs.tracking import log_run
+
+        run_id = log_run(run, args.mlflow)
+        if not args.quiet:
+            print(f"logged to MLflow ({args.mlflow}) as run {run_id}")
     return 1 if failed else 0
+
+
+def _check_mlflow(args: argparse.Namespace) -> None:
+    """``--mlflow``: a valid URI and an installed client, checked before anything is generated (``ValueError``)."""
+    if args.mlflow is None:
+        return
+    from captum_diffusion.runs.tracking import check_tracking
+
+    try:
+        check_tracking(args.mlflow)
+    except ImportError as error:
+        raise ValueError(str(error)) from None
 
 
 if __name__ == "__main__":  # pragma: no cover

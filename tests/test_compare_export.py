@@ -102,3 +102,19 @@ def test_export_defaults_and_bad_input(runs, tmp_path):
         export_run(unet, tmp_path / "values.xlsx")
     with pytest.raises(ValueError, match="--format must be one of"):
         export_run(unet, format="xlsx")
+
+
+def test_compare_and_export_commands(runs, tmp_path, capsys):
+    from captum_diffusion.cli import main
+
+    unet, gan = runs
+    assert main(["compare", str(unet.directory), str(gan.directory), "--out", str(tmp_path / "cmp")]) == 0
+    out = capsys.readouterr().out
+    assert "3 shared prompt(s)" in out and "1 only in B" in out and (tmp_path / "cmp" / "compare.html").is_file()
+    assert main(["export", str(gan.directory), "--format", "csv", "--out", str(tmp_path / "t.csv")]) == 0
+    assert capsys.readouterr().out.strip() == str(tmp_path / "t.csv")
+    pd.testing.assert_frame_equal(read_table(tmp_path / "t.csv"), gan.to_pandas(), check_exact=True)
+    assert main(["export", str(gan.directory), "--out", str(tmp_path / "t.xlsx")]) == 2
+    assert "--format" in capsys.readouterr().err
+    assert main(["compare", str(unet.directory), str(tmp_path), "--out", str(tmp_path / "x")]) == 2
+    assert "holds no saved run" in capsys.readouterr().err

@@ -10,7 +10,7 @@ mlflow = pytest.importorskip("mlflow", reason="mlflow is not installed here (pip
 
 from captum_diffusion.runs import RunConfig, explain_run, load_run  # noqa: E402
 from captum_diffusion.runs.summary import summarize  # noqa: E402
-from captum_diffusion.runs.tracking import EXPERIMENT, log_run, tracking_uri  # noqa: E402
+from captum_diffusion.runs.tracking import EXPERIMENT, check_tracking, log_run, tracking_uri  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -51,9 +51,35 @@ def test_a_run_is_logged_to_a_local_file_store(gan_run, tmp_path, monkeypatch):
     assert logged.info.status == "FINISHED"
 
 
-def test_tracking_uris_and_bad_input(tmp_path):
+def test_tracking_uris_and_bad_input(tmp_path, monkeypatch):
     assert tracking_uri(tmp_path / "store") == (tmp_path / "store").resolve().as_uri()
     assert tracking_uri("sqlite:///mlflow.db") == "sqlite:///mlflow.db"
     assert tracking_uri("http://localhost:5000") == "http://localhost:5000"
     with pytest.raises(ValueError, match="--mlflow"):
         tracking_uri("  ")
+    assert check_tracking(tmp_path) == tmp_path.resolve().as_uri()
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mlflow" else real(name, *a))
+    with pytest.raises(ImportError, match=r"--mlflow.*diffusion-explain\[mlflow\]"):
+        check_tracking(tmp_path)
+
+
+def test_explain_logs_with_the_mlflow_option(tmp_path, monkeypatch):
+    from captum_diffusion.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "run"
+    assert main(["explain", "a red circle", "--model", "shapes-world-gan", "--out", str(out), "--mlflow"]) == 0
+    client = _client(tracking_uri(None))  # the default ./mlruns
+    [experiment] = [e for e in client.search_experiments() if e.name == EXPERIMENT]
+    [logged] = client.search_runs([experiment.experiment_id])
+    assert logged.data.params["model"] == "shapes-world-gan" and logged.data.metrics["prompts_done"] == 1
+    assert logged.data.tags["diffusion-explain.directory"] == str(out.resolve())
+    store = tmp_path / "elsewhere"
+    assert main(["explain", "a red circle", "--model", "shapes-world-gan", "--out", str(out), "--mlflow",
+                 store.as_uri()]) == 0  # resumed: nothing generated, logged again to the given store
+    other = _client(store.as_uri())
+    [again] = other.search_runs([other.get_experiment_by_name(EXPERIMENT).experiment_id])
+    assert again.data.params["n_prompts"] == "1" and again.info.run_id != logged.info.run_id

@@ -2,6 +2,8 @@
 checked against what ShapesWorld's ground truth says the GAN does."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -113,3 +115,20 @@ def test_word_classes_from_toml_and_their_errors(tmp_path, gan_run):
     with pytest.raises(ValueError, match="level"):
         summarize(gan_run, level=1.5)
     assert word_key("Circle,") == "circle" and word_key("...") == "..."
+
+
+def test_summary_command(gan_run, tmp_path, capsys):
+    from captum_diffusion.cli import main
+
+    assert main(["summary", str(gan_run.directory)]) == 0
+    out = capsys.readouterr().out
+    assert "word classes:" in out and "neglected:" in out and "colour" in out and "test: " in out
+    assert main(["summary", str(gan_run.directory), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["method"] == "shap-exact" and {r["word_class"] for r in data["classes"]} == set(WORD_CLASSES)
+    bad = tmp_path / "bad.toml"
+    bad.write_text("colour = 3\n")
+    assert main(["summary", str(gan_run.directory), "--word-classes", str(bad)]) == 2
+    assert "--word-classes" in capsys.readouterr().err
+    assert main(["summary", str(tmp_path)]) == 2
+    assert "holds no saved run" in capsys.readouterr().err
