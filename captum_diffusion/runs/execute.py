@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from captum_diffusion.runs.config import RunConfig
 from captum_diffusion.runs.methods import word_values  # noqa: F401 - its old home, kept importable
 from captum_diffusion.runs.prompt import explain_prompt
-from captum_diffusion.runs.lock import LOCK_FILES, take_lock
+from captum_diffusion.runs.lock import LOCK_FILES, RunLocked, current_holder, take_lock
 from captum_diffusion.runs.store import (MANIFEST, RESULT, PromptRun, Run, load_run, read_manifest, save_prompt,
                                          write_json)
 from captum_diffusion.runs.verify import DamagedRun, read_checksums, record_checksums, settings_digest, settle_prompts
@@ -82,6 +82,10 @@ def check_output_folder(out, config: RunConfig, *, force: bool = False, resume: 
     if manifest is not None:
         if saved_settings(manifest) == config.settings():
             return folder, True
+        holder = current_holder(folder)
+        if holder is not None:  # being written now: even --force must not mix two runs
+            raise RunLocked(f"--out {str(folder)!r} is being written by another run with other settings ({holder}); "
+                            "wait for it to finish or choose another folder")
         if not force:
             raise ValueError(f"--out {str(folder)!r} holds a run with other settings; choose another folder, or "
                              "pass --force to replace its results (its image cache is kept: keys include the model)")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from captum_diffusion.files import atomic_write
 
-__all__ = ["LOCK_FILES", "RunLock", "RunLocked", "take_lock"]
+__all__ = ["LOCK_FILES", "RunLock", "RunLocked", "current_holder", "take_lock"]
 
 #: The lock's files in a run folder (a folder holding only these is empty for ``--out``).
 LOCK_FILES = (".lock", ".lock.json")
@@ -107,3 +107,25 @@ def take_lock(folder, settings_digest: str, command: list[str]) -> RunLock:
             "started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "settings": settings_digest}
     atomic_write(folder / LOCK_FILES[1], json.dumps(note).encode())
     return RunLock(folder, lock)
+
+
+def current_holder(folder) -> str | None:
+    """The run writing ``folder`` now, in words, or ``None`` when no run holds its lock (nothing is created).
+
+    Parameters
+    ----------
+    folder : str or os.PathLike
+        A run folder.
+    """
+    from filelock import FileLock, Timeout
+
+    path = Path(folder) / LOCK_FILES[0]
+    if not path.exists():
+        return None
+    lock = FileLock(str(path))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        return _describe(_holder(Path(folder)))
+    lock.release()
+    return None
