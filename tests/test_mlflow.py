@@ -83,3 +83,15 @@ def test_explain_logs_with_the_mlflow_option(tmp_path, monkeypatch):
     other = _client(store.as_uri())
     [again] = other.search_runs([other.get_experiment_by_name(EXPERIMENT).experiment_id])
     assert again.data.params["n_prompts"] == "1" and again.info.run_id != logged.info.run_id
+
+
+def test_explain_refuses_mlflow_without_the_client_before_generating(tmp_path, monkeypatch, capsys):
+    import importlib.util
+
+    from captum_diffusion.cli import main
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mlflow" else real(name, *a))
+    out = tmp_path / "run"
+    assert main(["explain", "a red circle", "--model", "shapes-world-gan", "--out", str(out), "--mlflow"]) == 2
+    assert "--mlflow needs the mlflow client" in capsys.readouterr().err and not out.exists()
