@@ -54,6 +54,9 @@ def test_unet_against_gan_on_shared_prompts_and_seeds(runs, tmp_path):
     text = page.read_text()
     assert page.name == "compare.html" and text.count('src="data:image/png;base64,') == 6  # 3 prompts x 2 runs
     assert "shapes-world-gan" in text and "a yellow square" in text and "<script>" in text
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ValueError, match="--out .*is a file"):
+        write_comparison(comparison, tmp_path / "file")
     data = json.loads((tmp_path / "cmp" / "compare.json").read_text())
     assert data["overall"]["n_prompts"] == 3 and data["only_b"] == ["a yellow square"]
 

@@ -336,6 +336,11 @@ def write_comparison(comparison: Comparison, out) -> Path:
     -------
     pathlib.Path
         The HTML page.
+
+    Raises
+    ------
+    ValueError
+        When ``out`` is a file.
     """
     import json
 
@@ -347,6 +352,8 @@ def write_comparison(comparison: Comparison, out) -> Path:
     if not isinstance(comparison, Comparison):
         raise TypeError(f"comparison must be a Comparison (from compare_runs), got {type(comparison).__name__}")
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {str(out)!r} is a file; give a folder for compare.html and compare.json")
     names = tuple(((read_manifest(d) or {}).get("model") or {}).get("spec") or Path(d).name
                   for d in (comparison.run_a, comparison.run_b))
     sections = [("Overall", _overall_html(comparison, names), "overall"),
