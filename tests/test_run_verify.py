@@ -26,8 +26,8 @@ from captum_diffusion.runs.verify import CHECKSUMS, verify_run
 PROMPTS = ("red circle", "blue square")
 CONFIG = RunConfig(prompts=PROMPTS, seeds=(0,))
 #: Examples of the detection property (no model: about a second each) and of the repair property (one rerun each).
-DETECTION_EXAMPLES = 30
-REPAIR_EXAMPLES = 2
+DETECTION_EXAMPLES = 60
+REPAIR_EXAMPLES = 8
 CASES = {"detected": 0, "repaired": 0}
 
 
