@@ -222,8 +222,9 @@ class Summary:
         """
         parts = [f"{self.n_prompts} prompt(s), method {self.method}",
                  "words (value across the prompts that contain them, payoff units):",
-                 _text_table(self.words, "word"), "word classes:", _text_table(self.classes, "word_class"),
-                 "neglected:", _text_table(self.neglected, "name") if self.neglected else "  none",
+                 _text_table(self.words, "word", self.level), "word classes:",
+                 _text_table(self.classes, "word_class", self.level), "neglected:",
+                 _text_table(self.neglected, "name", self.level) if self.neglected else "  none",
                  "least seed agreement:", _unstable_text(self.unstable), "test: " + self.test]
         return "\n".join(parts)
 
@@ -237,8 +238,9 @@ class Summary:
         """
         from html import escape
 
-        tables = [("Words", _html_table(self.words, "word")), ("Word classes", _html_table(self.classes, "word_class")),
-                  ("Neglected", _html_table(self.neglected, "name"))]
+        tables = [("Words", _html_table(self.words, "word", self.level)),
+                  ("Word classes", _html_table(self.classes, "word_class", self.level)),
+                  ("Neglected", _html_table(self.neglected, "name", self.level))]
         unstable = "".join(f"<li>#{row['prompt_index']} {escape(row['prompt'])}: {row['percent_ranks_aligned']:.0f}% "
                            f"ranks aligned over {row['n_seeds']} seeds</li>" for row in self.unstable)
         parts = [f"<p>{self.n_prompts} prompt(s), method {escape(self.method)}; values in payoff units across the "
@@ -257,16 +259,17 @@ def _rows(rows: list[dict], key: str) -> list[tuple[str, ...]]:
              _cell(row["p_value"], ".2g"), row["status"]) for row in rows]
 
 
-def _header(key: str) -> tuple[str, ...]:
-    return (key.replace("_", " "), "prompts", "mean", "std", "interval", "p", "status")
+def _header(key: str, level: float) -> tuple[str, ...]:
+    name = "word or class" if key == "name" else key.replace("_", " ")
+    return (name, "prompts", "mean", "std", f"{level:.0%} interval", "p", "status")
 
 
-def _html_table(rows: list[dict], key: str) -> str:
+def _html_table(rows: list[dict], key: str, level: float) -> str:
     from html import escape
 
     if not rows:
         return "<p>None.</p>"
-    head = "".join(f"<th>{escape(c)}</th>" for c in _header(key))
+    head = "".join(f"<th>{escape(c)}</th>" for c in _header(key, level))
     body = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in cells) + "</tr>" for cells in _rows(rows, key))
     return f'<table class="values"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
@@ -275,11 +278,11 @@ def _cell(value, spec: str = "+.3f") -> str:
     return "-" if value is None else format(value, spec)
 
 
-def _text_table(rows: list[dict], key: str) -> str:
+def _text_table(rows: list[dict], key: str, level: float) -> str:
     """Rows of :func:`value_statistics` as aligned text; ``key`` names the first column."""
     if not rows:
         return "  none"
-    lines = [_header(key)] + _rows(rows, key)
+    lines = [_header(key, level)] + _rows(rows, key)
     widths = [max(len(line[k]) for line in lines) for k in range(len(lines[0]))]
     return "\n".join("  " + "  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines)
 
