@@ -66,12 +66,7 @@ def check_output_folder(out, config: RunConfig, *, force: bool = False, resume: 
         replaced with ``force``, else refused.
     """
     folder = Path(out).expanduser().resolve()
-    if resume and force:
-        raise ValueError("--resume and --force contradict each other: --resume continues the run in --out, --force "
-                         "replaces its results; give one of them")
-    if folder.exists() and not folder.is_dir():
-        raise ValueError(f"--out {str(folder)!r} is a file, not a folder (--force replaces a run's results, never "
-                         "a file); choose a folder")
+    _check_request(folder, force, resume)
     try:
         manifest = read_manifest(folder)
     except DamagedRun as damaged:
@@ -99,6 +94,16 @@ def check_output_folder(out, config: RunConfig, *, force: bool = False, resume: 
     if not os.access(probe, os.W_OK | os.X_OK) or not probe.is_dir():
         raise ValueError(f"--out {str(folder)!r} cannot be written ({str(probe)!r} is not a writable folder)")
     return folder, False
+
+
+def _check_request(folder: Path, force: bool, resume: bool) -> None:
+    """Refuse ``--resume`` with ``--force``, and a file as ``--out`` (even with ``--force``)."""
+    if resume and force:
+        raise ValueError("--resume and --force contradict each other: --resume continues the run in --out, --force "
+                         "replaces its results; give one of them")
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"--out {str(folder)!r} is a file, not a folder (--force replaces a run's results, never "
+                         "a file); choose a folder")
 
 
 def _rebuildable(folder: Path, config: RunConfig, damaged: DamagedRun, force: bool) -> bool:
