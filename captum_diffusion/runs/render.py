@@ -288,7 +288,7 @@ def run_section(run: Run) -> str:
         "scorer": f'{manifest["scorer"]["class"]} {manifest["scorer"]["spec"] or own}',
         "settings": json.dumps({k: v for k, v in manifest["config"].items() if k != "prompts"}),
         "images": f'{manifest["counts"]["images_generated"]} generated, '
-                  f'{manifest["counts"]["images_from_cache"]} from the cache (this invocation)',
+                  f'{manifest["counts"]["images_from_cache"]} from the cache (this invocation)' + _attempts(manifest),
         "time": f'{manifest["timings"]["seconds"]} s (model loading {manifest["timings"].get("model_load_seconds", 0):.1f} s)',
         "versions": ", ".join(f"{k} {v}" for k, v in manifest["versions"].items() if v),
     }
@@ -413,6 +413,16 @@ def render_prompt_page(run: Run, number: int, result: PromptRun, page_dir: Path)
                  "how-to-read")]
     return report.page(f"Prompt {number}: {result.prompt}", sections,
                        header=f'<p class="back">{" · ".join(nav)}</p>', footer=f"saved run: {run.directory}")
+
+
+def _attempts(manifest: dict) -> str:
+    """For a resumed run: the image counts of every attempt together (the manifest's ``history`` and this one)."""
+    attempts = [entry.get("counts", {}) for entry in manifest.get("history", [])] + [manifest["counts"]]
+    if len(attempts) < 2:
+        return ""
+    generated = sum(counts.get("images_generated", 0) for counts in attempts)
+    cached = sum(counts.get("images_from_cache", 0) for counts in attempts)
+    return f"; resumed: {generated} generated, {cached} from the cache over all {len(attempts)} attempts"
 
 
 def write_report(run: Run, path=None, *, form: str | None = None) -> Path:
