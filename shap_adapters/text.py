@@ -13,6 +13,8 @@ Use :class:`WordPartitionMasker` (words grouped by adjacency) for ``algorithm="p
 """
 from __future__ import annotations
 
+import math
+import warnings
 from pathlib import Path
 from typing import Literal, Sequence
 
@@ -177,6 +179,36 @@ def resolve_algorithm(algorithm: str, n_words: int) -> str:
     return algorithm
 
 
+def cap_max_evals(max_evals: int, algorithm: str, n_words: int) -> int:
+    """``max_evals`` capped, with a warning, at what permutation sampling over ``n_words`` words can use.
+
+    Parameters
+    ----------
+    max_evals : int
+        The budget asked for (checked by :func:`check_max_evals`).
+    algorithm : str
+        shap's algorithm; only ``"permutation"`` is capped.
+    n_words : int
+        ``d``.
+
+    Returns
+    -------
+    int
+        At most ``(2 d + 1) * max(1, d! / 2)``: one forward-and-back pass per distinct pair of permutations (a
+        budget past it only draws the same permutations again; shap would run, and hold a batch of, all of it).
+    """
+    if algorithm != "permutation" or n_words > 12:  # 13!/2 passes exceed any budget anyone gives
+        return max_evals
+    most = (2 * n_words + 1) * max(1, math.factorial(n_words) // 2)
+    if max_evals > most:
+        warnings.warn(f"max_evals={max_evals} is more than permutation sampling over {n_words} words can use: "
+                      f"{math.factorial(n_words)} permutations make {max(1, math.factorial(n_words) // 2)} "
+                      f"forward-and-back passes of {2 * n_words + 1} evaluations; capped at {most} (for exact values "
+                      "use algorithm='exact')", UserWarning, stacklevel=3)
+        return most
+    return max_evals
+
+
 def check_max_evals(max_evals: int, algorithm: str, n_features: int, features: str) -> int:
     """``max_evals`` if shap's ``algorithm`` can work with it over ``n_features`` features, else ``ValueError``.
 
@@ -240,7 +272,7 @@ def explain_prompt(
     batch_size = checks.optional_positive_int(batch_size, "batch_size")
     seed = None if seed is None else checks.random_state(seed, "seed")
     if max_evals is not None:
-        check_max_evals(max_evals, algorithm, d, "words")
+        max_evals = cap_max_evals(check_max_evals(max_evals, algorithm, d, "words"), algorithm, d)
     masker = WordPartitionMasker(game.words) if algorithm == "partition" else WordMasker(game.words)
     seed_kwarg = {"seed": seed} if algorithm == "permutation" else {}
     explainer = shap.Explainer(game, masker, algorithm=algorithm, **seed_kwarg)

@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from captum_diffusion.cli import main
@@ -153,3 +154,18 @@ def _report_on_a_full_disk(out: Path, monkeypatch, capsys) -> None:
     error = capsys.readouterr().err
     assert code == 3 and len(error.strip().splitlines()) == 1 and "report.html" in error, error
     assert (out / "report.html").read_bytes() == old
+
+
+def test_a_permutation_budget_past_every_permutation_is_capped_and_said():
+    """max_evals=10**9 on 3 words (6 permutations): capped at 3 forward-and-back passes of 7 evaluations, with a
+    warning; it used to run for minutes."""
+    import shap_adapters
+
+    def f(prompts):
+        return np.array([len(p) for p in prompts], dtype=np.float64)
+
+    with pytest.warns(UserWarning, match="capped at 21"):
+        explanation = shap_adapters.explain_prompt("a red circle", f, algorithm="permutation", max_evals=10**9,
+                                                   seed=0, progress=False)
+    assert explanation.values.shape == (3,)
+    assert explanation.values.sum() == pytest.approx(f(["a red circle"])[0] - f([""])[0])   # still efficient
