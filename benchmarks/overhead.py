@@ -24,7 +24,6 @@ Other processes share the CPU: the load average is printed with each figure.
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import os
 import statistics
@@ -36,12 +35,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPT = "a red circle on the left"  # 6 words: 64 sub-prompts
-#: The 20 prompts of ``file``: ShapesWorld prompts of 5 to 7 words.
-FILE_PROMPTS = [f"a {colour} {shape} {where}" for colour, shape, where in itertools.islice(itertools.product(
-    ("red", "blue", "green", "yellow", "purple"), ("circle", "square", "triangle", "star"),
-    ("on the left", "on the right")), 0, 40, 2)]
+#: The 20 prompts of ``file``: 6-word ShapesWorld prompts (64 sub-prompts each, some shared between prompts).
+FILE_PROMPTS = [f"a {colour} {shape} on the {side}" for side in ("left", "right")
+                for colour in ("red", "blue", "green", "yellow", "purple") for shape in ("circle", "square")]
 
-#: The raw pipeline's script: import, load, every sub-prompt of each prompt in batches, as a user would write it.
+#: The raw pipeline's script: import, load, every distinct sub-prompt of the prompts in batches (the images the run
+#: makes; prints how many).
 RAW = """
 import itertools, sys, time, json
 import torch
@@ -55,6 +54,7 @@ for prompt in prompts:
     words = prompt.split()
     for mask in itertools.product((0, 1), repeat=len(words)):
         subs.append(" ".join(w for w, keep in zip(words, mask) if keep))
+subs = list(dict.fromkeys(subs))  # each distinct sub-prompt once, as the run's plan makes them
 for start in range(0, len(subs), batch):
     pipe(subs[start:start + batch], num_inference_steps=steps, guidance_scale=5.0, height=64, width=64,
          generator=torch.Generator().manual_seed(0))
@@ -100,33 +100,37 @@ def threads_benchmark(repeats: int, batch_size: int) -> dict:
     return times
 
 
-def timed(command: list[str], env: dict | None = None) -> float:
-    """Wall seconds of ``command`` in a fresh process, from before it starts to its exit (it must succeed)."""
+def timed(command: list[str], env: dict | None = None) -> tuple[float, str]:
+    """Wall seconds of ``command`` in a fresh process, from before it starts to its exit (it must succeed), and
+    its output."""
     tick = time.perf_counter()
-    subprocess.run(command, check=True, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - tick
+    done = subprocess.run(command, check=True, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+    return time.perf_counter() - tick, done.stdout
 
 
-def cli_run(prompts: list[str], folder: Path, args) -> tuple[float, dict]:
-    """(a): a cold ``diffusion-explain explain`` in a fresh process; its seconds and its manifest's breakdown."""
+def cli_run(prompts: list[str], folder: Path, args) -> tuple[float, dict, int]:
+    """(a): a cold ``diffusion-explain explain`` in a fresh process; its seconds, its manifest's breakdown and the
+    images it generated."""
     prompt_file = folder / "prompts.txt"
     prompt_file.write_text("\n".join(prompts) + "\n")
     env = dict(os.environ)
     if args.cold_numba:
         env["NUMBA_CACHE_DIR"] = tempfile.mkdtemp(prefix="numba-", dir=folder)
     out = folder / "run"
-    seconds = timed([sys.executable, "-m", "captum_diffusion", "explain", "--prompts", str(prompt_file), "--seeds",
+    seconds, _ = timed([sys.executable, "-m", "captum_diffusion", "explain", "--prompts", str(prompt_file), "--seeds",
                      "0", "--quiet", "--threads", str(args.threads), "--batch-size", str(args.batch_size),
                      "--steps", str(args.steps), "--out", str(out)], env)
     manifest = json.loads((out / "manifest.json").read_text())
-    return seconds, manifest["timings"].get("breakdown", {})
+    return seconds, manifest["timings"].get("breakdown", {}), manifest["counts"]["images_generated"]
 
 
-def raw_run(prompts: list[str], args) -> float:
-    """(b): the raw pipeline making the same images in a fresh process, import and load included."""
+def raw_run(prompts: list[str], args) -> tuple[float, int]:
+    """(b): the raw pipeline making the same images in a fresh process, import and load included; its seconds and
+    the images it made."""
     pipeline = ROOT / "captum_diffusion" / "shapes_world" / "weights" / "pipeline"
-    return timed([sys.executable, "-c", RAW, json.dumps(prompts), str(args.threads), str(args.steps),
-                  str(args.batch_size), str(pipeline)])
+    seconds, output = timed([sys.executable, "-c", RAW, json.dumps(prompts), str(args.threads), str(args.steps),
+                             str(args.batch_size), str(pipeline)])
+    return seconds, int(output.split()[-1])
 
 
 def side_by_side(prompts: list[str], args) -> None:
@@ -134,11 +138,11 @@ def side_by_side(prompts: list[str], args) -> None:
     ratios = []
     for repeat in range(args.repeats):
         with tempfile.TemporaryDirectory(prefix="overhead-") as tmp:
-            cli_seconds, breakdown = cli_run(prompts, Path(tmp), args)
-        raw_seconds = raw_run(prompts, args)
+            cli_seconds, breakdown, cli_images = cli_run(prompts, Path(tmp), args)
+        raw_seconds, raw_images = raw_run(prompts, args)
         ratios.append(cli_seconds / raw_seconds)
-        print(f"repeat {repeat}: diffusion-explain {cli_seconds:7.1f} s, raw pipeline {raw_seconds:7.1f} s, "
-              f"ratio {ratios[-1]:.2f}x (load {load()})", flush=True)
+        print(f"repeat {repeat}: diffusion-explain {cli_seconds:7.1f} s ({cli_images} images), raw pipeline "
+              f"{raw_seconds:7.1f} s ({raw_images} images), ratio {ratios[-1]:.2f}x (load {load()})", flush=True)
         print("  breakdown (s): " + ", ".join(f"{k} {v:.1f}" for k, v in breakdown.items()), flush=True)
     print(f"median ratio {statistics.median(ratios):.2f}x over {len(ratios)} repeat(s)")
 

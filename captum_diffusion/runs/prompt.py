@@ -70,7 +70,9 @@ def explain_prompt(spec: PromptSpec, config: RunConfig, model, cache_dir: Path, 
         payoffs.append(float(f([f.prompt])[0]))
         result.images.append(image)
         scored = sorted(f.scores.items(), key=lambda item: subprompt_mask(words, item[0]))
-        result.subprompts.append([SubPrompt(subprompt_mask(words, p), p, v, generator([p])[0]) for p, v in scored])
+        pictures = generator([p for p, _ in scored])  # one call: the generator's identity is derived once
+        result.subprompts.append([SubPrompt(subprompt_mask(words, p), p, v, picture)
+                                  for (p, v), picture in zip(scored, pictures)])
         if _wants_attention(config, model):
             result.attention_labels, seed_maps = attention_maps(model.pipeline, generator, spec)
             maps.append(seed_maps)
