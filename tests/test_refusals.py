@@ -169,3 +169,13 @@ def test_a_permutation_budget_past_every_permutation_is_capped_and_said():
                                                    seed=0, progress=False)
     assert explanation.values.shape == (3,)
     assert explanation.values.sum() == pytest.approx(f(["a red circle"])[0] - f([""])[0])   # still efficient
+
+
+def test_a_pipeline_keyword_typo_is_refused_not_ignored():
+    """DAAM.explain(p, num_inference_step=2) used to run the pipeline's 50-step default without a word."""
+    from captum_diffusion.attention import DAAM
+    from captum_diffusion.runs.models import load_model
+
+    daam = DAAM(load_model("shapes-world").pipeline)
+    with pytest.raises(TypeError, match="num_inference_step'.*did you mean 'num_inference_steps'"):
+        daam.explain(PROMPT, num_inference_step=2)

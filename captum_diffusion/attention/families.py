@@ -149,10 +149,52 @@ class AttentionFamily(PipelineFamily):
         return {e.kind.lower(): e for e in sorted(encoders, key=lambda e: e.offset)}
 
     def check_call(self, call: dict) -> None:
-        """``ValueError`` for pipeline arguments that would break the word-to-token alignment; adds the
-        family's ``call_keywords`` that ``call`` does not set."""
+        """``ValueError`` for pipeline arguments that would break the word-to-token alignment, ``TypeError`` for
+        keywords the pipeline does not take (:func:`check_pipeline_keywords`); adds the family's ``call_keywords``
+        that ``call`` does not set."""
+        check_pipeline_keywords(self.pipeline, call)
         for key, value in self.call_keywords.items():
             call.setdefault(key, value)
+
+
+#: Keywords diffusers pipelines still take through ``**kwargs`` (deprecated callbacks).
+DEPRECATED_PIPELINE_KEYWORDS = frozenset({"callback", "callback_steps"})
+
+
+def check_pipeline_keywords(pipeline, keywords) -> None:
+    """Refuse keywords that ``pipeline``'s call would ignore (a typo such as ``num_inference_step`` would otherwise
+    run the pipeline's defaults without a word).
+
+    Parameters
+    ----------
+    pipeline : callable
+        A diffusers pipeline (its ``__call__`` signature is read; a pipeline's ``**kwargs`` only take
+        :data:`DEPRECATED_PIPELINE_KEYWORDS`); another callable with ``**kwargs`` is not checked.
+    keywords : iterable of str
+        The keyword names of the call.
+
+    Raises
+    ------
+    TypeError
+        Naming the unknown keywords, the closest valid names, and the pipeline class.
+    """
+    import difflib
+    import inspect
+
+    try:
+        parameters = inspect.signature(pipeline.__call__).parameters
+    except (TypeError, ValueError):
+        return
+    named = {name for name, p in parameters.items() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+    open_ended = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+    if open_ended and not any(base.__name__ == "DiffusionPipeline" for base in type(pipeline).__mro__):
+        return
+    unknown = sorted(set(keywords) - named - (DEPRECATED_PIPELINE_KEYWORDS if open_ended else set()))
+    if unknown:
+        close = {name: difflib.get_close_matches(name, sorted(named), n=1) for name in unknown}
+        hints = "; ".join(f"did you mean {match[0]!r} for {name!r}?" for name, match in close.items() if match)
+        raise TypeError(f"{type(pipeline).__name__} takes no keyword {', '.join(map(repr, unknown))}"
+                        f"{' (' + hints + ')' if hints else ''}; the pipeline would ignore it")
 
 
 class PatchGrids:
