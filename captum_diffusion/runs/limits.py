@@ -2,7 +2,8 @@
 
 Two checks, both raising ``ValueError`` with one line naming the option (the CLI exits 2, nothing written):
 
-- :func:`check_config` needs no model (``RunConfig`` calls it as it is made): exact SHAP over more than
+- :func:`check_config` needs no model (``RunConfig`` calls it as it is made): a ``--model`` folder without a
+  pipeline, exact SHAP over more than
   ``MAX_EXACT_WORDS`` words, seeds of 2**32 or more, ``lime_samples`` below ``d + 1``, ``max_evals`` below ``2 d + 1`` for shap's sampling
   methods, ``--segments daam-kmeans`` without attention maps, a missing SAM checkpoint, more than
   :data:`MAX_STEPS` steps;
@@ -53,6 +54,9 @@ def check_config(config) -> None:
     ValueError
         One line naming the option and the prompt: see the module docstring.
     """
+    from captum_diffusion.runs.models import check_model_folder
+
+    check_model_folder(config.model)  # a local folder without a pipeline: at once, before diffusers is imported
     if config.steps is not None and config.steps > MAX_STEPS:
         raise ValueError(f"steps must be at most {MAX_STEPS} (schedulers are trained on 1000 timesteps; more only "
                          f"repeat them), got {config.steps}")

@@ -94,14 +94,28 @@ def _scorer(load_scorer, spec, device, dtype):
         raise ValueError(f"--clip {spec!r} cannot be loaded: {_first_line(error)}") from None
 
 
-def _load_diffusers(model: str, device, dtype):
-    from diffusers import DiffusionPipeline
+def check_model_folder(model: str) -> None:
+    """Refuse a ``--model`` that names a local folder (a path, or something that exists) holding no pipeline; a
+    quick check with no import of diffusers (``RunConfig`` runs it through ``runs.limits``).
 
+    Raises
+    ------
+    ValueError
+        Naming ``--model`` and what it should be.
+    """
+    if model in EMBEDDED_MODELS or model == SHAPES_WORLD_GAN:
+        return
     looks_local = model.startswith((".", "/", "~")) or Path(model).expanduser().exists()
     if looks_local and not (Path(model).expanduser() / "model_index.json").is_file():
         raise ValueError(f"--model {model!r}: no diffusers pipeline folder there (model_index.json missing); give "
                          "a folder written by save_pretrained, a hub id, 'shapes-world', 'shapes-world-transformer' or "
                          "'shapes-world-gan'")
+
+
+def _load_diffusers(model: str, device, dtype):
+    from diffusers import DiffusionPipeline
+
+    check_model_folder(model)
     try:
         pipeline = DiffusionPipeline.from_pretrained(str(Path(model).expanduser()) if looks_local else model,
                                                      **({"dtype": dtype} if dtype is not None else {}))
