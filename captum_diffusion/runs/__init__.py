@@ -10,6 +10,8 @@
 - ``prompt``: one prompt explained at every seed from the cache;
 - ``execute``: ``explain_run``, the run's phases; ``distributed``: the processes and their meeting points;
 - ``store``: the saved folder and ``load_run``; ``render``: the HTML report of a saved run.
+- ``verify``: ``checksums.json`` and ``verify_run`` (what is damaged in a saved run, naming each file); ``lock``:
+  one writer per run folder; ``limits``: settings that cannot run, refused before the first image.
 - across a saved run and between runs: ``summary`` (``summarize``: word and class values across prompts, what the
   model neglects, the least seed-stable prompts), ``compare`` (``compare_runs`` / ``write_comparison``: two runs of
   the same prompts), ``export`` (``export_run`` / ``read_table``: one long table, parquet or CSV; ``Run.to_pandas``)
@@ -41,6 +43,7 @@ _EXPORTS = {
     "export_run": "export",
     "read_table": "export",
     "log_run": "tracking",
+    "verify_run": "verify",
 }
 
 __all__ = sorted(_EXPORTS)
