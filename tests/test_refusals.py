@@ -66,7 +66,8 @@ def test_prompt_files_and_toml_types(tmp_path, capsys):
     array.write_text('["a red circle", "a blue square"]\n')
     assert main(["explain", "--prompts", str(array), "--out", str(tmp_path / "o")]) == 2
     assert f"{array}:1: a JSON array of 2 entries is not one prompt" in capsys.readouterr().err
-    for text, message in [("out = 5\n", "out must be a string"), ("prompts_file = 5\n", "prompts_file must be a string"),
+    for text, message in [("out = 5\n", "out must be a string"),
+                          ("prompts_file = 5\n", "prompts_file must be a string"),
                           ("prompts = 'a red circle'\n", "prompts must be a list")]:
         toml = tmp_path / "run.toml"
         toml.write_text(text)

@@ -104,8 +104,8 @@ def _prompt_of(target: str) -> int:
     return int(target.split("/")[1])
 
 
-@settings(max_examples=DETECTION_EXAMPLES, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])  # capsys: read out each time
+@settings(max_examples=DETECTION_EXAMPLES, deadline=None,  # capsys is read out in each example
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_random_damage_is_named_everywhere(pristine, tmp_path_factory, data, capsys):
     folder, _ = pristine

@@ -3,10 +3,9 @@
 Two checks, both raising ``ValueError`` with one line naming the option (the CLI exits 2, nothing written):
 
 - :func:`check_config` needs no model (``RunConfig`` calls it as it is made): a ``--model`` folder without a
-  pipeline, exact SHAP over more than
-  ``MAX_EXACT_WORDS`` words, seeds of 2**32 or more, ``lime_samples`` below ``d + 1``, ``max_evals`` below ``2 d + 1`` for shap's sampling
-  methods, ``--segments daam-kmeans`` without attention maps, a missing SAM checkpoint, more than
-  :data:`MAX_STEPS` steps;
+  pipeline, exact SHAP over more than ``MAX_EXACT_WORDS`` words, seeds of 2**32 or more, ``lime_samples`` below
+  ``d + 1``, ``max_evals`` below ``2 d + 1`` for shap's sampling methods, ``--segments daam-kmeans`` without
+  attention maps, a missing SAM checkpoint, more than :data:`MAX_STEPS` steps;
 - :func:`check_model` needs the loaded model, and runs before the run folder is written: image sizes that are not a
   multiple of the family's ``size_multiple()``, and prompts over a text encoder's token limit (77 CLIP tokens).
 """

@@ -204,10 +204,12 @@ def prompt_damage(directory, number: int, spec: dict | None, expected: dict | No
 
 
 def _expected_specs(manifest: dict) -> list[dict]:
-    """``{"prompt", "seeds"}`` of every prompt of a manifest's config."""
+    """``{"prompt", "seeds"}`` of every prompt of a manifest (its config's prompts, else its prompt list; seeds
+    ``None`` when not known)."""
     config = manifest.get("config") or {}
-    seeds = config.get("seeds", [0])
-    return [{"prompt": p.get("prompt"), "seeds": p.get("seeds", seeds)} for p in config.get("prompts", [])]
+    asked = config.get("prompts") or [{"prompt": entry.get("prompt")} for entry in manifest.get("prompts") or []
+                                      if isinstance(entry, dict)]
+    return [{"prompt": p.get("prompt"), "seeds": p.get("seeds", config.get("seeds"))} for p in asked]
 
 
 def verify_run(directory) -> Verification:
@@ -304,7 +306,7 @@ def _result_problems(data: dict, spec: dict | None) -> list[str]:
     problems = []
     if spec is not None and spec.get("prompt") is not None and data.get("prompt") != spec["prompt"]:
         problems.append(f"holds the result of prompt {data.get('prompt')!r}, not {spec['prompt']!r}")
-    if spec is not None and data.get("seeds") != list(spec.get("seeds") or []):
+    if spec is not None and spec.get("seeds") is not None and data.get("seeds") != list(spec["seeds"]):
         problems.append(f"holds seeds {data.get('seeds')}, the run asked for {spec.get('seeds')}")
     if data.get("status") != "done":
         return problems
@@ -355,13 +357,15 @@ def _tensor_problems(folder: Path, data: dict) -> dict[str, str]:
         if name == "attention.safetensors":
             maps = tensors.get("maps")
             if maps is None or maps.ndim != 4 or maps.shape[:2] != (n, len(labels)):
-                found[name] = f"maps have shape {None if maps is None else maps.shape}, expected ({n}, {len(labels)}, H, W)"
+                shape = None if maps is None else maps.shape
+                found[name] = f"maps have shape {shape}, expected ({n}, {len(labels)}, H, W)"
             elif not np.isfinite(maps).all():
                 found[name] = "maps hold NaN or inf"
             continue
         for seed in data["seeds"]:
             table = tensors.get(f"table_seed_{seed}")
-            if f"labels_seed_{seed}" not in tensors or table is None or table.ndim != 2 or table.shape[1] != len(labels):
+            fits = table is not None and table.ndim == 2 and table.shape[1] == len(labels)
+            if f"labels_seed_{seed}" not in tensors or not fits:
                 found[name] = f"the segments of seed {seed} are missing or have the wrong shape"
             elif not np.isfinite(table).all():
                 found[name] = f"table_seed_{seed} holds NaN or inf"
@@ -436,8 +440,8 @@ def damaged_prompt(manifest: dict, number: int, damage: list[Damage], folder: Pa
     entry = manifest["prompts"][number]
     if isinstance(entry, dict):
         entry.update(status="damaged", error=error)
-    return PromptRun(spec["prompt"], words, word_labels(words), list(spec["seeds"]), status="damaged", error=error,
-                     number=number, folder=folder)
+    return PromptRun(spec["prompt"], words, word_labels(words), list(spec["seeds"] or []), status="damaged",
+                     error=error, number=number, folder=folder)
 
 
 def settle_prompts(directory, config) -> list[int]:
