@@ -180,3 +180,34 @@ def test_a_pipeline_keyword_typo_is_refused_not_ignored():
     daam = DAAM(load_model("shapes-world").pipeline)
     with pytest.raises(TypeError, match="num_inference_step'.*did you mean 'num_inference_steps'"):
         daam.explain(PROMPT, num_inference_step=2)
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path):
+    """A 64 KiB tmpfs (root and mount needed: skipped, saying so, where the machine does not allow it)."""
+    folder = tmp_path / "tmpfs"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(folder)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({mounted.stderr.decode().strip() or 'not root'}): the full "
+                    "disk is tested by raising ENOSPC through the atomic writer instead")
+    yield folder
+    subprocess.run(["umount", str(folder)], check=False)
+
+
+def test_a_real_full_disk_exits_3_and_the_rerun_resumes(small_tmpfs):
+    """On a 64 KiB tmpfs the run fills the disk: one line, exit 3, what was written stays; with room made the same
+    command resumes and the run verifies."""
+    out = small_tmpfs / "run"
+    command = [sys.executable, "-m", "captum_diffusion", "explain", "red circle", "--attention", "none", "--quiet",
+               "--out", str(out)]
+    full = subprocess.run(command, capture_output=True, text=True)
+    lines = full.stderr.strip().splitlines()
+    assert full.returncode == 3 and len(lines) == 1, full.stderr
+    assert "no space left" in lines[0] and str(out) in lines[0] and "rerun the same command" in lines[0]
+    kept = sorted(p.relative_to(out) for p in out.rglob("*.png"))
+    subprocess.run(["mount", "-o", "remount,size=16m", str(small_tmpfs)], check=True)
+    resumed = subprocess.run(command, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert set(kept) <= {p.relative_to(out) for p in out.rglob("*.png")}        # nothing written was lost
+    assert main(["verify", str(out)]) == 0
