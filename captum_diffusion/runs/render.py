@@ -31,7 +31,6 @@ from captum_diffusion.report.sections import certainty_html, collapsed_html
 from captum_diffusion.runs.config import INTERACTIONS
 from captum_diffusion.runs.store import PromptRun, Run, played_game
 from captum_diffusion.words.game import MAX_EXACT_WORDS
-from captum_diffusion.words.interactions import pair_interactions
 
 REPORT = "report.html"
 #: The folder of per-prompt pages, beside ``report.html``, in the folder form.
@@ -75,6 +74,8 @@ def interactions_html(result: PromptRun, game) -> str:
         return '<p class="empty">A one-word prompt has no word pairs.</p>'
     if game is None:
         return _NEEDS_EVERY_PAYOFF.format(what="Word pairs need")
+    from captum_diffusion.words.interactions import pair_interactions  # shapiq: seconds to import, pairs only
+
     pairs = pair_interactions(game, result.labels, k=N_PAIRS, index="k-SII")
     return (f"<p>Strongest of the {len(result.words) * (len(result.words) - 1) // 2} word pairs (k-SII, exact, "
             "from the same sub-prompt images; seed-averaged):</p>" + report.interaction_pairs_html(pairs, "k-SII"))
