@@ -97,6 +97,14 @@ def test_reading_the_options_imports_no_model_library():
     assert found.stdout.strip() == "[]"
 
 
+def test_the_run_and_its_report_import_explainers_only_when_used():
+    """A run imports shap, captum, shapiq (word pairs) or lime when a method or section it shows needs them."""
+    code = ("import sys, captum_diffusion.runs.execute, captum_diffusion.runs.render; print(sorted(m for m in ("
+            "'torch', 'diffusers', 'captum', 'shap', 'shapiq', 'lime', 'matplotlib.pyplot') if m in sys.modules))")
+    found = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert found.stdout.strip() == "[]"
+
+
 def test_every_captum_method_is_registered_without_importing_captum():
     from captum_diffusion.runs.methods import REGISTRY, captum_methods
 
