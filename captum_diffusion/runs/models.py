@@ -116,6 +116,7 @@ def _load_diffusers(model: str, device, dtype):
     from diffusers import DiffusionPipeline
 
     check_model_folder(model)
+    looks_local = model.startswith((".", "/", "~")) or Path(model).expanduser().exists()
     try:
         pipeline = DiffusionPipeline.from_pretrained(str(Path(model).expanduser()) if looks_local else model,
                                                      **({"dtype": dtype} if dtype is not None else {}))
