@@ -224,8 +224,8 @@ def show(directory, top: int = 3) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run ``diffusion-explain`` with ``argv`` (default: ``sys.argv[1:]``); returns the exit code (0, 1 when a
-    prompt failed, 2 for bad input)."""
+    """Run ``diffusion-explain`` with ``argv`` (default: ``sys.argv[1:]``); returns the exit code (0; 1 when a
+    prompt failed or a saved run is damaged; 2 for bad input, before anything is written; 3 for a full disk)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     try:
