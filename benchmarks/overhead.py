@@ -20,6 +20,13 @@
    ``--cold-numba`` gives (a) an empty numba cache folder each time, i.e. a user's very first run.
 
 Other processes share the CPU: the load average is printed with each figure.
+
+Measured on this 2-core machine shared with other jobs (2026-12-03, 1 thread on both sides):
+- ``threads --repeats 5`` (load 6.5-9.3): 1 thread 6.4 s, 2 threads 64.9 s per batch of 8 (medians): 10.2x slower;
+- ``one --repeats 3`` (load 1.5-1.9): 23.2 s against 16.0 s, 1.44x (breakdown: start-up 4.4, load 2.4, plan 0.0,
+  generate 9.0, explain 5.0, write 0.5; process exit about 1.9 s more); ``--cold-numba``: 1.66x (explain 8.9 s);
+- ``file --repeats 1`` (20 prompts, 432 distinct images, 10 steps; load 1.6-2.0): 98.2 s against 75.0 s, 1.31x
+  (start-up 4.4, load 2.4, generate 63.0, explain 15.1, write 11.1).
 """
 from __future__ import annotations
 
