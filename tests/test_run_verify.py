@@ -96,7 +96,11 @@ def damage(folder: Path, data) -> list[str]:
         path.write_bytes(bytes(raw))
     else:
         target = "/".join(target.split("/")[:2]) + "/result.json"
-        _edit_json(folder / target, data, data.draw(st.sampled_from(["number", "nan", "inf", "drop"]), label="edit"))
+        edit = data.draw(st.sampled_from(["number", "nan", "inf", "drop"]), label="edit")
+        try:
+            _edit_json(folder / target, data, edit)
+        except (OSError, ValueError):  # an earlier damage left no readable result.json: it stays damaged
+            pass
     return [target]
 
 
