@@ -188,8 +188,9 @@ class RunConfig:
     until: str | None = _option(None, "shap-multifidelity, adaptive: 'top-K' adds full images where they separate "
                                 "the top K words best and stops once they are separated at level 0.95, or when "
                                 "--budget is spent (default: spend the budget)", metavar="top-K")
-    proxy_steps: int | None = _option(None, "shap-multifidelity: denoising steps of the cheap proxy images (default: "
-                                      "a quarter of the run's steps, rounded down, at least 1)")
+    proxy_steps: int | None = _option(None, "shap-multifidelity: denoising steps of cheap proxy images played on every "
+                                      "sub-prompt (default: no proxy; few-step proxies did not pay on ShapesWorld, "
+                                      "benchmarks/cost.md)")
     proxy_size: tuple[int, int] | None = _option(None, "shap-multifidelity: size of the proxy images in pixels, N or "
                                                  "HxW (default: the run's)", type=parse_size)
     proxy_cost: float | None = _option(None, "shap-multifidelity: a proxy image's time relative to a full one, used "

@@ -11,8 +11,12 @@ Choices made here (documented in the flags' help):
   seed are stored like every method's; the standard error of their mean (:func:`combine_seeds`) adds the
   between-seed variance of the estimates to their sampling variance (conservative: the spread between seeds
   already holds part of the sampling noise).
-- **Proxy**: ``--proxy-steps`` defaults to a quarter of the run's steps (rounded down, at least 1); ``--proxy-size``
-  defaults to the run's size. The cost ratio that spends the budget is ``--proxy-cost`` when given, else the steps
+- **Proxy**: none unless ``--proxy-steps`` or ``--proxy-size`` is given. ``benchmarks/cost.md`` measured few-step
+  proxies of the ShapesWorld model against the full game: their payoffs correlate at r = 0.24-0.93, which removes at
+  most r**2 of the correction's variance while the proxy costs 16-41% of a full image, so the same budget spent on
+  full images (the stratified paired sampler with its additive control) ranked words better. A proxy pays where it
+  tracks the full game closely (e.g. a distilled model's few steps); measure it with ``benchmarks/cost.py``. The
+  cost ratio that spends the budget is ``--proxy-cost`` when given, else the steps
   ratio times the pixels ratio (an estimate: a proxy image also pays the fixed cost of decoding and scoring); the
   manifest reports the ratio measured on this run's own generations (``runs.cost``).
 - **Budget**: ``--budget`` (default :data:`DEFAULT_BUDGET`) is the fraction of exact's ``2**d`` images per seed,
@@ -37,8 +41,6 @@ if TYPE_CHECKING:  # pragma: no cover - annotations only
 #: ``--budget`` of shap-multifidelity when not given: half of exact's cost (with a quarter-steps proxy, the least
 #: budget that pays the proxy and two full pairs per coalition size from 6 words on).
 DEFAULT_BUDGET = 0.5
-#: ``--proxy-steps`` when not given: this fraction of the run's steps (rounded down, at least 1).
-DEFAULT_PROXY_STEPS_FRACTION = 0.25
 #: The name of the method in ``runs.methods.REGISTRY``.
 NAME = "shap-multifidelity"
 
@@ -53,12 +55,6 @@ def parse_until(text) -> int | None:
     if match is None:
         raise ValueError(f"until (--until) must be 'top-K' with K a positive integer, e.g. 'top-3', got {text!r}")
     return int(match.group(1))
-
-
-def default_proxy_steps(steps: int) -> int:
-    """A quarter of ``steps``, rounded down, at least 1 (10 steps: 2; rounding 2.5 up made a 6-word prompt's proxy
-    too dear for the default budget)."""
-    return max(1, int(steps * DEFAULT_PROXY_STEPS_FRACTION))
 
 
 def proxy_for(config, run_settings: "GenerationSettings | None") -> tuple["GenerationSettings | None", float, str]:
@@ -89,14 +85,11 @@ def proxy_for(config, run_settings: "GenerationSettings | None") -> tuple["Gener
 
     steps = None if run_settings is None else run_settings.num_inference_steps
     size = None if run_settings is None or run_settings.height is None else (run_settings.height, run_settings.width)
-    proxy_steps = config.proxy_steps
-    if proxy_steps is None:
-        if steps is None:
-            raise ValueError(f"{NAME}: the run's steps are not known here (planning without the model); pass "
-                             "--steps or --proxy-steps")
-        proxy_steps = default_proxy_steps(steps)
+    if config.proxy_steps is None and config.proxy_size is None:
+        return None, 0.0, "no proxy (none asked for: --proxy-steps / --proxy-size)"
+    proxy_steps = config.proxy_steps  # None with only --proxy-size: the run's steps
     overrides = {}
-    if proxy_steps != steps:
+    if proxy_steps is not None and proxy_steps != steps:
         overrides["num_inference_steps"] = proxy_steps
     if config.proxy_size is not None and tuple(config.proxy_size) != size:
         overrides["height"], overrides["width"] = config.proxy_size
@@ -108,6 +101,7 @@ def proxy_for(config, run_settings: "GenerationSettings | None") -> tuple["Gener
     if steps is None:
         raise ValueError(f"{NAME}: the run's steps are not known here, so the proxy's cost cannot be estimated; "
                          "pass --steps or --proxy-cost")
+    proxy_steps = steps if proxy_steps is None else proxy_steps
     ratio, why = proxy_steps / steps, f"estimate: {proxy_steps}/{steps} steps"
     if config.proxy_size is not None and size is not None:
         ratio *= (config.proxy_size[0] * config.proxy_size[1]) / (size[0] * size[1])
