@@ -42,9 +42,10 @@ def cache_shap_compilation(cache_dir=None) -> Path | None:
     use in every process, about 10 s of CPU per cold run, because they are declared without ``cache=True``. This
     turns numba's own on-disk cache on for every numba function of the imported shap modules, in a per-user folder.
     numba keys each entry by the source file's content hash and the machine, so a shap upgrade or another CPU
-    compiles afresh. Functions taking shap's ``link`` (a numba function passed as an argument) are left out: numba
-    types that argument by its identity, so their entry would never match in a new process and each process would
-    add one to the folder. It is called once, when this module is imported; anything that fails leaves shap as it
+    compiles afresh. Left out: functions taking shap's ``link`` (a numba function passed as an argument: numba
+    types it by its identity, so their entry would never match in a new process and each process would add one),
+    and recursive functions (shap's ``lower_credit`` and ``_rec_fill_masks``; a recursive function read back from
+    numba's cache crashed the partition explainer). It is called once, when this module is imported; anything that fails leaves shap as it
     is.
 
     Parameters
@@ -77,7 +78,9 @@ def cache_shap_compilation(cache_dir=None) -> Path | None:
         before, numba_config.CACHE_DIR = numba_config.CACHE_DIR, str(folder)
         try:  # numba's locator reads CACHE_DIR when the cache is made; other numba users keep their setting
             for dispatcher in dispatchers.values():
-                if "link" not in inspect.signature(dispatcher.py_func).parameters:
+                function = dispatcher.py_func
+                recursive = function.__name__ in function.__code__.co_names
+                if not recursive and "link" not in inspect.signature(function).parameters:
                     dispatcher.enable_caching()
         finally:
             numba_config.CACHE_DIR = before
