@@ -234,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "report":
             from captum_diffusion.runs import load_run, write_report
 
-            run = load_run(args.directory)
+            run = load_run(args.directory, images=False)  # the report reads the images from their files
             print(write_report(run))
             return _damage_note(run)
         if args.command == "verify":
@@ -255,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         from captum_diffusion.runs.store import load_run
 
-        run = load_run(args.directory)
+        run = load_run(args.directory, images=False)
         print(show(run, args.top))
         return _damage_note(run)
     except (ValueError, FileNotFoundError) as error:
