@@ -140,12 +140,14 @@ class RunConfig:
     ----------
     prompts : tuple of PromptSpec
         The prompts (strings are made ``PromptSpec``).
-    model, clip, device, dtype, seeds, steps, guidance, size, max_sequence_length, words, attention, segments,
-    lime_samples, max_evals, batch_size, threads, faithfulness
-        See each field's ``help``. ``size`` is pixels, square (one int) or ``(height, width)``; ``words=()`` means
-        exact SHAP up to :data:`DEFAULT_EXACT_WORDS` words, else permutation sampling. ``"interactions"`` among
-        ``words`` and ``faithfulness`` read every sub-prompt's payoff, so exact SHAP runs too (up to
-        :data:`MAX_EXACT_WORDS` words).
+
+    Notes
+    -----
+    Every other field is documented by its ``help`` (``diffusion-explain explain --help`` prints them). ``size`` is
+    pixels, square (one int) or ``(height, width)``; ``words=()`` means exact SHAP up to :data:`DEFAULT_EXACT_WORDS`
+    words, else permutation sampling (with ``budget`` below 1: shap-multifidelity). ``"interactions"`` among
+    ``words`` and ``faithfulness`` read every sub-prompt's payoff, so exact SHAP runs too (up to
+    :data:`MAX_EXACT_WORDS` words).
     """
 
     prompts: tuple[PromptSpec, ...]

@@ -1,4 +1,4 @@
-"""Log a saved run to an MLflow tracking server or store (``diffusion-explain explain ... --mlflow [URI]``,
+"""Log a saved run to an MLflow tracking server or store (``diffusion-explain explain --mlflow [URI]``,
 :func:`log_run`).
 
 What is logged, in one MLflow run of the experiment ``diffusion-explain``:
