@@ -16,6 +16,8 @@ from typing import Any, Mapping
 
 from captum_diffusion import checks
 from captum_diffusion.runs.methods import REGISTRY, WORD_METHODS
+from captum_diffusion.runs.models import (EMBEDDED_MODELS, SHAPES_WORLD, SHAPES_WORLD_GAN,  # noqa: F401 - old home
+                                          SHAPES_WORLD_TRANSFORMER)
 from captum_diffusion.words import split_words
 from captum_diffusion.words.game import MAX_EXACT_WORDS
 from captum_diffusion.words.multifidelity import MAX_WORDS as MULTIFIDELITY_MAX_WORDS
@@ -23,14 +25,6 @@ from captum_diffusion.words.multifidelity import MAX_WORDS as MULTIFIDELITY_MAX_
 __all__ = ["PromptSpec", "RunConfig", "read_prompt_file", "read_config_file", "parse_size", "CONFIG_KEYS",
            "WORD_METHODS", "MAX_EXACT_WORDS", "DEFAULT_EXACT_WORDS"]
 
-#: The embedded model's name for ``--model`` (the default).
-SHAPES_WORLD = "shapes-world"
-#: The embedded transformer (SD3-style MMDiT on the same world) for ``--model``.
-SHAPES_WORLD_TRANSFORMER = "shapes-world-transformer"
-#: ``--model`` names of the embedded models and their ``load_shapes_world`` family.
-EMBEDDED_MODELS = {SHAPES_WORLD: "unet", SHAPES_WORLD_TRANSFORMER: "transformer"}
-#: The embedded RATLIP-style GAN (``shapes_world.load_shapes_world_gan``, a ``prompts -> images`` callable).
-SHAPES_WORLD_GAN = "shapes-world-gan"
 SHAP_METHODS = tuple(m for m in WORD_METHODS if m.startswith("shap-"))
 #: ``--words interactions``: show the strongest word pairs (exact k-SII from the sub-prompts exact SHAP scores).
 INTERACTIONS = "interactions"
@@ -362,6 +356,15 @@ def _seeds(value, name: str) -> tuple[int, ...]:
     if not items:
         raise ValueError(f"{name} must hold at least one seed, got {value!r}")
     return tuple(dict.fromkeys(checks.seed(s, name) for s in items))
+
+
+def saved_settings(manifest: dict) -> dict | None:
+    """A saved run's settings with every setting added since it was saved at its default (so an older run that
+    used no new option still resumes); ``None`` when they no longer make a ``RunConfig``."""
+    try:
+        return RunConfig.from_settings(manifest["config"]).settings()
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def read_prompt_file(path) -> list[PromptSpec]:

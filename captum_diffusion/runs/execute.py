@@ -23,7 +23,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from captum_diffusion.runs.config import RunConfig
+from captum_diffusion.runs.config import RunConfig, saved_settings
 from captum_diffusion.runs.methods import word_values  # noqa: F401 - its old home, kept importable
 from captum_diffusion.runs.prompt import explain_prompt
 from captum_diffusion.runs.lock import LOCK_FILES, RunLocked, current_holder, take_lock
@@ -119,15 +119,6 @@ def _rebuildable(folder: Path, config: RunConfig, damaged: DamagedRun, force: bo
         return True
     raise ValueError(f"{damaged}; its results were not recorded with this command's settings, so this command "
                      "cannot rebuild it: rerun the command that made it, or pass --force to replace them") from None
-
-
-def saved_settings(manifest: dict) -> dict | None:
-    """A saved run's settings with every setting added since it was saved at its default (so an older run that
-    used no new option still resumes); ``None`` when they no longer make a ``RunConfig``."""
-    try:
-        return RunConfig.from_settings(manifest["config"]).settings()
-    except (KeyError, TypeError, ValueError):
-        return None
 
 
 def versions() -> dict[str, str]:

@@ -1,25 +1,7 @@
-"""A saved run as one long table that pandas, duckdb or a spreadsheet reads: one row per prompt, seed, method and
-word (``diffusion-explain export RUN --format parquet|csv``, :meth:`Run.to_pandas`).
+"""Write a saved run's long table to a file: ``diffusion-explain export RUN --format parquet|csv``.
 
-Columns (:data:`COLUMNS`):
-
-==================  ========  ==========================================================================================
-prompt              str       the prompt's text
-prompt_index        int64     its place in the run (``manifest.json``'s ``prompts``, from 0)
-seed                int64     the seed of this row's values
-method              str       the word-attribution method (``shap-exact``, ``lime``, ...)
-word                str       the word (a player of the word game)
-label               str       its label (``a#0`` / ``a#1`` where a word repeats)
-position            int64     the word's place in the prompt, from 0
-value               float64   the word's value at this seed, payoff units
-standard_error      float64   standard error of the word's *seed-averaged* value (the same on every seed's row;
-                              NaN where not known: a sampled method at one seed), payoff units
-base_value          float64   the method's base value at this seed (the empty prompt's payoff)
-payoff              float64   the full prompt's payoff at this seed
-==================  ========  ==========================================================================================
-
-Prompts that failed or are not explained yet have no rows. Parquet needs ``pyarrow`` (the ``parquet`` extra:
-``pip install diffusion-explain[parquet]``); CSV needs nothing more. Values are written exactly: parquet stores
+The table and its columns are :mod:`captum_diffusion.runs.table`'s. Parquet needs ``pyarrow`` (the ``parquet``
+extra: ``pip install diffusion-explain[parquet]``); CSV needs nothing more. Values are written exactly: parquet stores
 float64, CSV the shortest repr that reads back to the same float (read it with :func:`read_table`, or
 ``pandas.read_csv(path, float_precision="round_trip")``).
 """
@@ -27,63 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
+from captum_diffusion.runs.table import COLUMNS, column_dtype, run_table
 
 __all__ = ["COLUMNS", "FORMATS", "run_table", "export_run", "read_table"]
 
-#: The table's columns, in order.
-COLUMNS = ("prompt", "prompt_index", "seed", "method", "word", "label", "position", "value", "standard_error",
-           "base_value", "payoff")
 #: ``--format`` choices and their file suffix.
 FORMATS = {"parquet": ".parquet", "csv": ".csv"}
-_INTEGERS = ("prompt_index", "seed", "position")
-_TEXTS = ("prompt", "method", "word", "label")
-
-
-def _rows(result, index: int) -> dict[str, list]:
-    """The columns of one prompt's rows: every (seed, method, word), in that order."""
-    columns: dict[str, list] = {name: [] for name in COLUMNS}
-    result.fill_standard_errors()
-    payoffs = result.payoffs if result.payoffs is not None else np.full(len(result.seeds), np.nan)
-    for row, seed in enumerate(result.seeds):
-        for method, values in result.values.items():
-            errors = result.standard_errors.get(method, np.full(len(result.words), np.nan))
-            for position, (word, label) in enumerate(zip(result.words, result.labels)):
-                cells = (result.prompt, index, seed, method, word, label, position, values[row, position],
-                         errors[position], result.base_values[method][row], payoffs[row])
-                for name, cell in zip(COLUMNS, cells):
-                    columns[name].append(cell)
-    return columns
-
-
-def run_table(run):
-    """The long table of a loaded run.
-
-    Parameters
-    ----------
-    run : Run
-        A run from :func:`captum_diffusion.runs.load_run` (``images=False`` is enough).
-
-    Returns
-    -------
-    pandas.DataFrame
-        One row per (prompt, seed, method, word) of every explained prompt, columns :data:`COLUMNS` (see the module
-        docstring for their meaning, dtypes and units); an empty frame with those columns when nothing is explained.
-    """
-    import pandas as pd
-
-    from captum_diffusion.runs.summary import explained_prompts
-
-    columns: dict[str, list] = {name: [] for name in COLUMNS}
-    for index, result in explained_prompts(run):
-        for name, cells in _rows(result, index).items():
-            columns[name].extend(cells)
-    return pd.DataFrame({name: pd.Series(cells, dtype=_dtype(name)) for name, cells in columns.items()})
-
-
-def _dtype(column: str) -> str:
-    """A column's dtype: ``int64``, ``float64`` or ``str`` (pandas' string dtype; ``object`` before pandas 3)."""
-    return "int64" if column in _INTEGERS else "str" if column in _TEXTS else "float64"
 
 
 def _format(format: str | None, out: Path | None) -> str:
@@ -161,6 +92,6 @@ def read_table(path):
     format = _format(None, path)
     if format == "parquet":
         return pd.read_parquet(path)
-    floats = [name for name in COLUMNS if _dtype(name) == "float64"]  # a word "NA" stays a word: only floats are NaN
+    floats = [name for name in COLUMNS if column_dtype(name) == "float64"]  # a word "NA" stays a word: only floats are NaN
     return pd.read_csv(path, float_precision="round_trip", keep_default_na=False,
-                       na_values={name: [""] for name in floats}, dtype={name: _dtype(name) for name in COLUMNS})
+                       na_values={name: [""] for name in floats}, dtype={name: column_dtype(name) for name in COLUMNS})

@@ -29,15 +29,13 @@ accounting, ``runs.cost``).
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable
+from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
+from captum_diffusion.runs.payoffs import PayoffAt, SeedEstimate
 from captum_diffusion.words.game import MAX_EXACT_WORDS, WordGame
-
-if TYPE_CHECKING:  # pragma: no cover - annotations only
-    from captum_diffusion.generation.settings import GenerationSettings
 
 #: shap's default sampling budget (``max_evals``) of the permutation and partition explainers.
 SHAP_DEFAULT_EVALS = 500
@@ -82,56 +80,6 @@ class WordMethod:
     def recorder(self) -> Runner:
         """What planning calls on a ``RecordingPayoff``: ``record`` when given, else ``run``."""
         return self.record if self.record is not None else self.run
-
-
-@dataclass(frozen=True)
-class SeedEstimate:
-    """What a runner found on one seed's game, when it says more than ``(values, f(""))``.
-
-    Parameters
-    ----------
-    values : numpy.ndarray
-        float64 ``(d,)``, one value per word, in the units of the payoff.
-    base : float
-        ``f("")``.
-    standard_errors : numpy.ndarray, optional
-        float64 ``(d,)``, the estimate's own standard errors for this seed's game (0 where exact); ``None``: not
-        stated (the run derives them between seeds).
-    degrees_of_freedom : float or numpy.ndarray
-        Of ``standard_errors``, scalar or ``(d,)``; ``inf``: normal intervals.
-    exact : bool
-        No sampling error for this seed.
-    cost : dict, optional
-        Images it used for this seed: ``full_images``, ``proxy_images``, ``exact_images`` and how they were
-        chosen (see ``runs.multifidelity.run``); ``None``: not counted per method.
-    """
-
-    values: np.ndarray
-    base: float
-    standard_errors: np.ndarray | None = None
-    degrees_of_freedom: object = np.inf
-    exact: bool = False
-    cost: dict | None = field(default=None, compare=False)
-
-
-class PayoffAt:
-    """A runner's ``payoff_at``: ``payoff_at(settings)`` is the payoff of the same prompt and seed at ``settings``
-    over the run's, and ``run_settings`` the run's own generation settings.
-
-    Parameters
-    ----------
-    at : callable
-        ``at(settings: GenerationSettings) -> payoff`` (sub-prompts -> float64 ``(n,)``).
-    run_settings : GenerationSettings or None
-        The run's settings, the model's defaults filled in where known (planning without a model leaves them
-        ``None``).
-    """
-
-    def __init__(self, at: Callable[["GenerationSettings"], object], run_settings: "GenerationSettings | None"):
-        self.at, self.run_settings = at, run_settings
-
-    def __call__(self, settings: "GenerationSettings"):
-        return self.at(settings)
 
 
 #: Every word-attribution method of a run, by name, in the order ``--words`` lists them.

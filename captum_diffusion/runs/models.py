@@ -5,7 +5,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from captum_diffusion.generation.settings import GenerationSettings
-from captum_diffusion.runs.config import EMBEDDED_MODELS, SHAPES_WORLD_GAN
+
+#: The embedded model's name for ``--model`` (the default).
+SHAPES_WORLD = "shapes-world"
+#: The embedded transformer (SD3-style MMDiT on the same world) for ``--model``.
+SHAPES_WORLD_TRANSFORMER = "shapes-world-transformer"
+#: ``--model`` names of the embedded models and their ``load_shapes_world`` family.
+EMBEDDED_MODELS = {SHAPES_WORLD: "unet", SHAPES_WORLD_TRANSFORMER: "transformer"}
+#: The embedded RATLIP-style GAN (``shapes_world.load_shapes_world_gan``, a ``prompts -> images`` callable).
+SHAPES_WORLD_GAN = "shapes-world-gan"
 
 #: The scorer used when the model ships none and ``--clip`` is not given.
 DEFAULT_CLIP = "openai/clip-vit-base-patch32"

@@ -135,7 +135,7 @@ def run(f, config, seed: int, payoff_at=None):
         image, the full prompt at the proxy's settings, included), ``exact_images`` (``2**d``),
         ``planned_proxy_cost``, ``proxy_cost_source``, ``proxy_settings``, ``budget``, ``stopped``.
     """
-    from captum_diffusion.runs.methods import SeedEstimate
+    from captum_diffusion.runs.payoffs import SeedEstimate
     from captum_diffusion.words import WordGame
 
     game = WordGame(f, f.prompt)
@@ -200,8 +200,7 @@ def record(f, config, seed: int, payoff_at=None) -> None:
 
 def _logged_calls(prompt: str, config, seed: int, payoff_at, salt: int) -> list[tuple]:
     """The calls :func:`run` makes on placeholder payoffs of ``salt``: ``[(settings or None, sub-prompts)]``."""
-    from captum_diffusion.runs.methods import PayoffAt
-    from captum_diffusion.runs.plan import RecordingPayoff
+    from captum_diffusion.runs.payoffs import PayoffAt, RecordingPayoff
 
     log: list[tuple] = []
 

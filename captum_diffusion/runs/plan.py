@@ -28,69 +28,20 @@ Filling the cache with the plan is :mod:`captum_diffusion.runs.fill`.
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 from dataclasses import dataclass, field
 from typing import Sequence
 
-import numpy as np
 
 from captum_diffusion.generation import families
 from captum_diffusion.generation.settings import GenerationSettings
 from captum_diffusion.runs.config import PromptSpec, RunConfig
-from captum_diffusion.runs.methods import PLANNED_METHODS, REGISTRY, UNPLANNED_METHODS, PayoffAt
+from captum_diffusion.runs.methods import PLANNED_METHODS, REGISTRY, UNPLANNED_METHODS
+from captum_diffusion.runs.payoffs import PayoffAt, RecordingPayoff, placeholder_value
 from captum_diffusion.words import split_words
 
 __all__ = ["Batch", "Plan", "PromptPlan", "RecordingPayoff", "Wave", "plan_prompts", "plan_run", "record",
            "record_items", "placeholder_value", "PLANNED_METHODS", "UNPLANNED_METHODS"]
-
-
-def placeholder_value(prompt: str, salt: int = 0) -> float:
-    """A payoff in [0, 1) for recording: a hash of ``prompt`` (and ``salt``), so distinct sub-prompts get
-    distinct, finite values and no explainer sees a degenerate (constant) game."""
-    digest = hashlib.sha256(f"{salt}:{prompt}".encode()).digest()
-    return int.from_bytes(digest[:6], "big") / 2.0**48
-
-
-def _default_chunk_size() -> int:
-    from captum_diffusion.scoring import PromptScore
-
-    return int(inspect.signature(PromptScore).parameters["chunk_size"].default)
-
-
-class RecordingPayoff:
-    """A stand-in for :class:`~captum_diffusion.scoring.PromptScore` that makes no image.
-
-    It returns :func:`placeholder_value` payoffs and records, in ``items``, the sub-prompts a ``PromptScore``
-    would have had generated, in the order it would have generated them (each new chunk of sub-prompts, then the
-    full prompt's reference image).
-
-    Parameters
-    ----------
-    prompt : str
-        The prompt of the game (``self.prompt``: its words joined by single spaces).
-    salt : int
-        Changes every placeholder payoff (to check that a method's sub-prompts do not depend on them).
-    chunk_size : int, optional
-        Sub-prompts per chunk, as ``PromptScore``'s (default: its default).
-    """
-
-    def __init__(self, prompt: str, *, salt: int = 0, chunk_size: int | None = None):
-        self.prompt = " ".join(split_words(prompt))
-        self.salt = salt
-        self.chunk_size = chunk_size or _default_chunk_size()
-        self.items: dict[str, None] = {}
-        self._scored: set[str] = set()
-
-    def __call__(self, prompts: Sequence[str]) -> np.ndarray:
-        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
-        new = [p for p in dict.fromkeys(prompts) if p not in self._scored]
-        for start in range(0, len(new), self.chunk_size):
-            chunk = new[start:start + self.chunk_size]
-            self.items.update(dict.fromkeys(chunk))
-            self.items.setdefault(self.prompt)  # PromptScore's reference image
-            self._scored.update(chunk)
-        return np.array([placeholder_value(p, self.salt) for p in prompts], dtype=np.float64)
 
 
 def record(prompt: str, methods: Sequence[str], config: RunConfig, seed: int, *, salt: int = 0,

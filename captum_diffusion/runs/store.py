@@ -43,8 +43,8 @@ import PIL.Image
 from captum_diffusion import checks
 from captum_diffusion.convert import as_rgb_image
 from captum_diffusion.files import atomic_write
+from captum_diffusion.runs.verify import MANIFEST, read_manifest
 
-MANIFEST = "manifest.json"
 RESULT = "result.json"
 
 
@@ -318,7 +318,7 @@ class Run:
             Columns ``prompt, prompt_index, seed, method, word, label, position, value, standard_error,
             base_value, payoff`` (:func:`captum_diffusion.runs.export.run_table`).
         """
-        from captum_diffusion.runs.export import run_table
+        from captum_diffusion.runs.table import run_table
 
         return run_table(self)
 
@@ -507,29 +507,6 @@ def _open(path: Path) -> PIL.Image.Image:
         return image.convert("RGB")
 
 
-def read_manifest(directory) -> dict | None:
-    """The run's manifest, or ``None`` when ``directory`` holds no run.
-
-    Raises
-    ------
-    captum_diffusion.runs.verify.DamagedRun
-        A ``ValueError`` naming the file, when ``manifest.json`` is truncated or not a manifest.
-    """
-    from captum_diffusion.runs.verify import DamagedRun
-
-    path = Path(directory) / MANIFEST
-    if not path.is_file():
-        return None
-    try:
-        manifest = json.loads(path.read_text())
-        if not isinstance(manifest, dict) or not isinstance(manifest.get("prompts"), list):
-            raise ValueError("no 'prompts' list")
-    except (OSError, ValueError) as error:
-        raise DamagedRun(f"{path} is damaged ({error}); rerun the same `diffusion-explain explain` command to "
-                         "rebuild it (its prompts and image cache are kept), or pass --force to replace it") from None
-    return manifest
-
-
 def load_run(directory, *, images: bool = True) -> Run:
     """Load a saved run (see the module docstring): a :class:`Run` whose prompts equal the computed ones.
 
@@ -554,7 +531,7 @@ def load_run(directory, *, images: bool = True) -> Run:
     ValueError
         When ``directory`` holds no run, or its ``manifest.json`` is damaged (naming it).
     """
-    from captum_diffusion.runs.verify import damaged_prompt, verify_run
+    from captum_diffusion.runs.verify import verify_run
 
     directory = Path(directory)
     manifest = read_manifest(directory)
@@ -570,3 +547,35 @@ def load_run(directory, *, images: bool = True) -> Run:
         elif (folder / RESULT).is_file():
             prompts.append(load_prompt(folder, images=images, number=number))
     return Run(directory, manifest, prompts)
+
+
+def damaged_prompt(manifest: dict, number: int, damage: list, folder: Path) -> "PromptRun":
+    """The :class:`PromptRun` that stands for a damaged prompt.
+
+    Parameters
+    ----------
+    manifest : dict
+        The run's manifest; its entry for ``number`` gets status ``"damaged"`` and the error.
+    number : int
+        The prompt's number.
+    damage : list of runs.verify.Damage
+        What is wrong with it.
+    folder : pathlib.Path
+        Its folder.
+
+    Returns
+    -------
+    PromptRun
+        Status ``"damaged"``, ``error`` naming every damaged file, the words and seeds the run asked for, no values.
+    """
+    from captum_diffusion.runs.verify import expected_specs
+    from captum_diffusion.words import split_words, word_labels
+
+    spec = expected_specs(manifest)[number]
+    words = split_words(spec["prompt"])
+    error = "damaged: " + "; ".join(str(item) for item in damage)
+    entry = manifest["prompts"][number]
+    if isinstance(entry, dict):
+        entry.update(status="damaged", error=error)
+    return PromptRun(spec["prompt"], words, word_labels(words), list(spec["seeds"] or []), status="damaged",
+                     error=error, number=number, folder=folder)

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from captum_diffusion import checks
+from captum_diffusion.runs.table import explained_prompts
 
 __all__ = ["Summary", "summarize", "read_word_classes", "default_word_classes", "word_key", "value_statistics",
            "explained_prompts", "prompt_word_values", "least_seed_agreement", "summary_method", "TEST"]
@@ -293,24 +294,6 @@ def _unstable_text(rows: list[dict]) -> str:
     return "\n".join(f"  #{row['prompt_index']} {row['prompt']!r}: {row['percent_ranks_aligned']:.0f}% ranks "
                      f"aligned over {row['n_seeds']} seeds{'' if row['same_top'] else ', top word differs'}"
                      for row in rows)
-
-
-def explained_prompts(run) -> list[tuple[int, object]]:
-    """The explained prompts of a run, with their numbers.
-
-    Parameters
-    ----------
-    run : Run
-        A loaded run, whole or partial (an interrupted run leaves prompts out).
-
-    Returns
-    -------
-    list of tuple of (int, PromptRun)
-        ``(number, result)`` per prompt whose status is ``"done"``, in run order; ``number`` is the prompt's place in
-        the run (``PromptRun.number``, else its place among the loaded prompts).
-    """
-    return [(result.number if getattr(result, "number", None) is not None else position, result)
-            for position, result in enumerate(run.prompts) if result.status == "done"]
 
 
 def summary_method(run, method: str | None = None) -> str:

@@ -27,12 +27,15 @@ from pathlib import Path
 from captum_diffusion.files import atomic_write
 
 __all__ = ["CHECKSUMS", "Damage", "DamagedRun", "Verification", "settings_digest", "record_checksums",
-           "read_checksums", "settle_prompts", "prompt_damage", "content_damage", "verify_run", "sha256_file"]
+           "read_checksums", "settle_prompts", "prompt_damage", "content_damage", "verify_run", "sha256_file",
+           "expected_specs", "read_manifest", "MANIFEST"]
 
 #: The checksum file, beside ``manifest.json``.
 CHECKSUMS = "checksums.json"
 #: Format of :data:`CHECKSUMS`.
 CHECKSUMS_FORMAT = 1
+#: The run's manifest, beside :data:`CHECKSUMS`.
+MANIFEST = "manifest.json"
 
 
 class DamagedRun(ValueError):
@@ -203,7 +206,7 @@ def prompt_damage(directory, number: int, spec: dict | None, expected: dict | No
     return changed + content_damage(folder, number, spec)
 
 
-def _expected_specs(manifest: dict) -> list[dict]:
+def expected_specs(manifest: dict) -> list[dict]:
     """``{"prompt", "seeds"}`` of every prompt of a manifest (its config's prompts, else its prompt list; seeds
     ``None`` when not known)."""
     config = manifest.get("config") or {}
@@ -231,8 +234,6 @@ def verify_run(directory) -> Verification:
     ValueError
         When ``directory`` holds no run (no ``manifest.json``).
     """
-    from captum_diffusion.runs.store import read_manifest
-
     directory = Path(directory)
     report = Verification(directory)
     try:
@@ -249,7 +250,7 @@ def verify_run(directory) -> Verification:
         report.damage.append(Damage(CHECKSUMS, "cannot be read; every prompt is checked file by file"))
         recorded = {"settings": None, "prompts": {}}
     report.damage += _manifest_damage(manifest, recorded)
-    for number, spec in enumerate(_expected_specs(manifest)):
+    for number, spec in enumerate(expected_specs(manifest)):
         report.damage += _check_one(directory, number, spec, manifest, recorded)
         report.checked += 1
     return report
@@ -258,7 +259,7 @@ def verify_run(directory) -> Verification:
 def _manifest_damage(manifest: dict, recorded: dict) -> list[Damage]:
     """The manifest's own problems: settings other than those the results were written with."""
     if recorded.get("settings") and recorded["settings"] != settings_digest(manifest.get("config") or {}):
-        from captum_diffusion.runs.execute import saved_settings
+        from captum_diffusion.runs.config import saved_settings
 
         settings = saved_settings(manifest)
         if settings is None or settings_digest(settings) != recorded["settings"]:
@@ -412,38 +413,6 @@ def content_damage(folder: Path, number: int, spec: dict | None) -> list[Damage]
     return found
 
 
-def damaged_prompt(manifest: dict, number: int, damage: list[Damage], folder: Path):
-    """The :class:`~captum_diffusion.runs.store.PromptRun` that stands for a damaged prompt.
-
-    Parameters
-    ----------
-    manifest : dict
-        The run's manifest; its entry for ``number`` gets status ``"damaged"`` and the error.
-    number : int
-        The prompt's number.
-    damage : list of Damage
-        What is wrong with it.
-    folder : pathlib.Path
-        Its folder.
-
-    Returns
-    -------
-    PromptRun
-        Status ``"damaged"``, ``error`` naming every damaged file, the words and seeds the run asked for, no values.
-    """
-    from captum_diffusion.runs.store import PromptRun
-    from captum_diffusion.words import split_words, word_labels
-
-    spec = _expected_specs(manifest)[number]
-    words = split_words(spec["prompt"])
-    error = "damaged: " + "; ".join(str(item) for item in damage)
-    entry = manifest["prompts"][number]
-    if isinstance(entry, dict):
-        entry.update(status="damaged", error=error)
-    return PromptRun(spec["prompt"], words, word_labels(words), list(spec["seeds"] or []), status="damaged",
-                     error=error, number=number, folder=folder)
-
-
 def settle_prompts(directory, config) -> list[int]:
     """Before a run resumes in ``directory``: the prompts still to explain, and ``checksums.json`` made exact.
 
@@ -494,3 +463,24 @@ def _says_done(folder: Path) -> bool:
         return json.loads((folder / "result.json").read_text()).get("status") == "done"
     except (OSError, ValueError, AttributeError):
         return False
+
+
+def read_manifest(directory) -> dict | None:
+    """The run's manifest, or ``None`` when ``directory`` holds no run.
+
+    Raises
+    ------
+    DamagedRun
+        A ``ValueError`` naming the file, when ``manifest.json`` is truncated or not a manifest.
+    """
+    path = Path(directory) / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        manifest = json.loads(path.read_text())
+        if not isinstance(manifest, dict) or not isinstance(manifest.get("prompts"), list):
+            raise ValueError("no 'prompts' list")
+    except (OSError, ValueError) as error:
+        raise DamagedRun(f"{path} is damaged ({error}); rerun the same `diffusion-explain explain` command to "
+                         "rebuild it (its prompts and image cache are kept), or pass --force to replace it") from None
+    return manifest
