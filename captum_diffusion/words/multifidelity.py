@@ -505,6 +505,51 @@ def multifidelity_shapley(
         the smallest budget), ``proxy_cost`` missing or outside (0, 1], games returning the wrong shape,
         ``d > MAX_WORDS``.
     """
+    budget, n_words, proxy_cost, proxy_weight, proxy_fraction = _checked_game_options(
+        full, proxy, budget, n_words, proxy_cost, proxy_weight, proxy_fraction)
+    until_top_k, target_error, initial, rounds = _checked_stop_options(
+        until_top_k, target_error, initial, rounds, additive_control, level, n_words)
+    rng = np.random.default_rng(checks.random_state(seed))
+    d, n_all = n_words, 2**n_words
+
+    full_payoffs = _Payoffs(full, d, "full")
+    full_payoffs([n_all - 1, 0])  # the exact efficiency total, and the number of seeds
+    n_seeds = full_payoffs.n_seeds
+    exact_images = n_all * n_seeds
+    budget_equivalents = budget * exact_images
+
+    if budget_equivalents >= exact_images - 1e-9 or d == 1:  # exact: every coalition in full, the proxy unused
+        per_seed = _exact(full_payoffs, d)
+        return _result(per_seed, np.zeros((d, d)), np.full(d, np.inf), True, 0.0,
+                       ShapleyCost(exact_images, 0, proxy_cost, exact_images), "exact", full_payoffs, d)
+
+    strata = _strata(d, rng)
+    proxy_payoffs = None if proxy is None else _Payoffs(proxy, d, "proxy", n_seeds, "full")
+    proxy_images, pairs_affordable = _share_budget(strata, proxy is not None, budget, budget_equivalents, proxy_cost,
+                                                   proxy_fraction, n_all, n_seeds)
+    capped = proxy is not None
+    adaptive = until_top_k is not None or target_error is not None
+    least = sum(min(2, s.size) for s in strata)
+    first = pairs_affordable if not adaptive else max(least, int(np.ceil(initial * pairs_affordable)))
+    _grow(strata, _allocate(strata, first, cap_at_proxy=capped))
+
+    def estimate_now() -> _Estimate:
+        return _estimate(strata, full_payoffs, proxy_payoffs, d, proxy_weight, additive_control)
+
+    estimate, stopped = estimate_now(), "budget spent"
+    if adaptive:
+        estimate, stopped = _adaptive_rounds(strata, estimate, estimate_now, pairs_affordable, first, rounds, capped,
+                                             until_top_k, target_error, level)
+    exact = all(s.n == s.size for s in strata)
+    if exact:
+        stopped = "every coalition evaluated in full"
+    cost = ShapleyCost(len(full_payoffs.table) * n_seeds, proxy_images, proxy_cost, exact_images)
+    return _result(estimate.per_seed, estimate.sampling_cov, estimate.sampling_df, exact, estimate.beta, cost,
+                   stopped, full_payoffs, d)
+
+
+def _checked_game_options(full, proxy, budget, n_words, proxy_cost, proxy_weight, proxy_fraction):
+    """``budget``, ``n_words``, ``proxy_cost``, ``proxy_weight``, ``proxy_fraction`` checked (errors name them)."""
     budget = checks.finite_number(budget, "budget", low=0.0, high=1.0, low_open=True)
     if n_words is None:
         n_words = getattr(full, "n_words", None)
@@ -522,78 +567,63 @@ def multifidelity_shapley(
         proxy_cost = 0.0 if proxy_cost is None else checks.finite_number(proxy_cost, "proxy_cost", low=0.0, high=1.0)
     if not (isinstance(proxy_weight, str) and proxy_weight == "fit"):
         proxy_weight = checks.finite_number(proxy_weight, "proxy_weight")
+    if not (isinstance(proxy_fraction, str) and proxy_fraction == "auto"):
+        proxy_fraction = checks.finite_number(proxy_fraction, "proxy_fraction", low=0.0, high=1.0, low_open=True)
+    return budget, n_words, proxy_cost, proxy_weight, proxy_fraction
+
+
+def _checked_stop_options(until_top_k, target_error, initial, rounds, additive_control, level, n_words):
+    """``until_top_k``, ``target_error``, ``initial``, ``rounds`` checked, and ``additive_control``, ``level``."""
     if until_top_k is not None:
         until_top_k = checks.positive_int(until_top_k, "until_top_k")
         if until_top_k >= n_words:
             raise ValueError(f"until_top_k={until_top_k} must be below the number of words ({n_words})")
     if target_error is not None:
         target_error = checks.finite_number(target_error, "target_error", low=0.0, low_open=True)
-    if not (isinstance(proxy_fraction, str) and proxy_fraction == "auto"):
-        proxy_fraction = checks.finite_number(proxy_fraction, "proxy_fraction", low=0.0, high=1.0, low_open=True)
     initial = checks.finite_number(initial, "initial", low=0.0, high=1.0, low_open=True)
     rounds = checks.positive_int(rounds, "rounds")
     if not isinstance(additive_control, (bool, np.bool_)):
         raise TypeError(f"additive_control must be a bool, got {type(additive_control).__name__}")
     certainty.quantile(level)  # checks level
-    rng = np.random.default_rng(checks.random_state(seed))
-    d, n_all = n_words, 2**n_words
+    return until_top_k, target_error, initial, rounds
 
-    full_payoffs = _Payoffs(full, d, "full")
-    full_payoffs([n_all - 1, 0])  # the exact efficiency total, and the number of seeds
-    n_seeds = full_payoffs.n_seeds
-    exact_images = n_all * n_seeds
-    budget_equivalents = budget * exact_images
 
-    if budget_equivalents >= exact_images - 1e-9 or d == 1:  # exact: every coalition in full, the proxy unused
-        per_seed = _exact(full_payoffs, d)
-        return _result(per_seed, np.zeros((d, d)), np.full(d, np.inf), True, 0.0,
-                       ShapleyCost(exact_images, 0, proxy_cost, exact_images), "exact", full_payoffs, d)
+def _share_budget(strata, with_proxy: bool, budget, budget_equivalents, proxy_cost, proxy_fraction, n_all, n_seeds):
+    """Split the budget: sets each stratum's ``n_proxy``; returns ``(proxy images, full pairs affordable)``.
 
-    strata = _strata(d, rng)
+    ``ValueError`` when the budget cannot pay the proxy and two full pairs per coalition size."""
     least = sum(min(2, s.size) for s in strata)  # full pairs: two per coalition size, for a variance
-    proxy_payoffs = None
-    if proxy is not None:
-        proxy_payoffs = _Payoffs(proxy, d, "proxy", n_seeds, "full")
+    proxy_images = 0
+    if with_proxy:
         share = _proxy_share(proxy_fraction, budget_equivalents, proxy_cost, n_all, n_seeds, least)
         for s in strata:
             s.n_proxy = s.size if share >= 1 else min(s.size, max(2, int(round(share * s.size))))
         proxy_images = 2 * sum(s.n_proxy for s in strata) * n_seeds
-    else:
-        proxy_images = 0
     spare = budget_equivalents - proxy_cost * proxy_images
     pairs_affordable = (int(np.floor(spare / n_seeds + 1e-9)) - 2) // 2  # full coalitions beyond the two ends
     if pairs_affordable < least:
+        exact_images = n_all * n_seeds
         smallest = (proxy_cost * proxy_images + (2 + 2 * least) * n_seeds) / exact_images
         share = proxy_cost * proxy_images / exact_images
         raise ValueError(f"budget={budget:g} is too small: the proxy costs {share:.3f} "
                          f"of exact and two full pairs per coalition size need more; use budget >= {smallest:.3f}"
-                         + (" or a smaller proxy_fraction" if proxy is not None else ""))
-    capped = proxy is not None
-    pairs_affordable = min(pairs_affordable, sum(s.n_proxy if capped else s.size for s in strata))
+                         + (" or a smaller proxy_fraction" if with_proxy else ""))
+    return proxy_images, min(pairs_affordable, sum(s.n_proxy if with_proxy else s.size for s in strata))
 
-    adaptive = until_top_k is not None or target_error is not None
-    first = pairs_affordable if not adaptive else max(least, int(np.ceil(initial * pairs_affordable)))
-    _grow(strata, _allocate(strata, first, cap_at_proxy=capped))
-    estimate = _estimate(strata, full_payoffs, proxy_payoffs, d, proxy_weight, additive_control)
-    stopped = "budget spent"
-    if adaptive:
-        step = max(1, int(np.ceil((pairs_affordable - first) / rounds)))
-        while True:
-            reason, direction = _check(estimate, until_top_k, target_error, level)
-            if reason is not None:
-                stopped = reason
-                break
-            room = min(step, pairs_affordable - sum(s.n for s in strata))
-            if room <= 0:
-                break
-            _grow(strata, _allocate(strata, room, _pair_scale(strata, estimate, direction), cap_at_proxy=capped))
-            estimate = _estimate(strata, full_payoffs, proxy_payoffs, d, proxy_weight, additive_control)
-    if all(s.n == s.size for s in strata):
-        stopped = "every coalition evaluated in full"
-    cost = ShapleyCost(len(full_payoffs.table) * n_seeds, proxy_images, proxy_cost, exact_images)
-    exact = all(s.n == s.size for s in strata)
-    return _result(estimate.per_seed, estimate.sampling_cov, estimate.sampling_df, exact, estimate.beta, cost,
-                   stopped, full_payoffs, d)
+
+def _adaptive_rounds(strata, estimate, estimate_now, pairs_affordable, first, rounds, capped, until_top_k,
+                     target_error, level):
+    """Add full pairs in ``rounds`` steps where the stop rule's direction gains most; ``(estimate, stopped)``."""
+    step = max(1, int(np.ceil((pairs_affordable - first) / rounds)))
+    while True:
+        reason, direction = _check(estimate, until_top_k, target_error, level)
+        if reason is not None:
+            return estimate, reason
+        room = min(step, pairs_affordable - sum(s.n for s in strata))
+        if room <= 0:
+            return estimate, "budget spent"
+        _grow(strata, _allocate(strata, room, _pair_scale(strata, estimate, direction), cap_at_proxy=capped))
+        estimate = estimate_now()
 
 
 def _proxy_share(proxy_fraction, budget_equivalents: float, proxy_cost: float, n_all: int, n_seeds: int,
