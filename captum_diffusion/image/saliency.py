@@ -317,12 +317,7 @@ class CLIPSaliency(Attribution):
     def explain(self, image, words: Sequence[str] | str) -> SaliencyResult:
         """Per-word maps for ``image`` with the image, the words and their scores.
 
-        Parameters
-        ----------
-        image : PIL.Image.Image or np.ndarray
-            As :meth:`attribute`.
-        words : sequence of str or str
-            As :meth:`attribute`.
+        ``image`` and ``words`` are :meth:`attribute`'s.
 
         Returns
         -------
@@ -353,12 +348,7 @@ class CLIPSaliency(Attribution):
     def similarity(self, image, words: Sequence[str] | str) -> torch.Tensor:
         """The explained scores of ``image`` for each word (the function the maps attribute).
 
-        Parameters
-        ----------
-        image : PIL.Image.Image or np.ndarray
-            As :meth:`attribute`.
-        words : sequence of str or str
-            As :meth:`attribute`.
+        ``image`` and ``words`` are :meth:`attribute`'s.
 
         Returns
         -------
