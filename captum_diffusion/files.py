@@ -127,7 +127,7 @@ def atomic_write(path, content: Content) -> Path:
     try:
         temporary = write_temporary(path, content)
     except OSError as error:  # a full disk fails in write() or fsync(), which name no file: name the one meant
-        if error.filename is None:
+        if error.filename is None and error.errno is not None:  # an OS error: its message gains the file
             error.filename = str(path)
         raise
     try:

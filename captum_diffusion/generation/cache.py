@@ -66,11 +66,13 @@ from pathlib import Path
 import PIL.Image
 from PIL.PngImagePlugin import PngInfo
 
-from captum_diffusion import checks
-from captum_diffusion.files import HOST as _HOST
+from captum_diffusion import checks, files
 from captum_diffusion.files import atomic_write, temporary_owner  # noqa: F401 - atomic_write: its old home
-# the cache writes through this module name (tests replace it to fill the disk); steps 1 and 3 of the protocol
-from captum_diffusion.files import write_temporary as _write_temporary
+
+#: This machine's tag in temporary names.
+_HOST = files.HOST
+#: Steps 1 and 3 of the publication protocol write through this module global (tests replace it to fill the disk).
+_write_temporary = files.write_temporary
 
 STALE_TEMPORARY_SECONDS = 600.0  # a temporary file is written and linked in milliseconds: older ones are leftovers
 _NO_HARD_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS}
