@@ -608,3 +608,20 @@ def test_run_section_command_keeps_its_quotes():
     import html as html_module
 
     assert shlex.split(html_module.unescape(shown)) == command
+
+
+def test_stored_png_is_inlined_byte_identical_and_large_one_downscaled(tmp_path):
+    from captum_diffusion.report.inline import image_data_uri
+    from captum_diffusion.report.sections import subprompt_grid_html
+
+    rng = np.random.default_rng(0)
+    small, large = tmp_path / "small.png", tmp_path / "large.png"
+    Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(small)
+    Image.fromarray(rng.integers(0, 256, (512, 512, 3), dtype=np.uint8)).save(large)
+    uri = image_data_uri(small)
+    assert base64.b64decode(uri.split(",", 1)[1]) == small.read_bytes()
+    html = subprompt_grid_html([("a", 0.5, small), ("b", 0.25, large)], thumb_size=128)
+    sources = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
+    assert base64.b64decode(sources[0]) == small.read_bytes()  # 64 px <= 2 x 128: as stored, scaled by width
+    assert Image.open(io.BytesIO(base64.b64decode(sources[1]))).size == (128, 128)  # 512 px > 256: downscaled
+    assert html.count('width="128"') == 2

@@ -3,9 +3,28 @@ from __future__ import annotations
 
 import base64
 import io
+import os
+import struct
 from html import escape
+from pathlib import Path
 
 from captum_diffusion.convert import as_rgb_image
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def png_size(data: bytes) -> tuple[int, int] | None:
+    """``(width, height)`` in pixels of PNG ``data``, read from its header (nothing decoded); ``None`` when ``data``
+    is not a PNG."""
+    if len(data) < 24 or not data.startswith(PNG_SIGNATURE) or data[12:16] != b"IHDR":
+        return None
+    return struct.unpack(">II", data[16:24])
+
+
+def png_data_uri(data: bytes) -> str:
+    """PNG file bytes ``data`` as a ``data:`` URI, byte for byte (nothing decoded or encoded again)."""
+    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
 
 
 def image_data_uri(image) -> str:
@@ -13,18 +32,28 @@ def image_data_uri(image) -> str:
 
     Parameters
     ----------
-    image : PIL.Image.Image or array_like
+    image : PIL.Image.Image, array_like or os.PathLike
         PIL image in any mode, or a uint8 / uint16 / bool / float-in-[0, 1] array ``(H, W)`` or
-        ``(H, W, 1|3|4)``; converted to 8-bit RGB.
+        ``(H, W, 1|3|4)``; converted to 8-bit RGB. A path (e.g. a run's stored ``prompts/NNN/...png``): a PNG
+        file's bytes are inlined as they are (no decode / re-encode, about 50 times faster); another image file
+        is read and converted like an image.
 
     Returns
     -------
     str
         ``"data:image/png;base64,..."``.
     """
+    if isinstance(image, os.PathLike):
+        data = Path(image).read_bytes()
+        if png_size(data) is not None:
+            return png_data_uri(data)
+        import PIL.Image
+
+        with PIL.Image.open(io.BytesIO(data)) as opened:
+            image = opened.convert("RGB")
     buffer = io.BytesIO()
     as_rgb_image(image).save(buffer, format="PNG", optimize=True)
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    return png_data_uri(buffer.getvalue())
 
 
 def figure_data_uri(fig, *, dpi: int = 100) -> str:
@@ -50,7 +79,7 @@ def figure_data_uri(fig, *, dpi: int = 100) -> str:
                     metadata={"Software": None})
     finally:
         plt.close(fig)
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    return png_data_uri(buffer.getvalue())
 
 
 def img_tag(uri: str, alt: str, *, css_class: str = "", width: int | None = None) -> str:

@@ -3,16 +3,20 @@ maps, segments, seed agreement, word pairs and the reading notes. Each takes pla
 a ``str`` of HTML; :func:`captum_diffusion.report.page` puts them in one document."""
 from __future__ import annotations
 
+import io
+import os
 from html import escape
+from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
+import PIL.Image
 
 from captum_diffusion.convert import as_rgb_image
 from captum_diffusion.report.common import (EMPTY_PROMPT_LABEL, css_rgba, finite_vector, label_list, table_cell,
                                             word_title)
 from captum_diffusion.report.figures import attention_maps_figure, segment_figure
-from captum_diffusion.report.inline import figure_data_uri, image_data_uri, img_tag
+from captum_diffusion.report.inline import figure_data_uri, image_data_uri, img_tag, png_data_uri, png_size
 from captum_diffusion.report.shap_text import shap_text_html
 
 
@@ -146,6 +150,39 @@ def collapsed_html(summary: str, body: str, *, open_: bool = False) -> str:
     return f'<details{" open" if open_ else ""}><summary>{escape(summary)}</summary>{body}</details>'
 
 
+#: A stored PNG is inlined as it is (scaled by the page's ``width``) up to this many times the thumbnail size a
+#: side (ShapesWorld's 64 px, or a 256 px image in a 128 px grid); a larger one (a real model's 512-1024 px) is
+#: downscaled to the thumbnail size, to keep the page small.
+THUMB_INLINE_AS_IS = 2
+
+
+def thumbnail_data_uri(image, size: int) -> str:
+    """``image`` as a PNG ``data:`` URI for a thumbnail shown ``size`` CSS pixels wide.
+
+    Parameters
+    ----------
+    image : PIL.Image.Image, array_like or os.PathLike
+        An image (downscaled, aspect kept, when larger than ``size`` pixels), or an image file: a PNG at most
+        :data:`THUMB_INLINE_AS_IS` times ``size`` pixels a side is inlined byte for byte (the browser scales it),
+        a larger one or another format is read and downscaled.
+    size : int
+        The thumbnail's size, pixels.
+
+    Returns
+    -------
+    str
+        ``"data:image/png;base64,..."``.
+    """
+    if isinstance(image, os.PathLike):
+        data = Path(image).read_bytes()
+        dims = png_size(data)
+        if dims is not None and max(dims) <= THUMB_INLINE_AS_IS * size:
+            return png_data_uri(data)
+        with PIL.Image.open(io.BytesIO(data)) as opened:
+            image = opened.convert("RGB")
+    return image_data_uri(_thumbnail(image, size))
+
+
 def _thumbnail(image, size: int):
     """``image`` as RGB, downscaled (aspect kept) when larger than ``size`` pixels."""
     img = as_rgb_image(image)
@@ -162,10 +199,12 @@ def subprompt_grid_html(entries, *, thumb_size: int = 128) -> str:
     ----------
     entries : iterable of (str, float, image)
         The sub-prompt (``""`` is the empty prompt, shown as ``(empty prompt)``), its payoff (shown to 3
-        decimals) and its image: a PIL image or array (inlined), or a ``str`` URL relative to the page (a file
+        decimals) and its image: a PIL image or array (inlined), a ``pathlib.Path`` to an image file (inlined,
+        a small PNG byte for byte: :func:`thumbnail_data_uri`), or a ``str`` URL relative to the page (a file
         beside it, loaded lazily by the browser).
     thumb_size : int, optional
-        Pixels: larger images are downscaled to keep the page small; all are shown this wide.
+        Pixels: larger images are downscaled to keep the page small (stored PNG files only above
+        :data:`THUMB_INLINE_AS_IS` times this); all are shown this wide.
 
     Returns
     -------
@@ -180,7 +219,7 @@ def subprompt_grid_html(entries, *, thumb_size: int = 128) -> str:
         if isinstance(image, str):
             tag = f'<img src="{escape(image)}" alt="{escape(alt)}" width="{thumb_size}" loading="lazy">'
         else:
-            tag = img_tag(image_data_uri(_thumbnail(image, thumb_size)), alt, width=thumb_size)
+            tag = img_tag(thumbnail_data_uri(image, thumb_size), alt, width=thumb_size)
         cells.append(f'<figure class="thumb">{tag}'
                      f'<figcaption><span class="subprompt">{caption}</span>'
                      f'<span class="payoff">{float(payoff):.3f}</span></figcaption></figure>')
