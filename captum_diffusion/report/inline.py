@@ -44,16 +44,38 @@ def image_data_uri(image) -> str:
         ``"data:image/png;base64,..."``.
     """
     if isinstance(image, os.PathLike):
-        data = Path(image).read_bytes()
-        if png_size(data) is not None:
-            return png_data_uri(data)
-        import PIL.Image
-
-        with PIL.Image.open(io.BytesIO(data)) as opened:
-            image = opened.convert("RGB")
+        image = stored_image(image)
+        if isinstance(image, str):
+            return image
     buffer = io.BytesIO()
     as_rgb_image(image).save(buffer, format="PNG", optimize=True)
     return png_data_uri(buffer.getvalue())
+
+
+def stored_image(path, max_side: int | None = None):
+    """A stored image file as it can be inlined: its PNG ``data:`` URI when the file is a PNG (at most
+    ``max_side`` pixels a side when given), else the image read as RGB (to convert or downscale).
+
+    Parameters
+    ----------
+    path : os.PathLike
+        The image file.
+    max_side : int, optional
+        The largest side, pixels, a PNG may have to be inlined as it is.
+
+    Returns
+    -------
+    str or PIL.Image.Image
+        ``"data:image/png;base64,..."`` of the file's own bytes, or the decoded RGB image.
+    """
+    import PIL.Image
+
+    data = Path(path).read_bytes()
+    dims = png_size(data)
+    if dims is not None and (max_side is None or max(dims) <= max_side):
+        return png_data_uri(data)
+    with PIL.Image.open(io.BytesIO(data)) as opened:
+        return opened.convert("RGB")
 
 
 def figure_data_uri(fig, *, dpi: int = 100) -> str:

@@ -3,20 +3,17 @@ maps, segments, seed agreement, word pairs and the reading notes. Each takes pla
 a ``str`` of HTML; :func:`captum_diffusion.report.page` puts them in one document."""
 from __future__ import annotations
 
-import io
 import os
 from html import escape
-from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
-import PIL.Image
 
 from captum_diffusion.convert import as_rgb_image
 from captum_diffusion.report.common import (EMPTY_PROMPT_LABEL, css_rgba, finite_vector, label_list, table_cell,
                                             word_title)
 from captum_diffusion.report.figures import attention_maps_figure, segment_figure
-from captum_diffusion.report.inline import figure_data_uri, image_data_uri, img_tag, png_data_uri, png_size
+from captum_diffusion.report.inline import figure_data_uri, image_data_uri, img_tag, stored_image
 from captum_diffusion.report.shap_text import shap_text_html
 
 
@@ -174,12 +171,9 @@ def thumbnail_data_uri(image, size: int) -> str:
         ``"data:image/png;base64,..."``.
     """
     if isinstance(image, os.PathLike):
-        data = Path(image).read_bytes()
-        dims = png_size(data)
-        if dims is not None and max(dims) <= THUMB_INLINE_AS_IS * size:
-            return png_data_uri(data)
-        with PIL.Image.open(io.BytesIO(data)) as opened:
-            image = opened.convert("RGB")
+        image = stored_image(image, THUMB_INLINE_AS_IS * size)
+        if isinstance(image, str):
+            return image
     return image_data_uri(_thumbnail(image, size))
 
 
